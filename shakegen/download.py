@@ -1,0 +1,182 @@
+"""Fetching a corpus over HTTP: retries, timeouts, verification and an atomic write."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from shakegen import corpus, fileio
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+_OFFLINE_HINT = "To work offline, skip the download: `shakegen prepare` uses the corpus embedded in shakegen."
+
+
+class DownloadError(RuntimeError):
+    """The download failed; the file on disk, if any, is untouched."""
+
+    def __init__(self, message: str):
+        super().__init__(f"{message} {_OFFLINE_HINT}")
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    size: int
+    sha256: str
+    fetched: bool  # False when a verified copy was already present
+
+
+def default_sha256(url: str) -> str | None:
+    """The known hash of ``url``'s content, if it is the default corpus."""
+    return corpus.TINY_SHAKESPEARE_SHA256 if url == corpus.TINY_SHAKESPEARE_URL else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_session(retries: int) -> requests.Session:
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=("GET",),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "shakegen"
+    return session
+
+
+def download(
+    url: str,
+    out: str | Path,
+    *,
+    sha256: str | None = None,
+    force: bool = False,
+    timeout: float = 30.0,
+    retries: int = 3,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> DownloadResult:
+    """Download ``url`` to ``out`` atomically.
+
+    Args:
+        sha256: expected hex digest; a present file that matches is not fetched again
+            (unless ``force``), and a download that does not match is refused.
+        timeout: seconds for the connection and for each read.
+        retries: retries on connection errors, 429 and 5xx, with backoff and Retry-After.
+        max_bytes: refuse bodies larger than this.
+        progress: called with (bytes received, total bytes or None).
+    Returns:
+        What was written, or what was found already present.
+    Raises:
+        DownloadError: any failure; ``out`` is then exactly as it was before.
+    """
+    out = Path(out)
+    sha256 = sha256.lower() if sha256 else None
+    if sha256 and out.is_file() and not force:
+        present = file_sha256(out)
+        if present == sha256:
+            return DownloadResult(out, out.stat().st_size, present, fetched=False)
+    if urlparse(url).scheme not in ("http", "https"):
+        raise DownloadError(f"Cannot download {url!r}: expected an http:// or https:// URL.")
+
+    host = urlparse(url).netloc
+    try:
+        with make_session(retries) as session:
+            response = session.get(url, stream=True, timeout=(timeout, timeout))
+            with response:
+                _check_response(response, url, max_bytes, retries)
+                size, digest = _stream_to_file(response, out, url, sha256, max_bytes, progress)
+    except requests.exceptions.Timeout:
+        raise DownloadError(f"Download of {url} timed out (no answer within {timeout:g} s; try --timeout).") from None
+    except requests.exceptions.RetryError as error:
+        raise DownloadError(f"Download of {url} failed after {retries} retries: {_reason(error)}.") from None
+    except requests.exceptions.ConnectionError as error:
+        raise DownloadError(f"Could not download {url}: connection to {host} failed ({_reason(error)}).") from None
+    except requests.exceptions.ChunkedEncodingError:
+        raise DownloadError(
+            f"Download of {url} is incomplete: the connection closed before the whole body arrived. Try again."
+        ) from None
+    except requests.exceptions.RequestException as error:
+        raise DownloadError(f"Could not download {url}: {_reason(error)}.") from None
+    return DownloadResult(out, size, digest, fetched=True)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error.args[0] if error.args else error)
+    for marker in (
+        "Name or service not known",
+        "Connection refused",
+        "Temporary failure in name resolution",
+        "No address associated",
+        "Read timed out",
+        "too many 429",
+        "too many 5",
+    ):
+        if marker.lower() in text.lower():
+            return marker
+    return text.split(": ")[-1][:160] if len(text) > 160 else text
+
+
+def _check_response(response: requests.Response, url: str, max_bytes: int, retries: int) -> None:
+    if response.status_code >= 400:
+        tried = f" after {retries} retries" if response.status_code in RETRY_STATUSES else ""
+        raise DownloadError(
+            f"Could not download {url}: the server answered HTTP {response.status_code} {response.reason}{tried}."
+        )
+    content_type = response.headers.get("Content-Type", "")
+    if "html" in content_type.lower():
+        raise DownloadError(
+            f"Refusing {url}: the server sent an HTML page ({content_type}), not a plain-text corpus; "
+            "check the URL points at the raw file."
+        )
+    length = response.headers.get("Content-Length")
+    if length is not None and int(length) > max_bytes:
+        raise DownloadError(f"Refusing {url}: it is {int(length)} bytes, above the limit of {max_bytes} bytes.")
+
+
+def _stream_to_file(response, out: Path, url: str, sha256: str | None, max_bytes: int, progress) -> tuple[int, str]:
+    """Write the body to ``out`` through a temporary file, renamed only once verified."""
+    expected = response.headers.get("Content-Length")
+    expected = int(expected) if expected is not None else None
+    digest = hashlib.sha256()
+    received = 0
+    with fileio.atomic_open(out, "wb") as handle:
+        for block in response.iter_content(chunk_size=64 * 1024):
+            received += len(block)
+            if received > max_bytes:
+                raise DownloadError(f"Refusing {url}: the body exceeds the limit of {max_bytes} bytes.")
+            digest.update(block)
+            handle.write(block)
+            if progress:
+                progress(received, expected)
+        if expected is not None and received != expected:
+            raise DownloadError(f"Download of {url} is incomplete: received {received} of {expected} bytes. Try again.")
+        if sha256 and digest.hexdigest() != sha256:
+            raise DownloadError(
+                f"Download of {url} does not match the expected SHA-256: got {digest.hexdigest()}, "
+                f"expected {sha256}. The file may be corrupt or a different version; pass the right "
+                "--sha256 or --sha256 '' to skip the check."
+            )
+    return received, digest.hexdigest()

@@ -1,0 +1,87 @@
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from shakegen import corpus
+from shakegen.cli import main
+from shakegen.download import DownloadError, download, file_sha256
+from tests.httpserver import BODY, Server
+
+SHA = corpus.TINY_SHAKESPEARE_SHA256
+
+
+@pytest.fixture
+def server():
+    with Server() as running:
+        yield running
+
+
+def test_download_verifies_and_skips_a_good_copy(server, tmp_path):
+    out = tmp_path / "raw" / "t.txt"
+    result = download(f"{server.base}/input.txt", out, sha256=SHA)
+    assert result.fetched and out.read_bytes() == BODY and result.sha256 == SHA
+    again = download(f"{server.base}/input.txt", out, sha256=SHA)
+    assert not again.fetched and server.hits("/input.txt") == 1
+    download(f"{server.base}/input.txt", out, sha256=SHA, force=True)
+    assert server.hits("/input.txt") == 2
+
+
+def test_retries_503_then_succeeds(server, tmp_path):
+    out = tmp_path / "t.txt"
+    download(f"{server.base}/flaky-503", out, sha256=SHA, retries=2)
+    assert server.hits("/flaky-503") == 2 and file_sha256(out) == SHA
+
+
+def test_honours_retry_after_on_429(server, tmp_path):
+    start = time.monotonic()
+    download(f"{server.base}/limited-429", tmp_path / "t.txt", sha256=SHA, retries=2)
+    assert time.monotonic() - start >= 0.9
+    assert server.hits("/limited-429") == 2
+
+
+def _assert_untouched_failure(url, tmp_path, match, **kwargs):
+    out = tmp_path / "t.txt"
+    out.write_bytes(b"previous good file")
+    with pytest.raises(DownloadError, match=match) as info:
+        download(url, out, **kwargs)
+    assert out.read_bytes() == b"previous good file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+    assert "embedded" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "path, match, kwargs",
+    [
+        ("/truncated", "incomplete", {}),
+        ("/wrong.txt", "does not match the expected SHA-256", {"sha256": SHA}),
+        ("/html", "HTML page", {}),
+        ("/missing", "HTTP 404", {}),
+        ("/always-503", "HTTP 503.*after 1 retries", {"retries": 1}),
+        ("/slow", "timed out", {"timeout": 0.5, "retries": 0}),
+    ],
+)
+def test_faults_leave_existing_file_untouched(server, tmp_path, path, match, kwargs):
+    _assert_untouched_failure(f"{server.base}{path}", tmp_path, match, **kwargs)
+
+
+def test_refused_connection(tmp_path):
+    with Server() as stopped:
+        url = f"{stopped.base}/input.txt"
+    _assert_untouched_failure(url, tmp_path, "connection to .* failed", retries=0)
+
+
+def test_unresolvable_host(tmp_path):
+    _assert_untouched_failure("http://no-such-host.invalid/x.txt", tmp_path, "failed", retries=0, timeout=2)
+
+
+def test_cli_download_against_local_server(server, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "c.txt"
+    result = runner.invoke(main, ["download", "--url", f"{server.base}/input.txt", "--out", str(out), "--sha256", SHA])
+    assert result.exit_code == 0, result.output
+    assert file_sha256(out) == SHA
+    result = runner.invoke(main, ["download", "--url", f"{server.base}/missing", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "HTTP 404" in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
