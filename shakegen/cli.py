@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from shakegen import __version__, corpus, ui
+from shakegen.config import PRESETS
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
 
@@ -158,3 +159,241 @@ def prepare_table(meta: dict, folder: Path):
         ("written to", str(folder)),
     ]
     return ui.key_value_table("Prepared corpus", rows)
+
+
+def _preset_help(name: str, text: str) -> str:
+    values = {preset: getattr(config, name) for preset, config in PRESETS.items()}
+    shown = ", ".join(f"{preset} {value}" for preset, value in values.items())
+    return f"{text} [preset: {shown}]"
+
+
+@main.command()
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="quick",
+    show_default=True,
+    help="Named set of hyperparameters; the options below override it.",
+)
+@click.option(
+    "--cell",
+    type=click.Choice(["gru", "classic", "gru1", "gru2", "gru3"]),
+    default=None,
+    help=_preset_help("cell", "Recurrent cell variant."),
+)
+@click.option("--num-layers", type=int, default=None, help=_preset_help("num_layers", "GRU layers."))
+@click.option("--rnn-units", type=int, default=None, help=_preset_help("rnn_units", "Units per GRU layer."))
+@click.option("--embedding-dim", type=int, default=None, help=_preset_help("embedding_dim", "Embedding size."))
+@click.option(
+    "--dropout", type=float, default=None, help=_preset_help("dropout", "Dropout after each GRU layer, in [0, 1).")
+)
+@click.option(
+    "--recurrent-initializer",
+    type=click.Choice(["orthogonal", "glorot_uniform"]),
+    default=None,
+    help=_preset_help("recurrent_initializer", "Initialiser of the recurrent kernels."),
+)
+@click.option(
+    "--seq-length", type=int, default=None, help=_preset_help("seq_length", "Characters per training window.")
+)
+@click.option("--batch-size", type=int, default=None, help=_preset_help("batch_size", "Windows per batch."))
+@click.option(
+    "--epochs", type=int, default=None, help=_preset_help("epochs", "Epochs (the learning-rate schedule spans them).")
+)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps in all.")
+@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training in all.")
+@click.option(
+    "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
+)
+@click.option(
+    "--clip-norm", type=float, default=None, help=_preset_help("clip_norm", "Clip gradients to this global norm.")
+)
+@click.option("--patience", type=int, default=None, help="Stop when val loss has not improved for this many epochs.")
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "mixed_bfloat16"]),
+    default=None,
+    help=_preset_help(
+        "precision", "Compute precision (bfloat16 pays off only on CPUs with AMX or AVX512-BF16, and GPUs)."
+    ),
+)
+@click.option(
+    "--random-seed",
+    type=int,
+    default=None,
+    help=_preset_help("random_seed", "Seed for weights, data order and dropout."),
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder. [default: checkpoints/<preset>]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Prepared data folder (prepared from the embedded corpus if empty).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
+@click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
+def train(preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overwrite: bool, **overrides) -> None:
+    """Train the GRU language model and checkpoint it in a run folder.
+
+    \b
+    Example:
+      shakegen train --preset quick
+      shakegen train --preset standard --epochs 30 --run-dir checkpoints/big
+      shakegen train --resume --run-dir checkpoints/quick --epochs 8
+    """
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    from shakegen import train as training
+
+    config = PRESETS[preset].replace(**overrides)
+    run_dir = run_dir or Path("checkpoints") / preset
+    display = ui.TrainDisplay()
+    try:
+        training.train(config, run_dir, data_dir, resume=resume, overwrite=overwrite, progress=display)
+    except training.TrainingInterrupted as interrupted:
+        display.close()
+        raise click.ClickException(f"{interrupted} Resume with: shakegen train --resume --run-dir {run_dir}") from None
+    finally:
+        display.close()
+    ui.message(f'Run folder: {run_dir} (generate with: shakegen generate --checkpoint {run_dir} --seed "ROMEO:")')
+
+
+def _load_run(checkpoint_dir: Path | None, which: str):
+    """Import TensorFlow quietly and load a run's model from its folder alone."""
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    from shakegen import checkpoint
+
+    run_dir = checkpoint_dir or checkpoint.latest_run()
+    return checkpoint.load_model(run_dir, which)
+
+
+@main.command()
+@click.option("--seed", "seed_text", default=None, help="Text to start from. [default: a newline]")
+@click.option(
+    "--seed-file", type=click.File("r", encoding="utf-8"), default=None, help="Read the seed text from a file."
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder to sample from. [default: the most recently trained run under checkpoints/]",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Weights with the best validation loss, or the latest.",
+)
+@click.option("--length", type=int, default=500, show_default=True, help="Characters to generate per sample.")
+@click.option("--temperature", type=float, default=0.8, show_default=True, help="Sampling temperature; 0 is greedy.")
+@click.option("--top-k", type=int, default=None, help="Sample only among the K most likely characters.")
+@click.option(
+    "--top-p",
+    type=float,
+    default=None,
+    help="Sample only among the most likely characters whose probability reaches P.",
+)
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1, max=1024),
+    default=1,
+    show_default=True,
+    help="Independent samples, drawn together as one batch.",
+)
+@click.option(
+    "--random-seed",
+    type=int,
+    default=None,
+    help="Seed for sampling (sample i uses seed + i). [default: random, printed]",
+)
+@click.option("--skip-unknown", is_flag=True, help="Drop seed characters the model does not know, with a warning.")
+@click.option("--no-stream", is_flag=True, help="Print the text only when it is complete.")
+@click.option("--json", "as_json", is_flag=True, help="Print the samples as a JSON list on stdout.")
+def generate(
+    seed_text,
+    seed_file,
+    checkpoint_dir,
+    which,
+    length,
+    temperature,
+    top_k,
+    top_p,
+    num_samples,
+    random_seed,
+    skip_unknown,
+    no_stream,
+    as_json,
+) -> None:
+    """Generate text from a trained run, streaming it to stdout.
+
+    \b
+    Example:
+      shakegen generate --seed "ROMEO:"
+      shakegen generate --seed "JULIET:" --length 1000 --temperature 0.6 --top-p 0.9 > scene.txt
+      shakegen generate --checkpoint checkpoints/quick --num-samples 3 --random-seed 7 --json
+    """
+    import json
+    import os
+    import sys
+
+    if seed_text is not None and seed_file is not None:
+        raise click.BadParameter("give --seed or --seed-file, not both.", param_hint="--seed-file")
+    if length < 1:
+        raise click.BadParameter(f"must be a positive number of characters, got {length}.", param_hint="--length")
+    implicit_seed = seed_text is None and seed_file is None
+    seed_text = seed_file.read() if seed_file is not None else (seed_text if seed_text is not None else "\n")
+    model, info, _ = _load_run(checkpoint_dir, which)
+    from shakegen import sampling
+
+    try:
+        options = sampling.SamplingOptions(temperature, top_k, top_p).validate(len(info.vocab))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    seed_text, dropped = sampling.prepare_seed(seed_text, info, skip_unknown)
+    if dropped:
+        ui.message(f"[yellow]Warning:[/] dropped characters the model does not know: {', '.join(map(repr, dropped))}.")
+    if random_seed is None:
+        random_seed = int.from_bytes(os.urandom(4), "little") >> 1
+    ui.message(f"[dim]{info.run_dir} ({which}), temperature {temperature:g}, random seed {random_seed}[/]")
+
+    out = sys.stdout
+    stream = not no_stream and not as_json and num_samples == 1 and out.isatty()
+    prefix = "" if implicit_seed else seed_text
+    if stream:
+        out.write(prefix)
+        out.flush()
+
+    def on_chunk(texts):
+        if stream:
+            out.write(texts[0])
+            out.flush()
+
+    sampler = sampling.Sampler(model, options)
+    result = sampling.generate_text(sampler, info.vocab, seed_text, length, num_samples, random_seed, on_chunk)
+    texts = [prefix + text for text in result.texts]
+    if as_json:
+        out.write(json.dumps(texts, ensure_ascii=False) + "\n")
+    elif stream:
+        out.write("\n")
+    else:
+        for index, text in enumerate(texts):
+            if num_samples > 1:
+                out.write(f"{'' if index == 0 else chr(10)}--- sample {index + 1} ---\n")
+            out.write(text)
+            if out.isatty() or num_samples > 1:
+                out.write("\n")
+    out.flush()
+    ui.message(
+        f"[dim]{result.characters:,} characters in {result.seconds:.2f} s ({result.characters_per_second:,.0f} char/s)[/]"
+    )

@@ -62,3 +62,108 @@ def show_char(char: str) -> str:
     """A character as a person can read it in a table."""
     names = {"\n": "\\n", "\t": "\\t", " ": "space"}
     return names.get(char, char)
+
+
+class TrainDisplay:
+    """Renders training events: a model summary, a live bar per epoch, one line per epoch.
+
+    When stderr is not a terminal it prints only plain lines, suitable for logs.
+    """
+
+    def __init__(self):
+        self.progress: Progress | None = None
+        self.task = None
+        self.total_epochs = 0
+
+    def __call__(self, event: dict) -> None:
+        handler = getattr(self, f"on_{event['type']}", None)
+        if handler:
+            handler(event)
+
+    def on_preparing(self, event):
+        message(f"Nothing is prepared in {event['data_dir']}; preparing {event['which']} first.")
+
+    def on_warning(self, event):
+        message(f"[yellow]Warning:[/] {event['message']}")
+
+    def on_start(self, event):
+        config = event["config"]
+        self.total_epochs = config.epochs
+        table = Table(title="Model", title_justify="left")
+        table.add_column("layer")
+        table.add_column("kind")
+        table.add_column("parameters", justify="right")
+        for name, kind, count in event["layers"]:
+            table.add_row(name, kind, f"{count:,}")
+        table.add_row("[bold]total", "", f"[bold]{event['parameters']:,}")
+        console.print(table)
+        state = event["state"]
+        verb = f"Resuming at epoch {state.epoch + 1}, step {state.global_step}" if event["resumed"] else "Training"
+        message(
+            f"{verb} in {event['run_dir']}: {config.epochs} epochs of {event['steps_per_epoch']} steps "
+            f"(batch {config.batch_size} × {config.seq_length} characters), Adam {config.learning_rate:g} → "
+            f"{config.final_learning_rate:g} (cosine), {config.precision}."
+        )
+
+    def on_step(self, event):
+        if not console.is_terminal:
+            return
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.3f}  ppl {task.fields[ppl]:.2f}  {task.fields[cps]:,.0f} char/s"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=event["steps"], epoch="", loss=0.0, ppl=0.0, cps=0.0)
+        self.progress.update(
+            self.task,
+            completed=event["step"],
+            total=event["steps"],
+            epoch=f"{event['epoch']}/{self.total_epochs}",
+            loss=event["loss"],
+            ppl=event["perplexity"],
+            cps=event["characters_per_second"],
+        )
+
+    def on_validating(self, event):
+        if self.progress is not None:
+            self.progress.update(self.task, epoch="… validating")
+
+    def _stop_bar(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_epoch(self, event):
+        self._stop_bar()
+        row = event["row"]
+        epoch = row["epoch"]
+        label = f"{epoch:g}" if float(epoch).is_integer() else f"{epoch:.2f}"
+        best = "  [green]★ best[/]" if event["improved"] else ""
+        message(
+            f"epoch {label}/{self.total_epochs}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
+            f"val ppl {row['val_perplexity']:.3f}  {row['val_bits_per_character']:.3f} bits/char  "
+            f"{row['epoch_seconds']:.0f} s  ({row['elapsed_seconds'] / 60:.1f} min in all){best}"
+        )
+
+    def on_done(self, event):
+        self._stop_bar()
+        reasons = {
+            "epochs": "all epochs done",
+            "max_steps": "--max-steps reached",
+            "max_minutes": "--max-minutes reached",
+            "patience": "validation loss stopped improving (--patience)",
+        }
+        state = event["state"]
+        message(
+            f"Stopped: {reasons.get(event['reason'], event['reason'])}. Best val loss {state.best_val_loss:.4f} "
+            f"(perplexity {__import__('math').exp(state.best_val_loss):.3f}) at epoch {state.best_epoch:g}."
+        )
+
+    def close(self):
+        self._stop_bar()

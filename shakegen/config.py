@@ -1,0 +1,99 @@
+"""Hyperparameters: one frozen dataclass, its presets, and its validation.
+
+Click options take their defaults from here, so there is one source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+CELLS = ("gru", "classic", "gru1", "gru2", "gru3")
+RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform")
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+class ConfigError(ValueError):
+    """A hyperparameter has a value training cannot use."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Saved in the run folder's config.json."""
+
+    cell: str = "gru"
+    num_layers: int = 1
+    embedding_dim: int = 64
+    rnn_units: int = 512
+    dropout: float = 0.0
+    recurrent_initializer: str = "orthogonal"
+    seq_length: int = 128
+    batch_size: int = 64
+    epochs: int = 10
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    learning_rate: float = 2e-3
+    final_learning_rate: float = 2e-4
+    clip_norm: float | None = 5.0
+    patience: int | None = None
+    random_seed: int = 42
+    precision: str = "float32"
+
+    def validate(self, train_characters: int | None = None) -> "TrainConfig":
+        """Return self, or raise ConfigError naming the bad value and the fix."""
+        positive = ("num_layers", "embedding_dim", "rnn_units", "seq_length", "batch_size", "epochs")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        for name in ("max_steps", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
+        for name in ("max_minutes", "learning_rate", "final_learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be positive or unset, got {value!r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.cell not in CELLS:
+            raise ConfigError(f"Unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}.")
+        if self.recurrent_initializer not in RECURRENT_INITIALIZERS:
+            raise ConfigError(
+                f"Unknown recurrent_initializer {self.recurrent_initializer!r}; "
+                f"expected one of {', '.join(RECURRENT_INITIALIZERS)}."
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"Unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
+        if train_characters is not None and self.seq_length + 1 > train_characters:
+            raise ConfigError(
+                f"seq_length {self.seq_length} needs windows of {self.seq_length + 1} characters, but the "
+                f"training split holds only {train_characters}. Lower --seq-length or use a longer corpus."
+            )
+        return self
+
+    def architecture(self) -> dict:
+        """The fields that decide the weights' shapes and meaning (resume must keep these)."""
+        names = ("cell", "num_layers", "embedding_dim", "rnn_units")
+        return {name: getattr(self, name) for name in names}
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict) -> "TrainConfig":
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Seconds on a CPU: for tests and smoke runs.
+    "tiny": TrainConfig(embedding_dim=8, rnn_units=16, seq_length=32, batch_size=16, epochs=2, max_steps=20),
+    # About ten minutes on a 2-core CPU; already writes play-like text.
+    "quick": TrainConfig(embedding_dim=64, rnn_units=512, seq_length=128, batch_size=64, epochs=6, dropout=0.0),
+    # The TensorFlow tutorial's size.
+    "standard": TrainConfig(embedding_dim=256, rnn_units=1024, seq_length=100, batch_size=64, epochs=20),
+}

@@ -1,0 +1,60 @@
+"""Training windows as a tf.data pipeline.
+
+Each epoch cuts the training split into windows of ``seq_length + 1`` characters (stride
+``seq_length``, so every character is a target once) from a fresh random offset, shuffles
+them and batches them. The order is a pure function of (random seed, epoch), which is what
+makes an interrupted run resume onto exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def epoch_window_starts(
+    num_characters: int, seq_length: int, batch_size: int, random_seed: int, epoch: int
+) -> np.ndarray:
+    """Window start positions for one epoch, shuffled, shaped (batches, batch_size)."""
+    rng = np.random.default_rng([random_seed, epoch])
+    offset = int(rng.integers(0, seq_length))
+    count = (num_characters - offset - 1) // seq_length
+    if count < batch_size:  # small corpora: fall back to offset 0 and wrap nothing
+        offset = 0
+        count = (num_characters - 1) // seq_length
+    starts = offset + seq_length * rng.permutation(count)
+    batches = len(starts) // batch_size
+    if batches == 0:
+        # Fewer windows than one batch: repeat windows so a tiny corpus still trains.
+        starts = np.resize(starts, batch_size)
+        batches = 1
+    return starts[: batches * batch_size].reshape(batches, batch_size)
+
+
+def steps_per_epoch(num_characters: int, seq_length: int, batch_size: int) -> int:
+    """Batches per epoch (the same for every epoch's random offset, up to one)."""
+    return epoch_window_starts(num_characters, seq_length, batch_size, 0, 0).shape[0]
+
+
+def epoch_dataset(
+    data: np.ndarray, seq_length: int, batch_size: int, random_seed: int, epoch: int, skip_batches: int = 0
+) -> tf.data.Dataset:
+    """(inputs, targets) int32 batches of shape (batch_size, seq_length) for one epoch.
+
+    ``data`` may be a memory map: windows are gathered batch by batch, so memory stays flat.
+    """
+    starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch)[skip_batches:]
+    offsets = np.arange(seq_length + 1)
+
+    def gather(batch_starts):
+        windows = np.asarray(data[batch_starts[:, None] + offsets], dtype=np.int32)  # (batch, seq + 1)
+        return windows[:, :-1], windows[:, 1:]
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts)
+    dataset = dataset.map(
+        lambda batch_starts: tf.numpy_function(gather, [batch_starts], (tf.int32, tf.int32), stateful=False)
+    )
+    dataset = dataset.map(
+        lambda x, y: (tf.ensure_shape(x, (batch_size, seq_length)), tf.ensure_shape(y, (batch_size, seq_length)))
+    )
+    return dataset.prefetch(2)

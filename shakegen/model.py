@@ -1,0 +1,105 @@
+"""The language model: Embedding → GRU-family layers → Dense logits.
+
+Glorot (Xavier) uniform initialisation is set explicitly on the embedding, every input
+kernel and the output layer (Keras's Embedding default is a uniform(-0.05, 0.05)).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from shakegen.cells import GRULayer
+from shakegen.config import TrainConfig
+
+
+@keras.saving.register_keras_serializable(package="shakegen")
+class CharModel(keras.Model):
+    """Character-level GRU language model.
+
+    Call args:
+        inputs: (batch, time) integer ids.
+        states: list of (batch, rnn_units) per layer, or None for zeros.
+        training: apply dropout.
+        dropout_seed: (2,) int32 seed for stateless dropout, so a resumed run draws the
+            same masks as an uninterrupted one.
+    Returns:
+        (logits (batch, time, vocab) float32, list of final states per layer).
+    """
+
+    def __init__(self, vocab_size: int, config: TrainConfig, **kwargs):
+        super().__init__(name="char_model", **kwargs)
+        self.vocab_size = vocab_size
+        self.config = config
+        policy = keras.DTypePolicy(config.precision)
+        self.embedding = keras.layers.Embedding(
+            vocab_size, config.embedding_dim, embeddings_initializer="glorot_uniform", name="embedding", dtype=policy
+        )
+        self.rnn_layers = [
+            GRULayer(
+                config.rnn_units,
+                variant=config.cell,
+                kernel_initializer="glorot_uniform",
+                recurrent_initializer=config.recurrent_initializer,
+                name=f"rnn_{index}",
+                dtype=policy,
+            )
+            for index in range(config.num_layers)
+        ]
+        self.dense = keras.layers.Dense(vocab_size, kernel_initializer="glorot_uniform", name="logits", dtype=policy)
+
+    def call(self, inputs, states=None, training=False, dropout_seed=None):
+        x = self.embedding(inputs)
+        final_states = []
+        for index, layer in enumerate(self.rnn_layers):
+            x, state = layer(x, initial_state=None if states is None else states[index])
+            final_states.append(state)
+            if training and self.config.dropout > 0:
+                seed = tf.stack([dropout_seed[0], dropout_seed[1] * len(self.rnn_layers) + index])
+                x = tf.nn.experimental.stateless_dropout(x, rate=self.config.dropout, seed=seed)
+        logits = tf.cast(self.dense(x), tf.float32)
+        return logits, final_states
+
+    def get_config(self):
+        return {"vocab_size": self.vocab_size, "config": self.config.to_json()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["vocab_size"], TrainConfig.from_json(config["config"]))
+
+
+def build_model(vocab_size: int, config: TrainConfig) -> CharModel:
+    """A model with its weights created (initialised from the global Keras seed)."""
+    model = CharModel(vocab_size, config)
+    model(tf.zeros((1, 2), tf.int32))
+    return model
+
+
+def layer_summary(model: CharModel) -> list[tuple[str, str, int]]:
+    """(layer name, what it is, parameter count) for each layer."""
+    rows = [
+        ("embedding", f"Embedding({model.vocab_size}, {model.config.embedding_dim})", model.embedding.count_params())
+    ]
+    for layer in model.rnn_layers:
+        rows.append((layer.name, f"{layer.variant} GRU({layer.units})", layer.count_params()))
+    rows.append(("logits", f"Dense({model.vocab_size})", model.dense.count_params()))
+    return rows
+
+
+def step_function(model: CharModel):
+    """One character for a batch of streams: (ids (batch,), states) -> (logits (batch, vocab), states).
+
+    Used inside compiled sampling loops, where it avoids the per-call time loop of ``call``.
+    """
+    updates = [layer.recurrence() for layer in model.rnn_layers]
+
+    def step(ids, states):
+        x = model.embedding(ids)  # (batch, embedding_dim)
+        new_states = []
+        for layer, update, h in zip(model.rnn_layers, updates, states, strict=True):
+            h = update(layer.project(x), h)
+            new_states.append(h)
+            x = tf.cast(h, model.compute_dtype)
+        return tf.cast(model.dense(x), tf.float32), new_states
+
+    return step
