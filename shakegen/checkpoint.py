@@ -126,6 +126,17 @@ def _open(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+def read_state(path: Path) -> dict:
+    """The training state saved in a checkpoint, without touching its weights."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(archive["state"].tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return {}
+
+
 def load(path: Path, model, optimizer=None) -> dict:
     """Assign weights (and optimizer variables) from ``path``; return the saved state.
 

@@ -206,7 +206,7 @@ def _preset_help(name: str, text: str) -> str:
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
 )
 @click.option(
-    "--clip-norm", type=float, default=None, help=_preset_help("clip_norm", "Clip gradients to this global norm.")
+    "--clip-norm", type=float, default=None, help=_preset_help("clip_norm", "Clip gradients to this global norm; 0 disables.")
 )
 @click.option("--patience", type=int, default=None, help="Stop when val loss has not improved for this many epochs.")
 @click.option(
@@ -253,10 +253,11 @@ def train(preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overw
     from shakegen import train as training
 
     config = PRESETS[preset].replace(**overrides)
+    changes = {name: value for name, value in overrides.items() if value is not None}
     run_dir = run_dir or Path("checkpoints") / preset
     display = ui.TrainDisplay()
     try:
-        training.train(config, run_dir, data_dir, resume=resume, overwrite=overwrite, progress=display)
+        training.train(config, run_dir, data_dir, resume=resume, changes=changes, overwrite=overwrite, progress=display)
     except training.TrainingInterrupted as interrupted:
         display.close()
         raise click.ClickException(f"{interrupted} Resume with: shakegen train --resume --run-dir {run_dir}") from None
@@ -397,3 +398,85 @@ def generate(
     ui.message(
         f"[dim]{result.characters:,} characters in {result.seconds:.2f} s ({result.characters_per_second:,.0f} char/s)[/]"
     )
+
+
+@main.command(name="eval")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Run folder(s) to evaluate; repeat to compare runs side by side. [default: the latest run]",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last", "both"]),
+    default="best",
+    show_default=True,
+    help="Which weights of each run.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["val", "train"]),
+    default="val",
+    show_default=True,
+    help="Prepared split to evaluate on.",
+)
+@click.option(
+    "--text",
+    "text_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Evaluate this text file instead of a prepared split.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Prepared data folder holding the split.",
+)
+@click.option(
+    "--strict", is_flag=True, help="With --text, refuse characters the model does not know instead of leaving them out."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def eval_command(checkpoints, which, split, text_path, data_dir, strict, as_json) -> None:
+    """Report perplexity and bits per character of trained runs.
+
+    Streaming: the state is carried through the whole text, so every character is
+    predicted from all the text before it. Baselines for scale: uniform (perplexity =
+    vocabulary size) and the training split's character frequencies (unigram).
+
+    \b
+    Example:
+      shakegen eval
+      shakegen eval --checkpoint checkpoints/quick --checkpoint checkpoints/standard --which both
+      shakegen eval --text sonnets.txt --json
+    """
+    import json
+
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    from shakegen import checkpoint, evaluate
+
+    runs = list(checkpoints) or [checkpoint.latest_run()]
+    kinds = ["best", "last"] if which == "both" else [which]
+    rows = []
+    for run_dir in runs:
+        info = checkpoint.read_run(run_dir)
+        ids, left_out = evaluate.evaluation_ids(
+            info, split=split, text_path=text_path, data_dir=data_dir, strict=strict
+        )
+        if left_out:
+            ui.message(f"[yellow]Left out {left_out:,} characters {run_dir} does not know (--strict refuses them).[/]")
+        for kind in kinds:
+            with ui.byte_progress(f"Evaluating {run_dir} ({kind})") as update:
+                row = evaluate.evaluate_checkpoint(run_dir, kind, ids, progress=update)
+            row["text"] = str(text_path) if text_path else f"{split} split"
+            row["left_out_characters"] = left_out
+            rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        ui.console.print(ui.eval_table(rows))

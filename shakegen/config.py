@@ -34,7 +34,7 @@ class TrainConfig:
     max_minutes: float | None = None
     learning_rate: float = 2e-3
     final_learning_rate: float = 2e-4
-    clip_norm: float | None = 5.0
+    clip_norm: float = 5.0  # 0: no clipping
     patience: int | None = None
     random_seed: int = 42
     precision: str = "float32"
@@ -50,7 +50,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
-        for name in ("max_minutes", "learning_rate", "final_learning_rate", "clip_norm"):
+        if self.clip_norm is not None and self.clip_norm < 0:
+            raise ConfigError(f"clip_norm must be positive, or 0 for no clipping; got {self.clip_norm!r}.")
+        for name in ("max_minutes", "learning_rate", "final_learning_rate"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be positive or unset, got {value!r}.")

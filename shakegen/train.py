@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from shakegen import checkpoint, fileio, prepare
 from shakegen.config import ConfigError, TrainConfig
 
@@ -31,8 +33,8 @@ HISTORY_FIELDS = (
     "elapsed_seconds",
     "characters_seen",
 )
-# Fields a resumed run may change: they decide how long to train, not what is trained.
-RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "patience")
+# Fields a resumed run may change: how long to train and how fast to step, not what is trained.
+RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "patience", "learning_rate", "final_learning_rate", "clip_norm")
 
 Progress = Callable[[dict], None]
 
@@ -128,15 +130,22 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None,
     run_dir: str | Path,
     data_dir: str | Path = "data",
     *,
     resume: bool = False,
+    changes: dict | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train (or resume) a run in ``run_dir``.
+    """Train a new run in ``run_dir`` with ``config``, or resume the run there.
+
+    Args:
+        config: hyperparameters of a new run (ignored when resuming).
+        resume: continue the saved run with its saved hyperparameters, except ``changes``
+            (only ``RESUMABLE_CHANGES`` may differ; anything else is refused by name).
+        overwrite: start over in a ``run_dir`` that already holds a run.
 
     Raises:
         ConfigError: invalid hyperparameters, or a run folder that conflicts with the request.
@@ -150,7 +159,7 @@ def train(
     if (run_dir / checkpoint.CONFIG_FILE).exists():
         existing = checkpoint.read_run(run_dir)
         if resume:
-            config = existing.config.replace(**{name: getattr(config, name) for name in RESUMABLE_CHANGES})
+            config = existing.config.replace(**(changes or {}))
             check_compatible(existing, config, data.vocab)
         elif not overwrite:
             check_compatible(existing, config, data.vocab)
@@ -191,9 +200,10 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("last.npz", "best.npz", "history.csv", "curves.png"):
             (run_dir / name).unlink(missing_ok=True)
-        data_info = {
-            key: data.meta[key] for key in ("source", "sha256", "characters", "train_characters", "val_characters")
-        }
+        keys = ("source", "sha256", "characters", "train_characters", "val_characters", "options")
+        data_info = {key: data.meta[key] for key in keys}
+        # For eval's unigram baseline, so that eval needs nothing but the run folder.
+        data_info["train_counts"] = np.bincount(np.asarray(data.train), minlength=len(data.vocab)).tolist()
         checkpoint.write_run_config(run_dir, config, data.vocab, data_info, model.count_params())
 
     emit(

@@ -167,3 +167,43 @@ class TrainDisplay:
 
     def close(self):
         self._stop_bar()
+
+
+def eval_table(rows: list[dict]) -> Table:
+    """One row per evaluated checkpoint, so runs compare side by side."""
+    table = Table(
+        title=f"Perplexity on the {rows[0]['text']} (streaming, every character in context)", title_justify="left"
+    )
+    for heading in (
+        "run",
+        "weights",
+        "cell",
+        "parameters",
+        "characters",
+        "nats/char",
+        "perplexity",
+        "bits/char",
+        "uniform ppl",
+        "unigram ppl",
+        "epoch",
+        "train min",
+    ):
+        table.add_column(heading, justify="left" if heading in ("run", "weights", "cell") else "right")
+    for row in rows:
+        unigram = f"{row['unigram_perplexity']:.2f}" if row["unigram_perplexity"] else "–"
+        epoch = row["epoch"]
+        table.add_row(
+            row["run"],
+            row["which"],
+            row["cell"],
+            f"{row['parameters']:,}",
+            f"{row['characters']:,}",
+            f"{row['loss']:.4f}",
+            f"[bold]{row['perplexity']:.3f}",
+            f"{row['bits_per_character']:.3f}",
+            f"{row['uniform_perplexity']:.0f}",
+            unigram,
+            "–" if epoch is None else f"{epoch:g}",
+            f"{row['training_minutes']:.1f}",
+        )
+    return table

@@ -1,0 +1,159 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shakegen import checkpoint
+from shakegen.cli import main
+from shakegen.config import PRESETS, ConfigError, TrainConfig
+from shakegen.train import TrainingDiverged, TrainingInterrupted, train
+
+
+def _weights(run_dir, which="last"):
+    with np.load(run_dir / f"{which}.npz") as archive:
+        return {key: archive[key] for key in archive.files if not key == "state"}
+
+
+def _interrupt_when(predicate):
+    def progress(event):
+        if predicate(event):
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def test_run_folder_is_self_contained(trained_run, small_config):
+    names = {path.name for path in trained_run.iterdir()}
+    assert {"config.json", "last.npz", "best.npz", "history.csv", "curves.png"} <= names
+    saved = json.loads((trained_run / "config.json").read_text())
+    assert saved["config"] == small_config.to_json()
+    assert saved["vocab"] == sorted(set(saved["vocab"])) and len(saved["vocab"]) > 30
+    assert saved["data"]["sha256"] and sum(saved["data"]["train_counts"]) == saved["data"]["train_characters"]
+    with open(trained_run / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["epoch"]) for row in rows] == [1.0, 2.0]
+    # The val loss in the history is the streaming figure of the best weights.
+    model, info, state = checkpoint.load_model(trained_run, "best")
+    best = min(float(row["val_loss"]) for row in rows)
+    assert state["val_loss"] == pytest.approx(best, rel=1e-5)
+    assert (trained_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_learns(trained_run):
+    with open(trained_run / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    vocab_size = len(json.loads((trained_run / "config.json").read_text())["vocab"])
+    # From uniform (ln V) down to well below it in two small epochs.
+    assert float(rows[-1]["val_loss"]) < np.log(vocab_size) - 0.5
+
+
+def test_same_seed_same_losses(tmp_path, small_data, small_config):
+    first = train(small_config, tmp_path / "a", small_data).history
+    second = train(small_config, tmp_path / "b", small_data).history
+    assert [row["train_loss"] for row in first] == [row["train_loss"] for row in second]
+    assert [row["val_loss"] for row in first] == [row["val_loss"] for row in second]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda event: event["type"] == "epoch" and event["row"]["epoch"] == 1,  # after epoch 1
+        lambda event: event["type"] == "step" and event["epoch"] == 2 and event["step"] == 5,  # mid-epoch
+    ],
+    ids=["after-epoch-1", "mid-epoch-2"],
+)
+def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_data, small_config, where):
+    config = small_config.replace(dropout=0.2)  # dropout masks must replay too
+    train(config, tmp_path / "straight", small_data)
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "resumed", small_data, progress=_interrupt_when(where))
+    interrupted_state = checkpoint.read_state(tmp_path / "resumed" / "last.npz")
+    assert interrupted_state["global_step"] < checkpoint.read_state(tmp_path / "straight" / "last.npz")["global_step"]
+    train(None, tmp_path / "resumed", small_data, resume=True)
+    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_resume_can_extend_epochs(trained_run, small_data, small_config):
+    result = train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    assert result.state.epoch == 3 and len(result.history) == 3
+
+
+def test_resume_refuses_a_different_architecture(trained_run, small_data, small_config):
+    with pytest.raises(ConfigError, match="rnn_units 16 .saved. vs 32"):
+        train(None, trained_run, small_data, resume=True, changes={"rnn_units": 32})
+    with pytest.raises(ConfigError, match="rnn_units 16 .saved. vs 32"):  # without --resume too
+        train(small_config.replace(rnn_units=32), trained_run, small_data)
+    # --resume keeps the saved architecture: requesting another is refused without --overwrite,
+    # and a different vocabulary is refused even with --resume.
+    other = trained_run.parent / "other.txt"
+    other.write_text("completely different alphabet 0123456789 " * 50)
+    from shakegen import prepare
+
+    prepare.prepare_corpus(other, trained_run.parent / "otherdata")
+    with pytest.raises(ConfigError, match="vocabulary"):
+        train(None, trained_run, trained_run.parent / "otherdata", resume=True)
+
+
+def test_existing_run_is_not_overwritten_silently(trained_run, small_data, small_config):
+    before = (trained_run / "last.npz").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(small_config, trained_run, small_data)
+    assert (trained_run / "last.npz").read_bytes() == before
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_run, small_data, small_config):
+    good = (trained_run / "last.npz").read_bytes()
+    # Resuming with a learning rate of 1e30 sends the weights to inf/NaN within a few steps.
+    huge = dict(epochs=3, learning_rate=1e30, final_learning_rate=1e30, clip_norm=0)
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train(None, trained_run, small_data, resume=True, changes=huge)
+    assert (trained_run / "last.npz").read_bytes() == good
+    assert all(np.isfinite(value).all() for value in _weights(trained_run).values())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"rnn_units": 0}, "rnn_units must be a positive integer"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"dropout": -0.1}, r"dropout must be in \[0, 1\)"),
+        ({"seq_length": 100000}, "training split holds only"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+    ],
+)
+def test_invalid_values_refused_before_any_work(tmp_path, small_data, small_config, change, message):
+    with pytest.raises(ConfigError, match=message):
+        train(small_config.replace(**change), tmp_path / "run", small_data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_glorot_initialisation_is_explicit():
+    from shakegen.model import build_model
+
+    model = build_model(65, TrainConfig(embedding_dim=32, rnn_units=24))
+    embedding = model.embedding.embeddings.numpy()
+    limit = np.sqrt(6 / (65 + 32))  # Glorot uniform bound for a (65, 32) matrix
+    assert np.abs(embedding).max() <= limit and np.abs(embedding).max() > 0.8 * limit
+    kernel = model.rnn_layers[0].kernel.numpy()
+    assert np.abs(kernel).max() <= np.sqrt(6 / (32 + 72))
+    recurrent = model.rnn_layers[0].recurrent_kernel.numpy()  # orthogonal by default (as Keras): rows orthonormal
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(24), atol=1e-4)
+
+
+def test_cli_train_tiny_preset(tmp_path, monkeypatch, small_text):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "--preset", "tiny", "--max-steps", "5"])
+    assert result.exit_code == 0, result.output
+    assert "preparing the Tiny Shakespeare copy embedded" in result.output
+    assert "total" in result.output and "epoch" in result.output
+    assert (tmp_path / "checkpoints" / "tiny" / "best.npz").is_file()
+    again = CliRunner().invoke(main, ["train", "--preset", "tiny", "--max-steps", "5"])
+    assert again.exit_code == 1 and "--resume" in again.output and "Traceback" not in again.output
+    bad = CliRunner().invoke(main, ["train", "--preset", "tiny", "--dropout", "1.5", "--run-dir", "x"])
+    assert bad.exit_code == 1 and "dropout must be in [0, 1)" in bad.output
+    assert PRESETS["standard"].rnn_units == 1024 and PRESETS["standard"].embedding_dim == 256
