@@ -172,8 +172,9 @@ class GRULayer(keras.layers.Layer):
         return step
 
     def call(self, inputs, initial_state=None):
-        steps = tf.shape(inputs)[1]
-        batch = tf.shape(inputs)[0]
+        # Static sizes where known: XLA (jit_compile) needs them for the loop's TensorArrays.
+        steps = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
+        batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
         # Time-major TensorArray: reading step t this way keeps the gradient per step small
         # (indexing a tensor would scatter into a full (time, batch, k) zero tensor each step).
         projected = tf.TensorArray(tf.float32, size=steps).unstack(tf.transpose(self.project(inputs), (1, 0, 2)))
@@ -186,7 +187,11 @@ class GRULayer(keras.layers.Layer):
 
         outputs = tf.TensorArray(tf.float32, size=steps)
         _, h_final, outputs = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), h0, outputs), parallel_iterations=2
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), h0, outputs),
+            parallel_iterations=2,
+            maximum_iterations=steps,
         )
         sequence = tf.transpose(outputs.stack(), (1, 0, 2))
         return tf.cast(sequence, self.compute_dtype), h_final

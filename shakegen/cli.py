@@ -206,7 +206,10 @@ def _preset_help(name: str, text: str) -> str:
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
 )
 @click.option(
-    "--clip-norm", type=float, default=None, help=_preset_help("clip_norm", "Clip gradients to this global norm; 0 disables.")
+    "--clip-norm",
+    type=float,
+    default=None,
+    help=_preset_help("clip_norm", "Clip gradients to this global norm; 0 disables."),
 )
 @click.option("--patience", type=int, default=None, help="Stop when val loss has not improved for this many epochs.")
 @click.option(

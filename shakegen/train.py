@@ -34,7 +34,15 @@ HISTORY_FIELDS = (
     "characters_seen",
 )
 # Fields a resumed run may change: how long to train and how fast to step, not what is trained.
-RESUMABLE_CHANGES = ("epochs", "max_steps", "max_minutes", "patience", "learning_rate", "final_learning_rate", "clip_norm")
+RESUMABLE_CHANGES = (
+    "epochs",
+    "max_steps",
+    "max_minutes",
+    "patience",
+    "learning_rate",
+    "final_learning_rate",
+    "clip_norm",
+)
 
 Progress = Callable[[dict], None]
 

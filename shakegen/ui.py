@@ -170,40 +170,26 @@ class TrainDisplay:
 
 
 def eval_table(rows: list[dict]) -> Table:
-    """One row per evaluated checkpoint, so runs compare side by side."""
+    """One column per evaluated checkpoint, so runs compare side by side."""
     table = Table(
-        title=f"Perplexity on the {rows[0]['text']} (streaming, every character in context)", title_justify="left"
+        title=f"Perplexity on the {rows[0]['text']} (streaming: every character in context)", title_justify="left"
     )
-    for heading in (
-        "run",
-        "weights",
-        "cell",
-        "parameters",
-        "characters",
-        "nats/char",
-        "perplexity",
-        "bits/char",
-        "uniform ppl",
-        "unigram ppl",
-        "epoch",
-        "train min",
-    ):
-        table.add_column(heading, justify="left" if heading in ("run", "weights", "cell") else "right")
+    table.add_column("")
     for row in rows:
-        unigram = f"{row['unigram_perplexity']:.2f}" if row["unigram_perplexity"] else "–"
-        epoch = row["epoch"]
-        table.add_row(
-            row["run"],
-            row["which"],
-            row["cell"],
-            f"{row['parameters']:,}",
-            f"{row['characters']:,}",
-            f"{row['loss']:.4f}",
-            f"[bold]{row['perplexity']:.3f}",
-            f"{row['bits_per_character']:.3f}",
-            f"{row['uniform_perplexity']:.0f}",
-            unigram,
-            "–" if epoch is None else f"{epoch:g}",
-            f"{row['training_minutes']:.1f}",
-        )
+        table.add_column(f"{row['run']}\n({row['which']})", justify="right")
+
+    def line(label, render):
+        table.add_row(label, *(render(row) for row in rows))
+
+    line("characters evaluated", lambda r: f"{r['characters']:,}")
+    line("cross-entropy (nats/char)", lambda r: f"{r['loss']:.4f}")
+    line("[bold]perplexity", lambda r: f"[bold]{r['perplexity']:.3f}")
+    line("bits per character", lambda r: f"{r['bits_per_character']:.3f}")
+    line("uniform baseline ppl", lambda r: f"{r['uniform_perplexity']:.0f}")
+    line("unigram baseline ppl", lambda r: f"{r['unigram_perplexity']:.2f}" if r["unigram_perplexity"] else "–")
+    line("cell, parameters", lambda r: f"{r['cell']}, {r['parameters']:,}")
+    line("epoch, step", lambda r: f"{'–' if r['epoch'] is None else format(r['epoch'], '.3g')}, {r['step']}")
+    line("training minutes", lambda r: f"{r['training_minutes']:.1f}")
+    if any(r["left_out_characters"] for r in rows):
+        line("unknown chars left out", lambda r: f"{r['left_out_characters']:,}")
     return table

@@ -7,7 +7,9 @@ import pytest  # noqa: E402
 
 from shakegen import corpus  # noqa: E402
 
-SMALL_CONFIG = dict(embedding_dim=8, rnn_units=16, seq_length=16, batch_size=8, epochs=2, learning_rate=1e-2, final_learning_rate=1e-3)
+SMALL_CONFIG = dict(
+    embedding_dim=8, rnn_units=16, seq_length=16, batch_size=8, epochs=2, learning_rate=1e-2, final_learning_rate=1e-3
+)
 
 
 @pytest.fixture(scope="session")

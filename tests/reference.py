@@ -51,7 +51,8 @@ def gru_sequence(variant, x, kernel, recurrent_kernel, bias, h0=None):
 def model_weights(model):
     """The model's weights as NumPy arrays, by role."""
     layers = [
-        (layer.variant, layer.kernel.numpy(), layer.recurrent_kernel.numpy(), layer.bias.numpy()) for layer in model.rnn_layers
+        (layer.variant, layer.kernel.numpy(), layer.recurrent_kernel.numpy(), layer.bias.numpy())
+        for layer in model.rnn_layers
     ]
     return model.embedding.embeddings.numpy(), layers, model.dense.kernel.numpy(), model.dense.bias.numpy()
 
