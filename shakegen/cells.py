@@ -171,14 +171,30 @@ class GRULayer(keras.layers.Layer):
 
         return step
 
-    def call(self, inputs, initial_state=None):
+    def call(self, inputs, initial_state=None, projected=None):
+        """Run the layer over ``inputs``, or over ``projected`` (= ``self.project(inputs)``)
+        when the caller has it cheaper, e.g. gathered from a projected embedding table."""
+        if projected is None:
+            projected = self.project(inputs)
+        projected = tf.transpose(projected, (1, 0, 2))  # time-major: (time, batch, k)
         # Static sizes where known: XLA (jit_compile) needs them for the loop's TensorArrays.
-        steps = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
-        batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
-        # Time-major TensorArray: reading step t this way keeps the gradient per step small
-        # (indexing a tensor would scatter into a full (time, batch, k) zero tensor each step).
-        projected = tf.TensorArray(tf.float32, size=steps).unstack(tf.transpose(self.project(inputs), (1, 0, 2)))
+        steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
+        batch = projected.shape[1] if projected.shape[1] is not None else tf.shape(projected)[1]
         h0 = tf.zeros((batch, self.units), tf.float32) if initial_state is None else tf.cast(initial_state, tf.float32)
+        if self.reset_after and self.compute_dtype == "float32":
+            recurrent_bias = self._biases()[1]
+            outputs, h_final = gru_sequence_fused(
+                projected, h0, tf.convert_to_tensor(self.recurrent_kernel), recurrent_bias
+            )
+        else:
+            outputs, h_final = self._sequence_autodiff(projected, h0, steps)
+        return tf.cast(tf.transpose(outputs, (1, 0, 2)), self.compute_dtype), h_final
+
+    def _sequence_autodiff(self, projected, h0, steps):
+        """The recurrence for any variant, differentiated by TensorFlow; (time, batch, units) outputs."""
+        # A TensorArray: reading step t this way keeps the gradient per step small
+        # (indexing a tensor would scatter into a full (time, batch, k) zero tensor each step).
+        projected = tf.TensorArray(tf.float32, size=steps).unstack(projected)
         update = self.recurrence()
 
         def body(t, h, outputs):
@@ -193,8 +209,71 @@ class GRULayer(keras.layers.Layer):
             parallel_iterations=2,
             maximum_iterations=steps,
         )
-        sequence = tf.transpose(outputs.stack(), (1, 0, 2))
-        return tf.cast(sequence, self.compute_dtype), h_final
+        return outputs.stack(), h_final
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.units), (input_shape[0], self.units)
+
+
+@tf.custom_gradient
+def gru_sequence_fused(projected, h0, recurrent_kernel, recurrent_bias):
+    """The ``gru`` (reset-after) recurrence with a hand-written backward pass, as cuDNN does it.
+
+    Autodiff through a while loop accumulates the recurrent kernel's gradient step by step
+    (a small matrix product plus a (units, 3 units) addition per step). Here the backward
+    loop only carries dh back through time and stores each step's gate gradients; the
+    kernel's gradient is then one large product over all steps, which is far faster on CPU.
+
+    Args:
+        projected: (time, batch, 3u) input projection with the input bias.
+        h0: (batch, u) initial state.
+        recurrent_kernel: (u, 3u); recurrent_bias: (3u,).
+    Returns:
+        (outputs (time, batch, u), final state (batch, u)).
+    """
+    steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
+    u = h0.shape[-1]
+
+    def forward(t, h, outputs, gates, inner_h):
+        inner = tf.matmul(h, recurrent_kernel) + recurrent_bias  # (batch, 3u)
+        x_z, x_r, x_h = tf.split(projected[t], 3, axis=-1)
+        in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
+        z = tf.sigmoid(x_z + in_z)
+        r = tf.sigmoid(x_r + in_r)
+        candidate = tf.tanh(x_h + r * in_h)
+        h = z * h + (1.0 - z) * candidate
+        return t + 1, h, outputs.write(t, h), gates.write(t, tf.concat([z, r, candidate], -1)), inner_h.write(t, in_h)
+
+    arrays = [tf.TensorArray(tf.float32, size=steps) for _ in range(3)]
+    _, h_final, outputs, gates, inner_h = tf.while_loop(
+        lambda t, *_: t < steps, forward, (tf.constant(0), h0, *arrays), maximum_iterations=steps
+    )
+    outputs, gates, inner_h = outputs.stack(), gates.stack(), inner_h.stack()
+
+    def backward(d_outputs, d_h_final):
+        previous = tf.concat([h0[None], outputs[:-1]], axis=0)  # h_{t-1} for every t: (time, batch, u)
+        kernel_t = tf.transpose(recurrent_kernel)
+
+        def step(i, dh, d_projected, d_inner):
+            t = steps - 1 - i
+            z, r, candidate = tf.split(gates[t], 3, axis=-1)
+            dh = dh + d_outputs[t]
+            d_a_candidate = dh * (1.0 - z) * (1.0 - tf.square(candidate))
+            d_a_r = d_a_candidate * inner_h[t] * r * (1.0 - r)
+            d_a_z = dh * (previous[t] - candidate) * z * (1.0 - z)
+            d_x = tf.concat([d_a_z, d_a_r, d_a_candidate], -1)
+            d_in = tf.concat([d_a_z, d_a_r, d_a_candidate * r], -1)
+            dh = dh * z + tf.matmul(d_in, kernel_t)
+            return i + 1, dh, d_projected.write(t, d_x), d_inner.write(t, d_in)
+
+        d_arrays = [tf.TensorArray(tf.float32, size=steps) for _ in range(2)]
+        d_h_final = tf.zeros_like(h0) if d_h_final is None else d_h_final
+        _, d_h0, d_projected, d_inner = tf.while_loop(
+            lambda i, *_: i < steps, step, (tf.constant(0), d_h_final, *d_arrays), maximum_iterations=steps
+        )
+        d_projected, d_inner = d_projected.stack(), d_inner.stack()
+        flat_inner = tf.reshape(d_inner, (-1, 3 * u))
+        d_kernel = tf.matmul(tf.reshape(previous, (-1, u)), flat_inner, transpose_a=True)  # one product for all steps
+        return d_projected, d_h0, d_kernel, tf.reduce_sum(flat_inner, axis=0)
+
+    return (outputs, h_final), backward

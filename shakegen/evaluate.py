@@ -23,6 +23,11 @@ MAX_STREAMS = 32
 BURN_IN = 512
 
 
+def safe_exp(value: float) -> float:
+    """exp that gives inf instead of raising for a diverged loss."""
+    return math.exp(value) if value < 700 else math.inf
+
+
 @dataclass(frozen=True)
 class CrossEntropy:
     """Summed negative log-likelihood (nats) over ``count`` predicted characters."""
@@ -36,7 +41,7 @@ class CrossEntropy:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        return safe_exp(self.loss)
 
     @property
     def bits_per_character(self) -> float:

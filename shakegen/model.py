@@ -46,13 +46,26 @@ class CharModel(keras.Model):
             )
             for index in range(config.num_layers)
         ]
+        self.embedding.build((None, None))
+        for index, layer in enumerate(self.rnn_layers):
+            # Built here, from the true input width: the first layer is called on a
+            # precomputed projection (see call), not on its input features.
+            layer.build((None, None, config.embedding_dim if index == 0 else config.rnn_units))
         self.dense = keras.layers.Dense(vocab_size, kernel_initializer="glorot_uniform", name="logits", dtype=policy)
 
     def call(self, inputs, states=None, training=False, dropout_seed=None):
-        x = self.embedding(inputs)
         final_states = []
+        x = None
         for index, layer in enumerate(self.rnn_layers):
-            x, state = layer(x, initial_state=None if states is None else states[index])
+            initial_state = None if states is None else states[index]
+            if index == 0:
+                # Embedding then input kernel is a lookup in their product: project the
+                # (vocab, embedding) table once instead of every (batch × time) embedding.
+                table = layer.project(self.embedding.embeddings)  # (vocab, k)
+                projected = tf.gather(table, tf.cast(inputs, tf.int32))  # (batch, time, k)
+                x, state = layer(projected, initial_state=initial_state, projected=projected)
+            else:
+                x, state = layer(x, initial_state=initial_state)
             final_states.append(state)
             if training and self.config.dropout > 0:
                 seed = tf.stack([dropout_seed[0], dropout_seed[1] * len(self.rnn_layers) + index])

@@ -190,7 +190,7 @@ def train(
     import tensorflow as tf
 
     from shakegen.dataset import epoch_dataset, steps_per_epoch
-    from shakegen.evaluate import PerplexityMetric, streaming_cross_entropy
+    from shakegen.evaluate import PerplexityMetric, safe_exp, streaming_cross_entropy
     from shakegen.model import build_model, layer_summary
 
     keras.utils.set_random_seed(config.random_seed)
@@ -291,7 +291,7 @@ def train(
                         "step": state.global_step - state.epoch_start_step,
                         "steps": epoch_steps,
                         "loss": loss,
-                        "perplexity": math.exp(metric.loss()),
+                        "perplexity": safe_exp(metric.loss()),
                         "characters_per_second": characters_per_step / max(now - step_clock, 1e-9),
                     }
                 )

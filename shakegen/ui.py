@@ -7,6 +7,7 @@ honours NO_COLOR and drops colour and live displays when stderr is not a termina
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 from rich.console import Console
@@ -162,7 +163,7 @@ class TrainDisplay:
         state = event["state"]
         message(
             f"Stopped: {reasons.get(event['reason'], event['reason'])}. Best val loss {state.best_val_loss:.4f} "
-            f"(perplexity {__import__('math').exp(state.best_val_loss):.3f}) at epoch {state.best_epoch:g}."
+            f"(perplexity {math.exp(state.best_val_loss):.3f}) at epoch {state.best_epoch:g}."
         )
 
     def close(self):
