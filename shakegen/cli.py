@@ -241,7 +241,17 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
-def train(preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overwrite: bool, **overrides) -> None:
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
+    default="one",
+    show_default=True,
+    help="Distribution: one device; mirrored over local GPUs (or 2 logical CPUs); multi-worker from TF_CONFIG; "
+    "auto picks mirrored when more than one GPU is visible.",
+)
+def train(
+    preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overwrite: bool, strategy: str, **overrides
+) -> None:
     """Train the GRU language model and checkpoint it in a run folder.
 
     \b
@@ -249,6 +259,7 @@ def train(preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overw
       shakegen train --preset quick
       shakegen train --preset standard --epochs 30 --run-dir checkpoints/big
       shakegen train --resume --run-dir checkpoints/quick --epochs 8
+      TF_CONFIG='{...}' shakegen train --strategy multi-worker --run-dir /shared/run
     """
     from shakegen.backend import import_tensorflow
 
@@ -260,7 +271,16 @@ def train(preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overw
     run_dir = run_dir or Path("checkpoints") / preset
     display = ui.TrainDisplay()
     try:
-        training.train(config, run_dir, data_dir, resume=resume, changes=changes, overwrite=overwrite, progress=display)
+        training.train(
+            config,
+            run_dir,
+            data_dir,
+            resume=resume,
+            changes=changes,
+            overwrite=overwrite,
+            strategy=strategy,
+            progress=display,
+        )
     except training.TrainingInterrupted as interrupted:
         display.close()
         raise click.ClickException(f"{interrupted} Resume with: shakegen train --resume --run-dir {run_dir}") from None
@@ -483,3 +503,67 @@ def eval_command(checkpoints, which, split, text_path, data_dir, strict, as_json
         click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
         ui.console.print(ui.eval_table(rows))
+
+
+@main.command()
+@click.option(
+    "--cells", default="gru,classic,gru1,gru2,gru3", show_default=True, help="Comma-separated cell variants to compare."
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="quick",
+    show_default=True,
+    help="Hyperparameters shared by every cell.",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Training minutes per cell (equal budget).",
+)
+@click.option(
+    "--random-seed",
+    type=int,
+    default=PRESETS["quick"].random_seed,
+    show_default=True,
+    help="Seed shared by every cell.",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("checkpoints") / "compare",
+    show_default=True,
+    help="One run folder per cell, plus compare.csv/.json/.png.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Prepared data folder (prepared from the embedded corpus if empty).",
+)
+def compare(cells, preset, minutes, random_seed, out_dir, data_dir) -> None:
+    """Train several GRU variants on the same data, seed and time budget, and compare them.
+
+    Resumes: a cell whose run already finished is not trained again.
+
+    \b
+    Example:
+      shakegen compare --cells gru,classic,gru1,gru2,gru3 --minutes 3
+    """
+    from shakegen import compare as comparing
+
+    cell_list = comparing.parse_cells(cells)
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    base = PRESETS[preset].replace(max_minutes=minutes, random_seed=random_seed)
+    display = ui.TrainDisplay()
+    try:
+        rows = comparing.compare(cell_list, base, out_dir, data_dir, progress=display)
+    finally:
+        display.close()
+    ui.console.print(ui.compare_table(rows))
+    ui.message(f"Wrote {out_dir}/compare.csv, compare.json and compare.png.")

@@ -37,24 +37,39 @@ def steps_per_epoch(num_characters: int, seq_length: int, batch_size: int) -> in
 
 
 def epoch_dataset(
-    data: np.ndarray, seq_length: int, batch_size: int, random_seed: int, epoch: int, skip_batches: int = 0
+    data: np.ndarray,
+    seq_length: int,
+    batch_size: int,
+    random_seed: int,
+    epoch: int,
+    skip_batches: int = 0,
+    slices: int = 1,
+    first_slice: int = 0,
+    slice_count: int = 1,
 ) -> tf.data.Dataset:
-    """(inputs, targets) int32 batches of shape (batch_size, seq_length) for one epoch.
+    """(inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
 
-    ``data`` may be a memory map: windows are gathered batch by batch, so memory stays flat.
+    Every global batch is cut into ``slices`` equal parts (one per replica); this pipeline
+    yields parts ``first_slice .. first_slice + slice_count - 1`` of each global batch, in
+    order. With the defaults it yields whole batches. ``data`` may be a memory map: windows
+    are gathered batch by batch, so memory stays flat.
     """
     starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch)[skip_batches:]
+    part = batch_size // slices
+    # (batches, slices, part) -> this pipeline's parts, flattened in order.
+    starts = starts.reshape(len(starts), slices, part)[:, first_slice : first_slice + slice_count].reshape(-1, part)
     offsets = np.arange(seq_length + 1)
 
     def gather(batch_starts):
-        windows = np.asarray(data[batch_starts[:, None] + offsets], dtype=np.int32)  # (batch, seq + 1)
+        windows = np.asarray(data[batch_starts[:, None] + offsets], dtype=np.int32)  # (part, seq + 1)
         return windows[:, :-1], windows[:, 1:]
 
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     dataset = dataset.map(
         lambda batch_starts: tf.numpy_function(gather, [batch_starts], (tf.int32, tf.int32), stateful=False)
     )
-    dataset = dataset.map(
-        lambda x, y: (tf.ensure_shape(x, (batch_size, seq_length)), tf.ensure_shape(y, (batch_size, seq_length)))
-    )
-    return dataset.prefetch(2)
+    dataset = dataset.map(lambda x, y: (tf.ensure_shape(x, (part, seq_length)), tf.ensure_shape(y, (part, seq_length))))
+    options = tf.data.Options()
+    # Slicing is done above; tf.distribute must not shard the pipeline again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options).prefetch(2)

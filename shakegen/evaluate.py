@@ -11,6 +11,7 @@ cross-entropy / ln 2. Never an average of per-window exp(loss).
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -73,8 +74,16 @@ class PerplexityMetric(keras.metrics.Metric):
         return tf.exp(self.total / tf.maximum(tf.cast(self.count, tf.float64), 1.0))
 
 
+_WINDOW_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _window_function(model):
-    """A compiled step: (inputs, targets, weights, states) -> (weighted NLL sum, new states)."""
+    """A compiled step: (inputs, targets, weights, states) -> (weighted NLL sum, new states).
+
+    Cached per model, so validating every epoch traces the graph once, not once per epoch.
+    """
+    if model in _WINDOW_FUNCTIONS:
+        return _WINDOW_FUNCTIONS[model]
 
     @tf.function(reduce_retracing=True)
     def run(inputs, targets, weights, states):
@@ -82,6 +91,7 @@ def _window_function(model):
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
         return tf.reduce_sum(tf.cast(nll, tf.float64) * weights), new_states
 
+    _WINDOW_FUNCTIONS[model] = run
     return run
 
 

@@ -7,7 +7,6 @@ swapped in by rename, so a crash leaves the previous preparation intact.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import shutil
 import tempfile
@@ -24,6 +23,8 @@ PREPARED_DIR = "prepared"
 # The smallest preset trains on windows of 32 characters; a corpus must hold one of them.
 MIN_TRAIN_CHARS = 33
 MIN_VAL_CHARS = 2
+UNICODE_SIZE = 0x110000
+ENCODE_BLOCK = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def prepare_corpus(
 ) -> dict:
     """Clean ``input_path``, build its vocabulary, split and encode it under ``data_dir``.
 
-    Two streaming passes over the file (count, then encode) keep memory bounded.
+    The file is read and cleaned once, in chunks: each chunk's code points are counted and
+    appended to a scratch file; once the vocabulary is known, the scratch file is mapped to
+    ids block by block. Memory stays bounded whatever the file size.
 
     Returns:
         The metadata written to ``meta.json``.
@@ -88,71 +91,39 @@ def prepare_corpus(
     """
     input_path = Path(input_path)
     corpus.check_readable_file(input_path)
-    total_bytes = input_path.stat().st_size
-
-    counts: collections.Counter = collections.Counter()
-    digest = hashlib.sha256()
-    total_chars = 0
-    bytes_seen = 0
-    for piece in _chunks(input_path, options):
-        counts.update(piece)
-        encoded = piece.encode("utf-8")
-        digest.update(encoded)
-        total_chars += len(piece)
-        bytes_seen += len(encoded)
-        if progress:
-            progress("count", min(bytes_seen, total_bytes), 2 * total_bytes)
-
-    if total_chars == 0 or all(char.isspace() for char in counts):
-        raise corpus.CorpusError(
-            f"Input {input_path} holds no text after cleaning (it is empty or only whitespace). "
-            "Pass a file with some text in it."
-        )
-    train_chars = int(total_chars * (1.0 - options.val_fraction))
-    val_chars = total_chars - train_chars
-    if train_chars < MIN_TRAIN_CHARS or val_chars < MIN_VAL_CHARS:
-        raise corpus.CorpusError(
-            f"Input {input_path} is too small: {total_chars} characters after cleaning give "
-            f"{train_chars} for training and {val_chars} for validation; expected at least "
-            f"{MIN_TRAIN_CHARS} and {MIN_VAL_CHARS}. Use a longer text or change --val-fraction."
-        )
-
-    vocab = Vocabulary.from_characters(counts)
+    total_bytes = max(1, input_path.stat().st_size)
     target = prepared_dir(data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".prepared.", dir=target.parent))
     staging.chmod(0o777 & ~fileio.current_umask())
     try:
-        train = np.lib.format.open_memmap(staging / "train.npy", mode="w+", dtype=vocab.dtype, shape=(train_chars,))
-        val = np.lib.format.open_memmap(staging / "val.npy", mode="w+", dtype=vocab.dtype, shape=(val_chars,))
-        position = 0
-        for piece in _chunks(input_path, options):
-            ids = vocab.encode(piece)
-            end = position + len(ids)
-            if position < train_chars:
-                head = min(end, train_chars) - position
-                train[position : position + head] = ids[:head]
-            if end > train_chars:
-                start = max(position, train_chars)
-                val[start - train_chars : end - train_chars] = ids[start - position :]
-            position = end
-            if progress:
-                progress(
-                    "encode", total_bytes + min(total_bytes, int(total_bytes * position / total_chars)), 2 * total_bytes
-                )
-        train.flush()
-        val.flush()
-        del train, val
+        scratch = staging / "codepoints.u32"
+        counts, digest, total_chars = _read_codepoints(input_path, options, scratch, total_bytes, progress)
+        vocab = _vocabulary(counts, input_path)
+        train_chars = int(total_chars * (1.0 - options.val_fraction))
+        val_chars = total_chars - train_chars
+        if train_chars < MIN_TRAIN_CHARS or val_chars < MIN_VAL_CHARS:
+            raise corpus.CorpusError(
+                f"Input {input_path} is too small: {total_chars} characters after cleaning give "
+                f"{train_chars} for training and {val_chars} for validation; expected at least "
+                f"{MIN_TRAIN_CHARS} and {MIN_VAL_CHARS}. Use a longer text or change --val-fraction."
+            )
+        _encode_splits(scratch, vocab, train_chars, staging)
+        scratch.unlink()
+        if progress:
+            progress("encode", total_bytes, total_bytes)
+        codepoints = np.flatnonzero(counts)
+        order = np.argsort(-counts[codepoints], kind="stable")[:10]
         meta = {
             "source": str(input_path),
-            "sha256": digest.hexdigest(),
+            "sha256": digest,
             "characters": total_chars,
             "vocab_size": len(vocab),
             "train_characters": train_chars,
             "val_characters": val_chars,
             "dtype": vocab.dtype.name,
             "options": asdict(options),
-            "most_frequent": [[char, count] for char, count in counts.most_common(10)],
+            "most_frequent": [[chr(codepoints[i]), int(counts[codepoints[i]])] for i in order],
         }
         fileio.write_json(staging / "vocab.json", vocab.to_json())
         fileio.write_json(staging / "meta.json", meta)
@@ -161,6 +132,52 @@ def prepare_corpus(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return meta
+
+
+def _read_codepoints(input_path: Path, options: PrepareOptions, scratch: Path, total_bytes: int, progress):
+    """One pass over the cleaned text: code point counts, SHA-256, length; code points to ``scratch``."""
+    counts = np.zeros(UNICODE_SIZE, np.int64)
+    digest = hashlib.sha256()
+    total_chars = 0
+    bytes_seen = 0
+    with open(scratch, "wb") as handle:
+        for piece in _chunks(input_path, options):
+            codes = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4")
+            counts += np.bincount(codes, minlength=UNICODE_SIZE)
+            encoded = piece.encode("utf-8")
+            digest.update(encoded)
+            handle.write(codes.tobytes())
+            total_chars += len(codes)
+            bytes_seen += len(encoded)
+            if progress:
+                progress("read", min(bytes_seen, total_bytes), total_bytes)
+    return counts, digest.hexdigest(), total_chars
+
+
+def _vocabulary(counts: np.ndarray, input_path: Path) -> Vocabulary:
+    chars = [chr(code) for code in np.flatnonzero(counts)]
+    if not chars or all(char.isspace() for char in chars):
+        raise corpus.CorpusError(
+            f"Input {input_path} holds no text after cleaning (it is empty or only whitespace). "
+            "Pass a file with some text in it."
+        )
+    return Vocabulary(tuple(chars))
+
+
+def _encode_splits(scratch: Path, vocab: Vocabulary, train_chars: int, staging: Path) -> None:
+    """Map the scratch file's code points to ids, block by block, into train.npy and val.npy."""
+    table = np.zeros(UNICODE_SIZE, vocab.dtype)
+    table[[ord(char) for char in vocab.chars]] = np.arange(len(vocab))
+    codes = np.memmap(scratch, dtype="<u4", mode="r")
+    splits = {"train": (0, train_chars), "val": (train_chars, len(codes))}
+    for name, (start, stop) in splits.items():
+        array = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+", dtype=vocab.dtype, shape=(stop - start,))
+        for block in range(start, stop, ENCODE_BLOCK):
+            end = min(block + ENCODE_BLOCK, stop)
+            array[block - start : end - start] = table[codes[block:end]]
+        array.flush()
+        del array
+    del codes
 
 
 def _swap_in(staging: Path, target: Path) -> None:

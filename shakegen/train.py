@@ -145,6 +145,7 @@ def train(
     resume: bool = False,
     changes: dict | None = None,
     overwrite: bool = False,
+    strategy: str = "one",
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` with ``config``, or resume the run there.
@@ -154,6 +155,8 @@ def train(
         resume: continue the saved run with its saved hyperparameters, except ``changes``
             (only ``RESUMABLE_CHANGES`` may differ; anything else is refused by name).
         overwrite: start over in a ``run_dir`` that already holds a run.
+        strategy: ``one``, ``mirrored``, ``multi-worker`` or ``auto`` (see distribute.py). The
+            global batch is split across replicas; only the chief writes the run folder.
 
     Raises:
         ConfigError: invalid hyperparameters, or a run folder that conflicts with the request.
@@ -162,14 +165,20 @@ def train(
     """
     run_dir = Path(run_dir)
     emit = progress or (lambda event: None)
-    data = ensure_prepared(Path(data_dir), progress)
+    from shakegen import distribute
+
+    # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
+    strategy_object = distribute.make_strategy(strategy)
+    chief = distribute.is_chief(strategy_object)
+    # Only the chief prepares data and judges the run folder; other workers follow it.
+    data = ensure_prepared(Path(data_dir), progress) if chief else prepare.load_prepared(data_dir)
     existing = None
     if (run_dir / checkpoint.CONFIG_FILE).exists():
         existing = checkpoint.read_run(run_dir)
         if resume:
             config = existing.config.replace(**(changes or {}))
             check_compatible(existing, config, data.vocab)
-        elif not overwrite:
+        elif not overwrite and chief:
             check_compatible(existing, config, data.vocab)
             raise ConfigError(
                 f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start it over, "
@@ -187,24 +196,33 @@ def train(
         )
 
     import keras
-    import tensorflow as tf
 
-    from shakegen.dataset import epoch_dataset, steps_per_epoch
+    from shakegen.dataset import epoch_window_starts, steps_per_epoch
     from shakegen.evaluate import PerplexityMetric, safe_exp, streaming_cross_entropy
     from shakegen.model import build_model, layer_summary
 
+    replicas = strategy_object.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(
+            f"batch_size {config.batch_size} must be divisible by the {replicas} replicas of --strategy {strategy}."
+        )
+    if config.max_minutes and distribute.is_multi_worker(strategy_object):
+        raise ConfigError(
+            "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
+        )
     keras.utils.set_random_seed(config.random_seed)
-    model = build_model(len(data.vocab), config)
     steps = steps_per_epoch(len(data.train), config.seq_length, config.batch_size)
     schedule = learning_rate_schedule(config, steps)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    optimizer.build(model.trainable_variables)
+    with strategy_object.scope():
+        model = build_model(len(data.vocab), config)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        optimizer.build(model.trainable_variables)
     state = TrainState()
     history: list[dict] = []
     if existing is not None and resume:
         state = TrainState.from_json(checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"), model, optimizer))
         history = read_history(run_dir)
-    else:
+    elif chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("last.npz", "best.npz", "history.csv", "curves.png"):
             (run_dir / name).unlink(missing_ok=True)
@@ -224,27 +242,15 @@ def train(
             "resumed": resume,
             "state": state,
             "run_dir": str(run_dir),
+            "replicas": replicas,
         }
     )
     metric = PerplexityMetric()
-    variables = model.trainable_variables
-    seed = tf.constant(config.random_seed, tf.int32)
-
-    @tf.function
-    def train_step(inputs, targets):
-        step = tf.cast(optimizer.iterations, tf.int32)
-        with tf.GradientTape() as tape:
-            logits, _ = model(inputs, training=True, dropout_seed=tf.stack([seed, step]))
-            per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-            loss = tf.reduce_mean(per_character)
-        gradients = tape.gradient(loss, variables)
-        if config.clip_norm:
-            gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
-        optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return loss
+    train_step = make_train_step(model, optimizer, config, strategy_object)
 
     def save_last():
-        checkpoint.save(checkpoint.checkpoint_path(run_dir, "last"), model, state.to_json(), optimizer)
+        if chief:
+            checkpoint.save(checkpoint.checkpoint_path(run_dir, "last"), model, state.to_json(), optimizer)
 
     def stop_reason() -> str | None:
         if state.epoch >= config.epochs:
@@ -266,13 +272,15 @@ def train(
             metric.reset_state()
             metric.total.assign(state.train_nll_sum)
             metric.count.assign(state.train_count)
-            batches = epoch_dataset(
-                data.train, config.seq_length, config.batch_size, config.random_seed, state.epoch, skip
+            epoch_steps = skip + len(
+                epoch_window_starts(
+                    len(data.train), config.seq_length, config.batch_size, config.random_seed, state.epoch
+                )[skip:]
             )
-            epoch_steps = skip + int(batches.cardinality())
+            batches = distributed_epoch(strategy_object, data.train, config, state.epoch, skip)
             step_clock = time.perf_counter()
-            for inputs, targets in batches:
-                loss = float(train_step(inputs, targets))
+            for batch in batches:
+                loss = float(train_step(batch))
                 now = time.perf_counter()
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
@@ -280,7 +288,7 @@ def train(
                         "kept. Lower --learning-rate or set --clip-norm, then --resume."
                     )
                 metric.update_state(loss * characters_per_step, characters_per_step)
-                state.global_step = int(optimizer.iterations)
+                state.global_step = int(optimizer.iterations.numpy())
                 state.characters_seen += characters_per_step
                 state.elapsed_seconds += now - step_clock
                 state.train_nll_sum, state.train_count = float(metric.total), int(metric.count)
@@ -324,7 +332,7 @@ def train(
                 state.epoch += 1
                 state.epoch_start_step = state.global_step
                 state.train_nll_sum, state.train_count = 0.0, 0
-            if improved:
+            if improved and chief:
                 checkpoint.save(
                     checkpoint.checkpoint_path(run_dir, "best"),
                     model,
@@ -336,15 +344,83 @@ def train(
                 {"type": "epoch", "row": row, "improved": improved, "wall_seconds": time.perf_counter() - epoch_started}
             )
     except KeyboardInterrupt:
-        state.global_step = int(optimizer.iterations)  # the step may have run before Python saw the signal
+        state.global_step = int(optimizer.iterations.numpy())  # the step may have run before Python saw the signal
         save_last()
-        write_history(run_dir, history)
+        if chief:
+            write_history(run_dir, history)
         raise TrainingInterrupted(run_dir, state.to_json()) from None
     state.stop_reason = reason
     save_last()
-    plot_curves(run_dir, history)
+    if chief:
+        plot_curves(run_dir, history)
     emit({"type": "done", "reason": reason, "state": state})
     return TrainResult(run_dir, state, history)
+
+
+def make_train_step(model, optimizer, config: TrainConfig, strategy):
+    """A compiled step over one distributed global batch; returns the global mean loss.
+
+    Each replica's loss is its summed cross-entropy over the global number of characters, so
+    replica gradients add up to the gradient of the global mean. The sum is all-reduced here,
+    before clipping, so every replica clips the same global norm; the optimizer all-reduces
+    (sums) once more, hence the division by the number of replicas.
+    """
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    seed = tf.constant(config.random_seed, tf.int32)
+    replicas = strategy.num_replicas_in_sync
+    global_characters = float(config.batch_size * config.seq_length)
+
+    def replica_step(inputs, targets):
+        step = tf.cast(optimizer.iterations, tf.int32)
+        context = tf.distribute.get_replica_context()
+        replica_seed = tf.stack([seed, step * replicas + context.replica_id_in_sync_group])
+        with tf.GradientTape() as tape:
+            logits, _ = model(inputs, training=True, dropout_seed=replica_seed)
+            per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+            loss = tf.reduce_sum(per_character) / global_characters
+        gradients = tape.gradient(loss, variables)
+        if replicas > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        if config.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
+        if replicas > 1:
+            gradients = [gradient / replicas for gradient in gradients]
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return loss
+
+    @tf.function
+    def train_step(batch):
+        per_replica = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int):
+    """The epoch's global batches, each replica fed its own slice of every global batch."""
+    from shakegen.dataset import epoch_dataset
+
+    replicas = strategy.num_replicas_in_sync
+
+    def dataset_for(context):
+        # One input pipeline per worker; it feeds its local replicas in turn, one slice each.
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        return epoch_dataset(
+            data,
+            config.seq_length,
+            config.batch_size,
+            config.random_seed,
+            epoch,
+            skip,
+            slices=replicas,
+            first_slice=first,
+            slice_count=local,
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_for)
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:

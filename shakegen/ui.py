@@ -81,6 +81,10 @@ class TrainDisplay:
         if handler:
             handler(event)
 
+    def on_cell(self, event):
+        note = " (already finished, not trained again)" if event["skipped"] else ""
+        console.rule(f"cell {event['cell']}{note}")
+
     def on_preparing(self, event):
         message(f"Nothing is prepared in {event['data_dir']}; preparing {event['which']} first.")
 
@@ -103,7 +107,8 @@ class TrainDisplay:
         message(
             f"{verb} in {event['run_dir']}: {config.epochs} epochs of {event['steps_per_epoch']} steps "
             f"(batch {config.batch_size} × {config.seq_length} characters), Adam {config.learning_rate:g} → "
-            f"{config.final_learning_rate:g} (cosine), {config.precision}."
+            f"{config.final_learning_rate:g} (cosine), {config.precision}"
+            + (f", across {event['replicas']} replicas." if event.get("replicas", 1) > 1 else ".")
         )
 
     def on_step(self, event):
@@ -193,4 +198,34 @@ def eval_table(rows: list[dict]) -> Table:
     line("training minutes", lambda r: f"{r['training_minutes']:.1f}")
     if any(r["left_out_characters"] for r in rows):
         line("unknown chars left out", lambda r: f"{r['left_out_characters']:,}")
+    return table
+
+
+def compare_table(rows: list[dict]) -> Table:
+    table = Table(title="GRU variants, equal time budget", title_justify="left")
+    for heading in (
+        "cell",
+        "parameters",
+        "chars/s",
+        "best val loss",
+        "perplexity",
+        "bits/char",
+        "chars seen",
+        "minutes",
+    ):
+        table.add_column(heading, justify="left" if heading == "cell" else "right")
+    best = min(row["best_val_loss"] for row in rows)
+    for row in rows:
+        style = "bold green" if row["best_val_loss"] == best else ""
+        table.add_row(
+            row["cell"],
+            f"{row['parameters']:,}",
+            f"{row['characters_per_second']:,.0f}",
+            f"{row['best_val_loss']:.4f}",
+            f"{row['perplexity']:.3f}",
+            f"{row['bits_per_character']:.3f}",
+            f"{row['characters_seen'] / 1e6:.1f}M",
+            f"{row['minutes']:.1f}",
+            style=style,
+        )
     return table

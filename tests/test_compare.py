@@ -1,0 +1,53 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from shakegen import checkpoint
+from shakegen.cells import parameter_count
+from shakegen.cli import main
+from shakegen.compare import compare, parse_cells
+from shakegen.config import ConfigError
+
+
+def test_compare_trains_each_cell_once_and_writes_results(tmp_path, small_data, small_config):
+    base = small_config.replace(epochs=1)
+    rows = compare(["gru", "gru3"], base, tmp_path / "cmp", small_data)
+    assert [row["cell"] for row in rows] == ["gru", "gru3"]
+    vocab_size = len(checkpoint.read_run(tmp_path / "cmp" / "gru").vocab)
+    for row in rows:
+        expected = vocab_size * 8 + parameter_count(row["cell"], 8, 16) + 16 * vocab_size + vocab_size
+        assert row["parameters"] == expected
+        assert row["best_val_loss"] > 0 and row["characters_seen"] > 0
+    assert rows[1]["parameters"] < rows[0]["parameters"]
+    for name in ("compare.csv", "compare.json", "compare.png"):
+        assert (tmp_path / "cmp" / name).is_file()
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text()) == rows
+    stamps = {cell: (tmp_path / "cmp" / cell / "last.npz").stat().st_mtime_ns for cell in ("gru", "gru3")}
+    again = compare(["gru", "gru3"], base, tmp_path / "cmp", small_data)
+    assert again == rows
+    assert stamps == {cell: (tmp_path / "cmp" / cell / "last.npz").stat().st_mtime_ns for cell in ("gru", "gru3")}
+
+
+def test_cell_list_is_checked():
+    assert parse_cells("gru, classic,gru") == ["gru", "classic"]
+    with pytest.raises(ConfigError, match="lstm"):
+        parse_cells("gru,lstm")
+    result = CliRunner().invoke(main, ["compare", "--cells", "gru,lstm"])
+    assert result.exit_code == 1 and "lstm" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("cell", ["classic", "gru1", "gru2", "gru3"])
+def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_config, cell):
+    from shakegen.train import train
+
+    run_dir = tmp_path / cell
+    train(small_config.replace(cell=cell, epochs=1), run_dir, small_data)
+    assert checkpoint.read_run(run_dir).config.cell == cell
+    runner = CliRunner()
+    generated = runner.invoke(
+        main, ["generate", "--checkpoint", str(run_dir), "--seed", "First", "--length", "30", "--random-seed", "0"]
+    )
+    assert generated.exit_code == 0 and len(generated.stdout) == len("First") + 30
+    report = runner.invoke(main, ["eval", "--checkpoint", str(run_dir), "--data-dir", str(small_data), "--json"])
+    assert report.exit_code == 0 and json.loads(report.stdout)["cell"] == cell

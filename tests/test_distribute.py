@@ -1,0 +1,105 @@
+"""tf.distribute: a mirrored run over two logical CPU devices, and two worker processes on
+127.0.0.1, each reach the same losses and weights as one process on the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from shakegen.train import read_history
+
+TRAIN_ARGS = [
+    "train", "--preset", "tiny", "--embedding-dim", "8", "--rnn-units", "16", "--seq-length", "16",
+    "--batch-size", "8", "--epochs", "2", "--max-steps", "30", "--learning-rate", "0.01",
+]  # fmt: skip
+
+
+def _shakegen(args, cwd, env_extra=None, **kwargs):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "NO_COLOR": "1", **(env_extra or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "shakegen", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def _finish(process, timeout=240):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def _weights(run_dir):
+    with np.load(run_dir / "last.npz") as archive:
+        return {key: archive[key] for key in archive.files if key.startswith("weights/")}
+
+
+def _assert_same_run(single, distributed):
+    one, many = read_history(single), read_history(distributed)
+    assert len(one) == len(many)
+    for a, b in zip(one, many, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+    w1, w2 = _weights(single), _weights(distributed)
+    assert w1.keys() == w2.keys()
+    for key in w1:
+        np.testing.assert_allclose(w2[key], w1[key], rtol=1e-3, atol=1e-4, err_msg=key)
+
+
+@pytest.fixture
+def workdir(tmp_path, small_data):
+    return tmp_path  # small_data is prepared in tmp_path/data
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_mirrored_over_two_cpu_devices_matches_one_process(workdir):
+    single = _shakegen([*TRAIN_ARGS, "--run-dir", "single"], workdir)
+    _finish(single)
+    mirrored = _shakegen([*TRAIN_ARGS, "--run-dir", "mirrored", "--strategy", "mirrored"], workdir)
+    assert "across 2 replicas" in _finish(mirrored).replace("\n", " ")
+    _assert_same_run(workdir / "single", workdir / "mirrored")
+
+
+def test_two_workers_on_localhost_match_one_process(workdir):
+    single = _shakegen([*TRAIN_ARGS, "--run-dir", "single"], workdir)
+    _finish(single)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = [
+        _shakegen(
+            [*TRAIN_ARGS, "--run-dir", "cluster", "--strategy", "multi-worker"],
+            workdir,
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    ]
+    outputs = [_finish(worker).replace("\n", " ") for worker in workers]
+    assert all("across 2 replicas" in output for output in outputs)
+    assert sorted(path.name for path in (workdir / "cluster").iterdir()) == sorted(
+        path.name for path in (workdir / "single").iterdir()
+    )
+    _assert_same_run(workdir / "single", workdir / "cluster")
+
+
+def test_multi_worker_without_tf_config_is_refused(workdir):
+    process = _shakegen([*TRAIN_ARGS, "--run-dir", "x", "--strategy", "multi-worker"], workdir)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1 and "TF_CONFIG" in output and "Traceback" not in output
