@@ -203,16 +203,7 @@ def eval_table(rows: list[dict]) -> Table:
 
 def compare_table(rows: list[dict]) -> Table:
     table = Table(title="GRU variants, equal time budget", title_justify="left")
-    for heading in (
-        "cell",
-        "parameters",
-        "chars/s",
-        "best val loss",
-        "perplexity",
-        "bits/char",
-        "chars seen",
-        "minutes",
-    ):
+    for heading in ("cell", "params", "chars/s", "val loss", "ppl", "bits/char", "seen", "min"):
         table.add_column(heading, justify="left" if heading == "cell" else "right")
     best = min(row["best_val_loss"] for row in rows)
     for row in rows:
