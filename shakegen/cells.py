@@ -176,7 +176,8 @@ class GRULayer(keras.layers.Layer):
         when the caller has it cheaper, e.g. gathered from a projected embedding table."""
         if projected is None:
             projected = self.project(inputs)
-        projected = tf.transpose(projected, (1, 0, 2))  # time-major: (time, batch, k)
+        # Keras casts call arguments to the compute dtype; the recurrence runs in float32.
+        projected = tf.transpose(tf.cast(projected, tf.float32), (1, 0, 2))  # time-major: (time, batch, k)
         # Static sizes where known: XLA (jit_compile) needs them for the loop's TensorArrays.
         steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
         batch = projected.shape[1] if projected.shape[1] is not None else tf.shape(projected)[1]

@@ -165,6 +165,12 @@ def train(
     """
     run_dir = Path(run_dir)
     emit = progress or (lambda event: None)
+    # Refuse what can be refused before any work (data preparation, TensorFlow start-up).
+    has_run = (run_dir / checkpoint.CONFIG_FILE).exists()
+    if resume and not has_run:
+        raise ConfigError(f"Nothing to resume: {run_dir} holds no run. Train without --resume to start one.")
+    if not resume:
+        config.validate()
     from shakegen import distribute
 
     # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
@@ -173,7 +179,7 @@ def train(
     # Only the chief prepares data and judges the run folder; other workers follow it.
     data = ensure_prepared(Path(data_dir), progress) if chief else prepare.load_prepared(data_dir)
     existing = None
-    if (run_dir / checkpoint.CONFIG_FILE).exists():
+    if has_run:
         existing = checkpoint.read_run(run_dir)
         if resume:
             config = existing.config.replace(**(changes or {}))
@@ -184,8 +190,6 @@ def train(
                 f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start it over, "
                 "or choose another --run-dir."
             )
-    elif resume:
-        raise ConfigError(f"Nothing to resume: {run_dir} holds no run. Train without --resume to start one.")
     config.validate(train_characters=len(data.train))
     if existing is not None and existing.data.get("sha256") != data.meta["sha256"]:
         emit(

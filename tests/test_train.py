@@ -157,3 +157,11 @@ def test_cli_train_tiny_preset(tmp_path, monkeypatch, small_text):
     bad = CliRunner().invoke(main, ["train", "--preset", "tiny", "--dropout", "1.5", "--run-dir", "x"])
     assert bad.exit_code == 1 and "dropout must be in [0, 1)" in bad.output
     assert PRESETS["standard"].rnn_units == 1024 and PRESETS["standard"].embedding_dim == 256
+
+
+def test_mixed_bfloat16_trains(tmp_path, small_data, small_config):
+    result = train(small_config.replace(precision="mixed_bfloat16", epochs=1), tmp_path / "bf16", small_data)
+    vocab_size = len(checkpoint.read_run(tmp_path / "bf16").vocab)
+    assert np.isfinite(result.state.best_val_loss) and result.state.best_val_loss < np.log(vocab_size)
+    model, _, _ = checkpoint.load_model(tmp_path / "bf16", "best")
+    assert model.rnn_layers[0].compute_dtype == "bfloat16" and model.rnn_layers[0].kernel.dtype == "float32"
