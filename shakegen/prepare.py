@@ -165,19 +165,22 @@ def _vocabulary(counts: np.ndarray, input_path: Path) -> Vocabulary:
 
 
 def _encode_splits(scratch: Path, vocab: Vocabulary, train_chars: int, staging: Path) -> None:
-    """Map the scratch file's code points to ids, block by block, into train.npy and val.npy."""
+    """Map the scratch file's code points to ids, block by block, into train.npy and val.npy.
+
+    Plain reads and writes rather than memory maps: mapped pages would count in the
+    process's resident memory, and this must stay small whatever the corpus size.
+    """
     table = np.zeros(UNICODE_SIZE, vocab.dtype)
     table[[ord(char) for char in vocab.chars]] = np.arange(len(vocab))
-    codes = np.memmap(scratch, dtype="<u4", mode="r")
-    splits = {"train": (0, train_chars), "val": (train_chars, len(codes))}
-    for name, (start, stop) in splits.items():
-        array = np.lib.format.open_memmap(staging / f"{name}.npy", mode="w+", dtype=vocab.dtype, shape=(stop - start,))
-        for block in range(start, stop, ENCODE_BLOCK):
-            end = min(block + ENCODE_BLOCK, stop)
-            array[block - start : end - start] = table[codes[block:end]]
-        array.flush()
-        del array
-    del codes
+    total = scratch.stat().st_size // 4
+    with open(scratch, "rb") as codes:
+        for name, count in (("train", train_chars), ("val", total - train_chars)):
+            with open(staging / f"{name}.npy", "wb") as out:
+                header = {"descr": np.lib.format.dtype_to_descr(vocab.dtype), "fortran_order": False, "shape": (count,)}
+                np.lib.format.write_array_header_1_0(out, header)
+                for block in range(0, count, ENCODE_BLOCK):
+                    ids = np.fromfile(codes, dtype="<u4", count=min(ENCODE_BLOCK, count - block))
+                    table[ids].tofile(out)
 
 
 def _swap_in(staging: Path, target: Path) -> None:
