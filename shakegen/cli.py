@@ -12,6 +12,17 @@ from shakegen.config import PRESETS
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
 
 
+def data_dir_option(help_text: str):
+    """The --data-dir option shared by every command that reads or writes prepared data."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("data"),
+        show_default=True,
+        help=help_text,
+    )
+
+
 class ShakegenGroup(click.Group):
     """Turns expected library errors into one-line messages (exit 1); --debug shows the traceback."""
 
@@ -99,13 +110,7 @@ def download(url: str, out: Path, sha256: str | None, force: bool, timeout: floa
     default=None,
     help="Text file to prepare. Default: data/raw/tinyshakespeare.txt if present, else the embedded copy.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="Where the prepared corpus goes (in <data-dir>/prepared).",
-)
+@data_dir_option("Where the prepared corpus goes (in <data-dir>/prepared).")
 @click.option("--lowercase", is_flag=True, help="Lower-case the text.")
 @click.option("--strip-punctuation", is_flag=True, help="Remove Unicode punctuation characters.")
 @click.option(
@@ -232,13 +237,7 @@ def _preset_help(name: str, text: str) -> str:
     default=None,
     help="Run folder. [default: checkpoints/<preset>]",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="Prepared data folder (prepared from the embedded corpus if empty).",
-)
+@data_dir_option("Prepared data folder (prepared from the embedded corpus if empty).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
 @click.option(
@@ -452,13 +451,7 @@ def generate(
     default=None,
     help="Evaluate this text file instead of a prepared split.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="Prepared data folder holding the split.",
-)
+@data_dir_option("Prepared data folder holding the split.")
 @click.option(
     "--strict", is_flag=True, help="With --text, refuse characters the model does not know instead of leaving them out."
 )
@@ -537,13 +530,7 @@ def eval_command(checkpoints, which, split, text_path, data_dir, strict, as_json
     show_default=True,
     help="One run folder per cell, plus compare.csv/.json/.png.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="Prepared data folder (prepared from the embedded corpus if empty).",
-)
+@data_dir_option("Prepared data folder (prepared from the embedded corpus if empty).")
 def compare(cells, preset, minutes, random_seed, out_dir, data_dir) -> None:
     """Train several GRU variants on the same data, seed and time budget, and compare them.
 
