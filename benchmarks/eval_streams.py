@@ -6,18 +6,12 @@ python benchmarks/eval_streams.py --checkpoint checkpoints/quick [--data-dir dat
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
+import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shakegen.backend import import_tensorflow  # noqa: E402
-
-import_tensorflow()
-from shakegen import checkpoint, evaluate, prepare  # noqa: E402
+from shakegen import checkpoint, evaluate, prepare
 
 
 def main():

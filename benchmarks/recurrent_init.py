@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
-from shakegen.backend import import_tensorflow  # noqa: E402
-
-import_tensorflow()
-from shakegen.config import PRESETS  # noqa: E402
-from shakegen.train import train  # noqa: E402
+from shakegen.config import PRESETS
+from shakegen.train import train
 
 
 def main():

@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-VARIANTS = ("gru", "classic", "gru1", "gru2", "gru3")
+from shakegen.config import CELLS as VARIANTS  # one list of cell names, kept in config
 
 
 def parameter_count(variant: str, input_dim: int, units: int) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from shakegen import __version__, corpus, ui
-from shakegen.config import PRESETS
+from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS
+from shakegen.distribute import STRATEGIES
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
 
@@ -182,7 +183,7 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option(
     "--cell",
-    type=click.Choice(["gru", "classic", "gru1", "gru2", "gru3"]),
+    type=click.Choice(CELLS),
     default=None,
     help=_preset_help("cell", "Recurrent cell variant."),
 )
@@ -194,7 +195,7 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option(
     "--recurrent-initializer",
-    type=click.Choice(["orthogonal", "glorot_uniform"]),
+    type=click.Choice(RECURRENT_INITIALIZERS),
     default=None,
     help=_preset_help("recurrent_initializer", "Initialiser of the recurrent kernels."),
 )
@@ -219,7 +220,7 @@ def _preset_help(name: str, text: str) -> str:
 @click.option("--patience", type=int, default=None, help="Stop when val loss has not improved for this many epochs.")
 @click.option(
     "--precision",
-    type=click.Choice(["float32", "mixed_bfloat16"]),
+    type=click.Choice(PRECISIONS),
     default=None,
     help=_preset_help(
         "precision", "Compute precision (bfloat16 pays off only on CPUs with AMX or AVX512-BF16, and GPUs)."
@@ -242,7 +243,7 @@ def _preset_help(name: str, text: str) -> str:
 @click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
 @click.option(
     "--strategy",
-    type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
+    type=click.Choice(STRATEGIES),
     default="one",
     show_default=True,
     help="Distribution: one device; mirrored over local GPUs (or 2 logical CPUs); multi-worker from TF_CONFIG; "
