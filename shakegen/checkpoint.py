@@ -24,15 +24,12 @@ import numpy as np
 
 from shakegen import __version__, fileio
 from shakegen.config import TrainConfig
+from shakegen.errors import CheckpointError
 from shakegen.vocab import Vocabulary
 
 FORMAT = "shakegen-run/1"
 CONFIG_FILE = "config.json"
 WHICH = ("best", "last")
-
-
-class CheckpointError(ValueError):
-    """A run folder is missing, incomplete, damaged or incompatible."""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ import click
 from shakegen import __version__, corpus, ui
 from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS
 from shakegen.distribute import STRATEGIES
+from shakegen.errors import ShakegenError
 
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, RuntimeError, OSError)
+# Library errors derive from ShakegenError; OSError covers the machine's own (disk full, permissions).
+EXPECTED_ERRORS = (ShakegenError, OSError, ValueError)
 
 
 def data_dir_option(help_text: str):

@@ -8,13 +8,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
+from shakegen.errors import ConfigError
+
 CELLS = ("gru", "classic", "gru1", "gru2", "gru3")
 RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform")
 PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-class ConfigError(ValueError):
-    """A hyperparameter has a value training cannot use."""
 
 
 @dataclass(frozen=True)

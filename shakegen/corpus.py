@@ -14,6 +14,8 @@ import unicodedata
 from pathlib import Path
 from typing import Iterator
 
+from shakegen.errors import CorpusError  # noqa: F401  (re-exported: corpus.CorpusError)
+
 EMBEDDED_CORPUS = Path(__file__).parent / "data" / "tinyshakespeare.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -23,10 +25,6 @@ CHUNK_BYTES = 8 * 1024 * 1024
 _BINARY_SNIFF_BYTES = 8192
 # Every Cc (control) character except "\n" and "\t"; "\r" is handled before this runs.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-class CorpusError(ValueError):
-    """The input text cannot be used as a corpus."""
 
 
 @functools.lru_cache(maxsize=1)

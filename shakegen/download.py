@@ -13,13 +13,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from shakegen import corpus, fileio
+from shakegen.errors import ShakegenError
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 _OFFLINE_HINT = "To work offline, skip the download: `shakegen prepare` uses the corpus embedded in shakegen."
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ShakegenError, RuntimeError):
     """The download failed; the file on disk, if any, is untouched."""
 
     def __init__(self, message: str):

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from shakegen import corpus, fileio
+from shakegen.errors import PreparedDataError
 from shakegen.vocab import Vocabulary
 
 PREPARED_DIR = "prepared"
@@ -207,7 +208,7 @@ def load_prepared(data_dir: str | Path) -> PreparedData:
     """
     folder = prepared_dir(data_dir)
     if not is_prepared(data_dir):
-        raise FileNotFoundError(f"No prepared corpus in {folder}. Run `shakegen prepare --data-dir {data_dir}` first.")
+        raise PreparedDataError(f"No prepared corpus in {folder}. Run `shakegen prepare --data-dir {data_dir}` first.")
     try:
         meta = fileio.read_json(folder / "meta.json")
         vocab = Vocabulary.from_json(fileio.read_json(folder / "vocab.json"))

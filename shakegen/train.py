@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from shakegen import checkpoint, fileio, prepare
-from shakegen.config import ConfigError, TrainConfig
+from shakegen.config import TrainConfig
+from shakegen.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
 HISTORY_FIELDS = (
     "epoch",
@@ -45,21 +46,6 @@ RESUMABLE_CHANGES = (
 )
 
 Progress = Callable[[dict], None]
-
-
-class TrainingInterrupted(Exception):
-    """Training was interrupted (Ctrl-C); a checkpoint to resume from was saved."""
-
-    def __init__(self, run_dir: Path, state: dict):
-        self.run_dir = run_dir
-        self.state = state
-        super().__init__(
-            f"Training interrupted at epoch {state['epoch'] + 1}, step {state['global_step']}; checkpoint saved in {run_dir}."
-        )
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
 
 
 @dataclass

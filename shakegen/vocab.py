@@ -7,8 +7,10 @@ from typing import Iterable
 
 import numpy as np
 
+from shakegen.errors import ShakegenError
 
-class UnknownCharactersError(ValueError):
+
+class UnknownCharactersError(ShakegenError, ValueError):
     """Text holds characters outside the vocabulary."""
 
     def __init__(self, unknown: list[str], vocab_size: int, where: str = ""):
