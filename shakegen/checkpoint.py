@@ -1,18 +1,23 @@
 """Run folders: self-contained checkpoints that load from the folder alone.
 
-A run folder holds
+This module owns every file of a run folder: it names them, writes them and reads them;
+training, comparison, sampling and evaluation go through it. A run folder holds
   config.json   every hyperparameter, the vocabulary, the data's SHA-256, parameter count
   last.npz      weights + optimizer state + training state (epoch, step, early stopping, time)
   best.npz      weights with the best validation loss, and when they were reached
-  history.csv   one row per epoch
+  history.csv   one row per validation (once per epoch, or every --eval-every steps)
   curves.png    train/val loss curves
+A folder is a run once it holds config.json *and* last.npz: a start that failed before its
+first checkpoint leaves no run behind, so a plain rerun simply starts again.
 Weights are NumPy arrays keyed by variable path (JSON and .npz, never pickle). Each file is
 written atomically, and ``last.npz`` holds everything resume needs in one file, so a crash
-at any moment leaves a consistent checkpoint.
+at any moment leaves a consistent checkpoint. history.csv is written before last.npz; rows
+past last.npz's step are dropped on resume, so a kill between the two loses nothing.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime
 import io
 import json
@@ -24,12 +29,29 @@ import numpy as np
 
 from shakegen import __version__, fileio
 from shakegen.config import TrainConfig
-from shakegen.errors import CheckpointError
+from shakegen.errors import CheckpointError, CheckpointWriteError
 from shakegen.vocab import Vocabulary
 
 FORMAT = "shakegen-run/1"
 CONFIG_FILE = "config.json"
+LAST_FILE = "last.npz"
+BEST_FILE = "best.npz"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+RUN_FILES = (CONFIG_FILE, LAST_FILE, BEST_FILE, HISTORY_FILE, CURVES_FILE)
 WHICH = ("best", "last")
+HISTORY_FIELDS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "val_loss",
+    "val_perplexity",
+    "val_bits_per_character",
+    "learning_rate",
+    "epoch_seconds",
+    "elapsed_seconds",
+    "characters_seen",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,21 @@ class RunInfo:
     vocab: Vocabulary
     data: dict
     parameters: int
+
+
+def is_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run: a config and at least one saved checkpoint."""
+    run_dir = Path(run_dir)
+    return (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file()
+
+
+def start_run(run_dir: str | Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int) -> None:
+    """Clear ``run_dir`` of any earlier run's files and write the new run's config.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    write_run_config(run_dir, config, vocab, data, parameters)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int) -> None:
@@ -74,19 +111,25 @@ def read_run(run_dir: str | Path) -> RunInfo:
         )
     try:
         raw = fileio.read_json(path)
+        if not isinstance(raw, dict):
+            raise ValueError(f"a JSON {type(raw).__name__}, expected an object")
         if raw.get("format") != FORMAT:
             raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
-        return RunInfo(
+        if not isinstance(raw["config"], dict) or not isinstance(raw["data"], dict):
+            raise ValueError("'config' and 'data' must be objects")
+        info = RunInfo(
             run_dir,
-            TrainConfig.from_json(raw["config"]),
+            TrainConfig.from_json(raw["config"]).validate(),
             Vocabulary.from_json(raw["vocab"]),
             raw["data"],
-            raw["parameters"],
+            int(raw["parameters"]),
         )
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as error:
         raise CheckpointError(
-            f"{path} is damaged or not a shakegen run config ({error}). Retrain into a fresh --run-dir."
+            f"{path} is damaged or not a shakegen run config ({error}). "
+            "Retrain into a fresh --run-dir, or start this one over with --overwrite."
         ) from None
+    return info
 
 
 def checkpoint_path(run_dir: str | Path, which: str) -> Path:
@@ -95,17 +138,39 @@ def checkpoint_path(run_dir: str | Path, which: str) -> Path:
     return Path(run_dir) / f"{which}.npz"
 
 
-def save(path: Path, model, state: dict, optimizer=None) -> None:
-    """Write model weights (and optimizer variables) with ``state`` into one .npz, atomically."""
-    arrays = {f"weights/{variable.path}": np.asarray(variable.numpy()) for variable in model.weights}
+def snapshot(model, state: dict, optimizer=None) -> dict[str, np.ndarray]:
+    """Copies of the weights (and optimizer variables) with ``state``: a checkpoint in memory."""
+    arrays = {f"weights/{variable.path}": np.array(variable.numpy()) for variable in model.weights}
     if optimizer is not None:
         for index, variable in enumerate(optimizer.variables):
-            arrays[f"optimizer/{index:05d}"] = np.asarray(variable.numpy())
+            arrays[f"optimizer/{index:05d}"] = np.array(variable.numpy())
     arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def write_snapshot(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a snapshot into one .npz, atomically.
+
+    Raises:
+        CheckpointWriteError: the disk is full, or the folder is not writable; the file that
+            was at ``path`` before is untouched.
+    """
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    with fileio.atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    try:
+        with fileio.atomic_open(path, "wb") as handle:
+            handle.write(buffer.getvalue())
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise CheckpointWriteError(
+            f"Could not write checkpoint {path}: {reason}. The previous checkpoint there is intact; "
+            "free some space or fix the folder's permissions, then continue with --resume."
+        ) from None
+
+
+def save(path: Path, model, state: dict, optimizer=None) -> None:
+    """Write model weights (and optimizer variables) with ``state`` into one .npz, atomically."""
+    write_snapshot(path, snapshot(model, state, optimizer))
 
 
 def _open(path: Path) -> dict[str, np.ndarray]:
@@ -148,6 +213,8 @@ def load(path: Path, model, optimizer=None) -> dict:
             raise CheckpointError(
                 f"Checkpoint {path} does not fit the model: {variable.path} expected shape {tuple(variable.shape)}, found {found}."
             )
+        if not np.issubdtype(arrays[key].dtype, np.floating) and np.issubdtype(variable.dtype, np.floating):
+            raise CheckpointError(f"Checkpoint {path} is damaged: {variable.path} holds {arrays[key].dtype} values.")
         variable.assign(arrays[key])
     if optimizer is not None:
         saved = sorted(key for key in arrays if key.startswith("optimizer/"))
@@ -157,18 +224,31 @@ def load(path: Path, model, optimizer=None) -> dict:
             )
         for key, variable in zip(saved, optimizer.variables, strict=True):
             variable.assign(arrays[key])
-    return json.loads(arrays["state"].tobytes().decode("utf-8"))
+    return _state_of(arrays, path)
+
+
+def _state_of(arrays: dict[str, np.ndarray], path: Path) -> dict:
+    try:
+        state = json.loads(arrays["state"].tobytes().decode("utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"a JSON {type(state).__name__}, expected an object")
+        return state
+    except (KeyError, ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged: its training state is missing or unreadable ({error}). "
+            "Use the other checkpoint (--which) or retrain."
+        ) from None
 
 
 def latest_run(root: str | Path = "checkpoints") -> Path:
     """The most recently trained run folder under ``root``."""
     root = Path(root)
-    runs = [path.parent for path in root.glob(f"*/{CONFIG_FILE}") if (path.parent / "last.npz").is_file()]
+    runs = [path.parent for path in root.glob(f"*/{CONFIG_FILE}") if is_run(path.parent)]
     if not runs:
         raise CheckpointError(
             f"No trained run found under {root}/. Train one with `shakegen train`, or pass --checkpoint RUN_DIR."
         )
-    return max(runs, key=lambda run: (run / "last.npz").stat().st_mtime)
+    return max(runs, key=lambda run: (run / LAST_FILE).stat().st_mtime)
 
 
 def load_model(run_dir: str | Path, which: str = "best"):
@@ -179,3 +259,48 @@ def load_model(run_dir: str | Path, which: str = "best"):
     model = build_model(len(info.vocab), info.config)
     state = load(checkpoint_path(run_dir, which), model)
     return model, info, state
+
+
+def write_history(run_dir: str | Path, history: list[dict]) -> None:
+    """Write history.csv (one row per validation) and redraw curves.png from it."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    try:
+        fileio.write_text(Path(run_dir) / HISTORY_FILE, buffer.getvalue())
+    except OSError as error:
+        raise CheckpointWriteError(
+            f"Could not write {Path(run_dir) / HISTORY_FILE}: {error.strerror or error}. The checkpoint is intact; "
+            "free some space or fix the folder's permissions, then continue with --resume."
+        ) from None
+    write_curves(run_dir, history)
+
+
+def read_history(run_dir: str | Path, up_to_step: int | None = None) -> list[dict]:
+    """history.csv's rows as floats; with ``up_to_step``, only rows at or before that step."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+    except (ValueError, TypeError, csv.Error) as error:
+        raise CheckpointError(f"{path} is damaged ({error}). Delete it to start a new history.") from None
+    if up_to_step is not None:
+        rows = [row for row in rows if row["step"] <= up_to_step]
+    return rows
+
+
+def write_curves(run_dir: str | Path, history: list[dict]) -> None:
+    """Write curves.png: train and validation loss against epoch (best effort: a plot is not a checkpoint)."""
+    if not history:
+        return
+    from shakegen.plots import loss_curves_png
+
+    try:
+        with fileio.atomic_open(Path(run_dir) / CURVES_FILE, "wb") as handle:
+            handle.write(loss_curves_png(history, f"{Path(run_dir).name}: loss"))
+    except OSError:
+        pass

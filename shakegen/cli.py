@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from shakegen import __version__, corpus, ui
-from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS
+from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS, RNN_KERNELS
 from shakegen.distribute import STRATEGIES
-from shakegen.errors import ShakegenError
+from shakegen.errors import ShakegenError, TrainingInterrupted
 
 # Library errors derive from ShakegenError; OSError covers the machine's own (disk full, permissions).
 EXPECTED_ERRORS = (ShakegenError, OSError, ValueError)
@@ -219,7 +219,27 @@ def _preset_help(name: str, text: str) -> str:
     default=None,
     help=_preset_help("clip_norm", "Clip gradients to this global norm; 0 disables."),
 )
-@click.option("--patience", type=int, default=None, help="Stop when val loss has not improved for this many epochs.")
+@click.option(
+    "--patience", type=int, default=None, help="Stop when val loss has not improved for this many validations."
+)
+@click.option(
+    "--checkpoint-minutes",
+    type=float,
+    default=None,
+    help=_preset_help("checkpoint_minutes", "Write last.npz this often inside an epoch; 0: only at validations."),
+)
+@click.option(
+    "--eval-every",
+    type=int,
+    default=None,
+    help="Validate (history row, best.npz, early stopping) every this many steps. [default: once per epoch]",
+)
+@click.option(
+    "--val-characters",
+    type=int,
+    default=None,
+    help="Validate on the first N characters of the validation split (for huge corpora). [default: all]",
+)
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
@@ -227,6 +247,14 @@ def _preset_help(name: str, text: str) -> str:
     help=_preset_help(
         "precision", "Compute precision (bfloat16 pays off only on CPUs with AMX or AVX512-BF16, and GPUs)."
     ),
+)
+@click.option(
+    "--rnn-kernel",
+    type=click.Choice(RNN_KERNELS),
+    default=None,
+    help="What runs the GRU time loop: fused (shakegen's loop), keras (Keras's GRU, cuDNN on a GPU, for the gru and "
+    "classic cells), or auto (keras for gru in float32 when a GPU is visible, else fused). Same weights either way; "
+    "a resumed run may change it. [default: auto]",
 )
 @click.option(
     "--random-seed",
@@ -283,7 +311,7 @@ def train(
             strategy=strategy,
             progress=display,
         )
-    except training.TrainingInterrupted as interrupted:
+    except TrainingInterrupted as interrupted:
         display.close()
         raise click.ClickException(f"{interrupted} Resume with: shakegen train --resume --run-dir {run_dir}") from None
     finally:
@@ -305,7 +333,15 @@ def _load_run(checkpoint_dir: Path | None, which: str):
 @main.command()
 @click.option("--seed", "seed_text", default=None, help="Text to start from. [default: a newline]")
 @click.option(
-    "--seed-file", type=click.File("r", encoding="utf-8"), default=None, help="Read the seed text from a file."
+    "--seed-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the seed text from a file (any length: it is fed in windows).",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Encoding of --seed-file. [default: the encoding the run's corpus was prepared with]",
 )
 @click.option(
     "--checkpoint",
@@ -322,7 +358,13 @@ def _load_run(checkpoint_dir: Path | None, which: str):
     help="Weights with the best validation loss, or the latest.",
 )
 @click.option("--length", type=int, default=500, show_default=True, help="Characters to generate per sample.")
-@click.option("--temperature", type=float, default=0.8, show_default=True, help="Sampling temperature; 0 is greedy.")
+@click.option(
+    "--temperature",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Sampling temperature; 0 (or anything below 1.2e-38) is greedy.",
+)
 @click.option("--top-k", type=int, default=None, help="Sample only among the K most likely characters.")
 @click.option(
     "--top-p",
@@ -349,6 +391,7 @@ def _load_run(checkpoint_dir: Path | None, which: str):
 def generate(
     seed_text,
     seed_file,
+    encoding,
     checkpoint_dir,
     which,
     length,
@@ -378,20 +421,29 @@ def generate(
     if length < 1:
         raise click.BadParameter(f"must be a positive number of characters, got {length}.", param_hint="--length")
     implicit_seed = seed_text is None and seed_file is None
-    seed_text = seed_file.read() if seed_file is not None else (seed_text if seed_text is not None else "\n")
-    model, info, _ = _load_run(checkpoint_dir, which)
-    from shakegen import sampling
+    from shakegen.backend import import_tensorflow
 
+    import_tensorflow()
+    from shakegen import checkpoint, inference, sampling
+
+    run_dir = checkpoint_dir or checkpoint.latest_run()
     try:
-        options = sampling.SamplingOptions(temperature, top_k, top_p).validate(len(info.vocab))
-    except ValueError as error:
+        options = sampling.SamplingOptions(temperature, top_k, top_p).validate(len(checkpoint.read_run(run_dir).vocab))
+    except sampling.SamplingError as error:
         raise click.BadParameter(str(error)) from None
+    # float32 whatever the run was trained in: the text depends only on the weights.
+    model, info, _ = inference.load_model(run_dir, which)
+    if seed_file is not None:
+        seed_text = sampling.read_seed_file(seed_file, encoding or info.data.get("options", {}).get("encoding"))
+    elif seed_text is None:
+        seed_text = "\n"
     seed_text, dropped = sampling.prepare_seed(seed_text, info, skip_unknown)
     if dropped:
         ui.message(f"[yellow]Warning:[/] dropped characters the model does not know: {', '.join(map(repr, dropped))}.")
     if random_seed is None:
         random_seed = int.from_bytes(os.urandom(4), "little") >> 1
-    ui.message(f"[dim]{info.run_dir} ({which}), temperature {temperature:g}, random seed {random_seed}[/]")
+    how = "greedy" if options.greedy else f"temperature {temperature:g}"
+    ui.message(f"[dim]{info.run_dir} ({which}), {how}, random seed {random_seed}[/]")
 
     out = sys.stdout
     stream = not no_stream and not as_json and num_samples == 1 and out.isatty()
@@ -458,40 +510,96 @@ def generate(
 @click.option(
     "--strict", is_flag=True, help="With --text, refuse characters the model does not know instead of leaving them out."
 )
+@click.option(
+    "--encoding",
+    default=None,
+    help="Encoding of --text. [default: the encoding the run's corpus was prepared with]",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["streaming", "windows"]),
+    default="streaming",
+    show_default=True,
+    help="streaming: the state is carried through the whole text; windows: windows that each start "
+    "from a zero state (nanoGPT's protocol), every position counted.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Characters per window of --protocol windows. [default: 256]",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --protocol windows: score this many windows at random starts (nanoGPT's way) "
+    "instead of non-overlapping windows covering the text.",
+)
+@click.option(
+    "--random-seed",
+    type=int,
+    default=None,
+    help="Seed of the random windows of --samples. [default: 0]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def eval_command(checkpoints, which, split, text_path, data_dir, strict, as_json) -> None:
+def eval_command(
+    checkpoints, which, split, text_path, data_dir, strict, encoding, protocol, window, samples, random_seed, as_json
+) -> None:
     """Report perplexity and bits per character of trained runs.
 
-    Streaming: the state is carried through the whole text, so every character is
-    predicted from all the text before it. Baselines for scale: uniform (perplexity =
-    vocabulary size) and the training split's character frequencies (unigram).
+    Two protocols. streaming (the default): the state is carried through the whole text,
+    so every character is predicted from all the text before it. windows: the text is cut
+    into non-overlapping windows of --window characters that each start from a zero
+    state, as nanoGPT and char-rnn score; the first characters of each window are
+    predicted almost blind, so this figure is higher. Compare a figure only with one
+    measured the same way. Weights are evaluated in float32 whatever the run was trained
+    in. Baselines for scale: uniform (perplexity = vocabulary size) and the training
+    split's character frequencies (unigram).
 
     \b
     Example:
       shakegen eval
       shakegen eval --checkpoint checkpoints/quick --checkpoint checkpoints/standard --which both
+      shakegen eval --protocol windows --window 256 --json
+      shakegen eval --protocol windows --samples 2400 --random-seed 1337
       shakegen eval --text sonnets.txt --json
     """
     import json
 
+    if protocol == "streaming":
+        for name, value in (("--window", window), ("--samples", samples), ("--random-seed", random_seed)):
+            if value is not None:
+                raise click.BadParameter(
+                    "applies to --protocol windows only; streaming carries the state through the whole text. "
+                    "Add --protocol windows or drop it.",
+                    param_hint=name,
+                )
+    if random_seed is not None and samples is None:
+        raise click.BadParameter(
+            "seeds the random windows of --samples; add --samples K or drop it.", param_hint="--random-seed"
+        )
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
     from shakegen import checkpoint, evaluate
 
+    measure = evaluate.Protocol(
+        protocol, window or evaluate.EVAL_WINDOW, samples, 0 if random_seed is None else random_seed
+    ).validate()
     runs = list(checkpoints) or [checkpoint.latest_run()]
     kinds = ["best", "last"] if which == "both" else [which]
     rows = []
     for run_dir in runs:
         info = checkpoint.read_run(run_dir)
         ids, left_out = evaluate.evaluation_ids(
-            info, split=split, text_path=text_path, data_dir=data_dir, strict=strict
+            info, split=split, text_path=text_path, data_dir=data_dir, strict=strict, encoding=encoding
         )
         if left_out:
             ui.message(f"[yellow]Left out {left_out:,} characters {run_dir} does not know (--strict refuses them).[/]")
         for kind in kinds:
             with ui.byte_progress(f"Evaluating {run_dir} ({kind})") as update:
-                row = evaluate.evaluate_checkpoint(run_dir, kind, ids, progress=update)
+                row = evaluate.evaluate_checkpoint(run_dir, kind, ids, measure, progress=update)
             row["text"] = str(text_path) if text_path else f"{split} split"
             row["left_out_characters"] = left_out
             rows.append(row)

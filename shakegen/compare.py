@@ -13,7 +13,9 @@ from pathlib import Path
 
 from shakegen import checkpoint, fileio
 from shakegen.config import CELLS, ConfigError, TrainConfig
-from shakegen.train import read_history, train
+from shakegen.events import CellStarted
+from shakegen.plots import compare_png
+from shakegen.train import train
 
 RESULT_FIELDS = (
     "cell",
@@ -38,7 +40,7 @@ def parse_cells(text: str) -> list[str]:
 
 
 def _finished(run_dir: Path) -> bool:
-    return bool(checkpoint.read_state(run_dir / "last.npz").get("stop_reason"))
+    return bool(checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last")).get("stop_reason"))
 
 
 def compare(
@@ -50,9 +52,9 @@ def compare(
     for cell in cells:
         run_dir = out_dir / cell
         if progress:
-            progress({"type": "cell", "cell": cell, "skipped": _finished(run_dir)})
+            progress(CellStarted(cell, _finished(run_dir)))
         if not _finished(run_dir):
-            resume = (run_dir / "last.npz").is_file()
+            resume = checkpoint.is_run(run_dir)
             train(base.replace(cell=cell), run_dir, data_dir, resume=resume, overwrite=not resume, progress=progress)
         rows.append(summarise(run_dir))
     write_results(out_dir, rows)
@@ -61,8 +63,8 @@ def compare(
 
 def summarise(run_dir: Path) -> dict:
     info = checkpoint.read_run(run_dir)
-    state = checkpoint.read_state(run_dir / "last.npz")
-    best = min(read_history(run_dir), key=lambda row: row["val_loss"])
+    state = checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last"))
+    best = min(checkpoint.read_history(run_dir), key=lambda row: row["val_loss"])
     seconds = state["elapsed_seconds"]
     return {
         "cell": info.config.cell,
@@ -84,28 +86,7 @@ def write_results(out_dir: Path, rows: list[dict]) -> None:
     writer.writerows(rows)
     fileio.write_text(out_dir / "compare.csv", buffer.getvalue())
     fileio.write_json(out_dir / "compare.json", rows)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (by_time, by_characters) = plt.subplots(1, 2, figsize=(11, 4), dpi=100, sharey=True)
-    for row in rows:
-        history = read_history(out_dir / row["cell"])
-        losses = [entry["val_loss"] for entry in history]
-        by_time.plot([entry["elapsed_seconds"] / 60 for entry in history], losses, marker="o", label=row["cell"])
-        by_characters.plot([entry["characters_seen"] / 1e6 for entry in history], losses, marker="o", label=row["cell"])
-    by_time.set_xlabel("training minutes")
-    by_characters.set_xlabel("characters seen (millions)")
-    by_time.set_ylabel("validation loss (nats per character)")
-    for axis in (by_time, by_characters):
-        axis.grid(alpha=0.3)
-    by_time.legend()
-    figure.suptitle("GRU variants on the same data, seed and time budget")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
+    curves = {row["cell"]: checkpoint.read_history(out_dir / row["cell"]) for row in rows}
+    png = compare_png(curves, "GRU variants on the same data, seed and time budget")
     with fileio.atomic_open(out_dir / "compare.png", "wb") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(png)

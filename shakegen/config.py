@@ -6,6 +6,7 @@ Click options take their defaults from here, so there is one source of truth.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 from shakegen.errors import ConfigError
@@ -13,6 +14,9 @@ from shakegen.errors import ConfigError
 CELLS = ("gru", "classic", "gru1", "gru2", "gru3")
 RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform")
 PRECISIONS = ("float32", "mixed_bfloat16")
+# What runs a GRU layer's time loop (cells.py): shakegen's fused loop, Keras's GRU (cuDNN on a
+# GPU), or auto (Keras where cuDNN can take the layer, else fused). Never changes the weights.
+RNN_KERNELS = ("auto", "fused", "keras")
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,13 @@ class TrainConfig:
     learning_rate: float = 2e-3
     final_learning_rate: float = 2e-4
     clip_norm: float = 5.0  # 0: no clipping
-    patience: int | None = None
+    patience: int | None = None  # validations without improvement before stopping
     random_seed: int = 42
     precision: str = "float32"
+    rnn_kernel: str = "auto"  # how the time loop runs, not what it computes: a resume may change it
+    checkpoint_minutes: float = 10.0  # write last.npz inside an epoch this often; 0: at validations only
+    eval_every: int | None = None  # validate every this many steps; None: once per epoch
+    val_characters: int | None = None  # validate on the first N characters of the split; None: all
 
     def validate(self, train_characters: int | None = None) -> "TrainConfig":
         """Return self, or raise ConfigError naming the bad value and the fix."""
@@ -44,16 +52,21 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("max_steps", "patience"):
+        for name in ("max_steps", "patience", "eval_every", "val_characters"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
-        if self.clip_norm is not None and self.clip_norm < 0:
-            raise ConfigError(f"clip_norm must be positive, or 0 for no clipping; got {self.clip_norm!r}.")
+        if self.clip_norm is not None and not 0 <= self.clip_norm < math.inf:
+            raise ConfigError(f"clip_norm must be a finite positive number, or 0 for no clipping; got {self.clip_norm!r}.")
+        if not 0 <= self.checkpoint_minutes < math.inf:
+            raise ConfigError(
+                f"checkpoint_minutes must be a finite number of minutes, or 0 to save at validations only; "
+                f"got {self.checkpoint_minutes!r}."
+            )
         for name in ("max_minutes", "learning_rate", "final_learning_rate"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be positive or unset, got {value!r}.")
+            if value is not None and not 0 < value < math.inf:
+                raise ConfigError(f"{name} must be a finite positive number or unset, got {value!r}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}.")
         if self.cell not in CELLS:
@@ -65,6 +78,10 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"Unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
+        if self.rnn_kernel not in RNN_KERNELS:
+            raise ConfigError(
+                f"Unknown rnn_kernel {self.rnn_kernel!r}; expected one of {', '.join(RNN_KERNELS)}."
+            )
         if train_characters is not None and self.seq_length + 1 > train_characters:
             raise ConfigError(
                 f"seq_length {self.seq_length} needs windows of {self.seq_length + 1} characters, but the "

@@ -1,40 +1,36 @@
-"""The training loop: Adam on cross-entropy, per-epoch streaming validation, checkpoints that resume exactly.
+"""The training loop: Adam on cross-entropy, streaming validation, checkpoints that resume exactly.
 
 Everything random is a pure function of the random seed: initial weights (Keras's global
 seed), each epoch's window order (seed, epoch) and each step's dropout masks (seed, step).
 The global step lives in the optimizer (``iterations``) and is saved with its moments, so
-a resumed run replays the same batches, masks and learning rates as an uninterrupted one.
+a resumed run replays the same batches, masks and learning rates as an uninterrupted one,
+whether it stopped at an epoch's end, at a validation inside one, at a timed checkpoint,
+or on Ctrl-C, SIGTERM or SIGHUP. Only the chief process writes the run folder, and only
+through ``checkpoint`` (the folder's one owner).
+
+Reading order: ``train`` opens the run (``_open_run``), then alternates a span of steps
+(``Trainer.train_span``) and a validation (``Trainer.validate_and_save``) until a limit
+is reached, then finishes (``Trainer.finish``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from shakegen import checkpoint, fileio, prepare
+from shakegen import checkpoint, events, prepare
 from shakegen.config import TrainConfig
 from shakegen.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 
-HISTORY_FIELDS = (
-    "epoch",
-    "step",
-    "train_loss",
-    "val_loss",
-    "val_perplexity",
-    "val_bits_per_character",
-    "learning_rate",
-    "epoch_seconds",
-    "elapsed_seconds",
-    "characters_seen",
-)
-# Fields a resumed run may change: how long to train and how fast to step, not what is trained.
+# Fields a resumed run may change: how long and how fast to train, not what is trained.
 RESUMABLE_CHANGES = (
     "epochs",
     "max_steps",
@@ -43,9 +39,13 @@ RESUMABLE_CHANGES = (
     "learning_rate",
     "final_learning_rate",
     "clip_norm",
+    "checkpoint_minutes",
+    "eval_every",
+    "val_characters",
+    "rnn_kernel",
 )
-
-Progress = Callable[[dict], None]
+EXPLOSION_FACTOR = 3.0  # char-rnn's rule: the loss passed three times its first value
+EXPLOSION_WINDOW = 8  # steps averaged before comparing with the threshold
 
 
 @dataclass
@@ -56,12 +56,13 @@ class TrainState:
     epoch_start_step: int = 0  # global step at which the current epoch began
     global_step: int = 0
     best_val_loss: float | None = None
-    best_epoch: int | None = None
-    epochs_since_best: int = 0
+    best_epoch: float | None = None
+    validations_since_best: int = 0
+    last_validation_step: int = 0
     elapsed_seconds: float = 0.0
     characters_seen: int = 0
-    train_nll_sum: float = 0.0  # running sums of the current epoch's training loss
-    train_count: int = 0
+    train_nll_sum: float = 0.0  # summed training cross-entropy (nats) since the last validation
+    train_count: int = 0  # characters in that sum
     stop_reason: str | None = None
 
     def to_json(self) -> dict:
@@ -69,11 +70,19 @@ class TrainState:
 
     @classmethod
     def from_json(cls, values: dict) -> "TrainState":
+        values = dict(values)
+        if "epochs_since_best" in values:  # runs saved before validations could happen inside an epoch
+            values.setdefault("validations_since_best", values.pop("epochs_since_best"))
+            values.setdefault("last_validation_step", values.get("epoch_start_step", 0))
         state = cls()
         for key, value in values.items():
             if hasattr(state, key):
                 setattr(state, key, value)
         return state
+
+    @property
+    def train_loss(self) -> float:
+        return self.train_nll_sum / self.train_count if self.train_count else math.nan
 
 
 @dataclass
@@ -83,12 +92,97 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def ensure_prepared(data_dir: Path, progress: Progress | None) -> prepare.PreparedData:
+def train(
+    config: TrainConfig | None,
+    run_dir: str | Path,
+    data_dir: str | Path = "data",
+    *,
+    resume: bool = False,
+    changes: dict | None = None,
+    overwrite: bool = False,
+    strategy: str = "one",
+    progress: events.Progress | None = None,
+) -> TrainResult:
+    """Train a new run in ``run_dir`` with ``config``, or resume the run there.
+
+    Args:
+        config: hyperparameters of a new run (ignored when resuming).
+        resume: continue the saved run with its saved hyperparameters, except ``changes``
+            (only ``RESUMABLE_CHANGES`` may differ; anything else is refused by name).
+        overwrite: start over in a ``run_dir`` that already holds a run.
+        strategy: ``one``, ``mirrored``, ``multi-worker`` or ``auto`` (see distribute.py). The
+            global batch is split across replicas; only the chief writes the run folder.
+        progress: called with an ``events`` instance as training goes.
+
+    Raises:
+        ConfigError: invalid hyperparameters, or a run folder that conflicts with the request.
+        TrainingInterrupted: Ctrl-C, SIGTERM or SIGHUP; a checkpoint was saved first.
+        TrainingDiverged: the loss became non-finite or exploded; the previous checkpoint is kept.
+        CheckpointWriteError: a checkpoint could not be written; the previous one is intact.
+    """
+    trainer = _open_run(
+        config, Path(run_dir), Path(data_dir), resume, changes or {}, overwrite, strategy, progress or events.ignore
+    )
+    trainer.announce()
+    with _signals_interrupt() as received:
+        try:
+            while (reason := trainer.stop_reason()) is None:
+                trainer.train_span()
+                trainer.validate_and_save()
+        except KeyboardInterrupt:
+            trainer.save_interrupted()
+            raise TrainingInterrupted(trainer.run_dir, trainer.state.to_json(), received.name) from None
+    return trainer.finish(reason)
+
+
+def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, emit) -> "Trainer":
+    """Refuse what conflicts with the run folder, then build the model and load or start the run."""
+    has_run = checkpoint.is_run(run_dir)
+    if resume and not has_run:
+        raise ConfigError(f"Nothing to resume: {run_dir} holds no saved run. Train without --resume to start one.")
+    # An --overwrite never reads the old run, so a damaged one can still be replaced.
+    existing = checkpoint.read_run(run_dir) if has_run and (resume or not overwrite) else None
+    config = existing.config.replace(**changes) if resume else config
+    config.validate()
+    from shakegen import distribute
+
+    # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
+    strategy_object = distribute.make_strategy(strategy)
+    chief = distribute.is_chief(strategy_object)
+    # Only the chief prepares data and judges the run folder; other workers follow it.
+    data = ensure_prepared(data_dir, emit) if chief else prepare.load_prepared(data_dir)
+    if existing is not None and chief:
+        check_compatible(existing, config, data.vocab)
+        if not resume:
+            raise ConfigError(
+                f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start it over, "
+                "or choose another --run-dir."
+            )
+        if existing.data.get("sha256") != data.meta["sha256"]:
+            emit(events.Notice(f"The prepared data differs from the data {run_dir} was trained on (SHA-256)."))
+    config.validate(train_characters=len(data.train))
+    replicas = strategy_object.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(
+            f"batch_size {config.batch_size} must be divisible by the {replicas} replicas of --strategy {strategy}."
+        )
+    if config.max_minutes and distribute.is_multi_worker(strategy_object):
+        raise ConfigError(
+            "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
+        )
+    trainer = Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume)
+    if resume:
+        trainer.load_last()
+    elif chief:
+        checkpoint.start_run(run_dir, config, data.vocab, _data_info(data), trainer.model.count_params())
+    return trainer
+
+
+def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> prepare.PreparedData:
     """Load the prepared corpus, preparing the embedded one first if nothing is prepared."""
     if not prepare.is_prepared(data_dir):
         source, which = prepare.default_input()
-        if progress:
-            progress({"type": "preparing", "which": which, "data_dir": str(data_dir)})
+        emit(events.Preparing(which, str(data_dir)))
         prepare.prepare_corpus(source, data_dir)
     return prepare.load_prepared(data_dir)
 
@@ -112,6 +206,24 @@ def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab) -
         )
 
 
+def _data_info(data: prepare.PreparedData) -> dict:
+    """What config.json records about the data (eval's unigram baseline uses the counts)."""
+    keys = ("source", "sha256", "characters", "train_characters", "val_characters", "options")
+    info = {key: data.meta[key] for key in keys}
+    info["train_counts"] = _train_counts(data)
+    return info
+
+
+def _train_counts(data: prepare.PreparedData) -> list[int]:
+    """Character counts of the training split: stored at prepare time, else counted in chunks."""
+    if "train_counts" in data.meta:
+        return list(data.meta["train_counts"])
+    counts = np.zeros(len(data.vocab), np.int64)
+    for start in range(0, len(data.train), 1 << 24):  # bounded memory on huge memory-mapped splits
+        counts += np.bincount(np.asarray(data.train[start : start + (1 << 24)]), minlength=len(data.vocab))
+    return counts.tolist()
+
+
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
     """Cosine decay from learning_rate to final_learning_rate over all planned epochs."""
     import keras
@@ -123,228 +235,285 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
-def train(
-    config: TrainConfig | None,
-    run_dir: str | Path,
-    data_dir: str | Path = "data",
-    *,
-    resume: bool = False,
-    changes: dict | None = None,
-    overwrite: bool = False,
-    strategy: str = "one",
-    progress: Progress | None = None,
-) -> TrainResult:
-    """Train a new run in ``run_dir`` with ``config``, or resume the run there.
+class ExplosionGuard:
+    """Stops a run whose loss is non-finite, or has clearly exploded while staying finite.
 
-    Args:
-        config: hyperparameters of a new run (ignored when resuming).
-        resume: continue the saved run with its saved hyperparameters, except ``changes``
-            (only ``RESUMABLE_CHANGES`` may differ; anything else is refused by name).
-        overwrite: start over in a ``run_dir`` that already holds a run.
-        strategy: ``one``, ``mirrored``, ``multi-worker`` or ``auto`` (see distribute.py). The
-            global batch is split across replicas; only the chief writes the run folder.
-
-    Raises:
-        ConfigError: invalid hyperparameters, or a run folder that conflicts with the request.
-        TrainingInterrupted: Ctrl-C; a checkpoint was saved first.
-        TrainingDiverged: NaN/inf loss; the previous checkpoint is untouched.
+    Exploded: the mean training loss over the last ``EXPLOSION_WINDOW`` steps is above both
+    ``EXPLOSION_FACTOR`` times the first loss of this process (the run's start or its resume)
+    and ln(vocabulary), the loss of a uniform guess. A validation loss above the same
+    threshold counts too. Either way nothing from the bad span is saved.
     """
-    run_dir = Path(run_dir)
-    emit = progress or (lambda event: None)
-    # Refuse what can be refused before any work (data preparation, TensorFlow start-up).
-    has_run = (run_dir / checkpoint.CONFIG_FILE).exists()
-    if resume and not has_run:
-        raise ConfigError(f"Nothing to resume: {run_dir} holds no run. Train without --resume to start one.")
-    if not resume:
-        config.validate()
-    from shakegen import distribute
 
-    # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
-    strategy_object = distribute.make_strategy(strategy)
-    chief = distribute.is_chief(strategy_object)
-    # Only the chief prepares data and judges the run folder; other workers follow it.
-    data = ensure_prepared(Path(data_dir), progress) if chief else prepare.load_prepared(data_dir)
-    existing = None
-    if has_run:
-        existing = checkpoint.read_run(run_dir)
-        if resume:
-            config = existing.config.replace(**(changes or {}))
-            check_compatible(existing, config, data.vocab)
-        elif not overwrite and chief:
-            check_compatible(existing, config, data.vocab)
-            raise ConfigError(
-                f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start it over, "
-                "or choose another --run-dir."
+    def __init__(self, vocab_size: int, run_dir: Path, config: TrainConfig):
+        self.uniform_loss = math.log(vocab_size)
+        self.run_dir, self.config = run_dir, config
+        self.first_loss: float | None = None
+        self.recent: deque[float] = deque(maxlen=EXPLOSION_WINDOW)
+
+    @property
+    def threshold(self) -> float:
+        first = self.uniform_loss if self.first_loss is None else self.first_loss
+        return max(EXPLOSION_FACTOR * first, self.uniform_loss)
+
+    def check_step(self, loss: float, step: int) -> None:
+        if not math.isfinite(loss):
+            self._stop(f"The training loss became {loss} at step {step}")
+        if self.first_loss is None:
+            self.first_loss = loss
+        self.recent.append(loss)
+        mean = sum(self.recent) / len(self.recent)
+        if mean > self.threshold:
+            self._stop(
+                f"The training loss exploded: {mean:.4g} (mean of the last {len(self.recent)} steps) at step {step}, "
+                f"above {self.threshold:.4g} ({EXPLOSION_FACTOR:g} × the first loss {self.first_loss:.4g} and above "
+                f"ln {math.exp(self.uniform_loss):.0f}, a uniform guess)"
             )
-    config.validate(train_characters=len(data.train))
-    if existing is not None and existing.data.get("sha256") != data.meta["sha256"]:
-        emit(
-            {
-                "type": "warning",
-                "message": f"The prepared data differs from the data {run_dir} was trained on (SHA-256).",
-            }
+
+    def check_validation(self, loss: float, step: int) -> None:
+        if not math.isfinite(loss) or loss > self.threshold:
+            self._stop(f"The validation loss became {loss:.4g} at step {step} (limit {self.threshold:.4g})")
+
+    def _stop(self, what: str):
+        clip = f"--clip-norm (now {self.config.clip_norm:g})" if self.config.clip_norm else "--clip-norm 1"
+        raise TrainingDiverged(
+            f"{what}; stopped. The last good checkpoint in {self.run_dir} is kept. "
+            f"Lower --learning-rate (now {self.config.learning_rate:g}) or set {clip}, then --resume."
         )
 
-    import keras
 
-    from shakegen.dataset import epoch_window_starts, steps_per_epoch
-    from shakegen.evaluate import PerplexityMetric, safe_exp, streaming_cross_entropy
-    from shakegen.model import build_model, layer_summary
+class Trainer:
+    """One training process over one run folder: the model, its optimizer and the run's state."""
 
-    replicas = strategy_object.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ConfigError(
-            f"batch_size {config.batch_size} must be divisible by the {replicas} replicas of --strategy {strategy}."
+    def __init__(self, config, run_dir, data, strategy, chief, emit, resumed):
+        import keras
+
+        from shakegen.dataset import steps_per_epoch
+        from shakegen.model import build_model
+
+        self.config, self.run_dir, self.data = config, run_dir, data
+        self.strategy, self.chief, self.emit, self.resumed = strategy, chief, emit, resumed
+        keras.utils.set_random_seed(config.random_seed)
+        self.steps_per_epoch = steps_per_epoch(len(data.train), config.seq_length, config.batch_size)
+        self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
+        with strategy.scope():
+            self.model = build_model(len(data.vocab), config)
+            self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
+            self.optimizer.build(self.model.trainable_variables)
+        self.train_step = make_train_step(self.model, self.optimizer, config, strategy)
+        self.val_ids = data.val[: config.val_characters] if config.val_characters else data.val
+        self.guard = ExplosionGuard(len(data.vocab), run_dir, config)
+        self.state = TrainState()
+        self.history: list[dict] = []
+        self._batches = None  # iterator over the rest of the current epoch
+        self._epoch_steps = 0
+        self._pending = None  # a timed checkpoint waiting for the next step to vouch for it
+        self._last_save = time.monotonic()
+
+    def load_last(self) -> None:
+        saved = checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "last"), self.model, self.optimizer)
+        self.state = TrainState.from_json(saved)
+        self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
+
+    def announce(self) -> None:
+        from shakegen.model import layer_summary
+
+        self.emit(
+            events.Started(
+                layers=layer_summary(self.model),
+                parameters=self.model.count_params(),
+                steps_per_epoch=self.steps_per_epoch,
+                config=self.config,
+                resumed=self.resumed,
+                state=self.state,
+                run_dir=str(self.run_dir),
+                replicas=self.strategy.num_replicas_in_sync,
+                val_characters=len(self.val_ids),
+                val_split_characters=len(self.data.val),
+            )
         )
-    if config.max_minutes and distribute.is_multi_worker(strategy_object):
-        raise ConfigError(
-            "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
-        )
-    keras.utils.set_random_seed(config.random_seed)
-    steps = steps_per_epoch(len(data.train), config.seq_length, config.batch_size)
-    schedule = learning_rate_schedule(config, steps)
-    with strategy_object.scope():
-        model = build_model(len(data.vocab), config)
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
-        optimizer.build(model.trainable_variables)
-    state = TrainState()
-    history: list[dict] = []
-    if existing is not None and resume:
-        state = TrainState.from_json(checkpoint.load(checkpoint.checkpoint_path(run_dir, "last"), model, optimizer))
-        history = read_history(run_dir)
-    elif chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("last.npz", "best.npz", "history.csv", "curves.png"):
-            (run_dir / name).unlink(missing_ok=True)
-        keys = ("source", "sha256", "characters", "train_characters", "val_characters", "options")
-        data_info = {key: data.meta[key] for key in keys}
-        # For eval's unigram baseline, so that eval needs nothing but the run folder.
-        data_info["train_counts"] = np.bincount(np.asarray(data.train), minlength=len(data.vocab)).tolist()
-        checkpoint.write_run_config(run_dir, config, data.vocab, data_info, model.count_params())
 
-    emit(
-        {
-            "type": "start",
-            "layers": layer_summary(model),
-            "parameters": model.count_params(),
-            "steps_per_epoch": steps,
-            "config": config,
-            "resumed": resume,
-            "state": state,
-            "run_dir": str(run_dir),
-            "replicas": replicas,
-        }
-    )
-    metric = PerplexityMetric()
-    train_step = make_train_step(model, optimizer, config, strategy_object)
-
-    def save_last():
-        if chief:
-            checkpoint.save(checkpoint.checkpoint_path(run_dir, "last"), model, state.to_json(), optimizer)
-
-    def stop_reason() -> str | None:
+    def stop_reason(self) -> str | None:
+        config, state = self.config, self.state
         if state.epoch >= config.epochs:
             return "epochs"
         if config.max_steps and state.global_step >= config.max_steps:
             return "max_steps"
         if config.max_minutes and state.elapsed_seconds >= config.max_minutes * 60:
             return "max_minutes"
-        if config.patience and state.epochs_since_best >= config.patience:
+        if config.patience and state.validations_since_best >= config.patience:
             return "patience"
         return None
 
-    characters_per_step = config.batch_size * config.seq_length
-    try:
-        while (reason := stop_reason()) is None:
-            skip = state.global_step - state.epoch_start_step
-            epoch_started = time.perf_counter()
-            epoch_elapsed_before = state.elapsed_seconds
-            metric.reset_state()
-            metric.total.assign(state.train_nll_sum)
-            metric.count.assign(state.train_count)
-            epoch_steps = skip + len(
-                epoch_window_starts(
-                    len(data.train), config.seq_length, config.batch_size, config.random_seed, state.epoch
-                )[skip:]
-            )
-            batches = distributed_epoch(strategy_object, data.train, config, state.epoch, skip)
-            step_clock = time.perf_counter()
-            for batch in batches:
-                loss = float(train_step(batch))
-                now = time.perf_counter()
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"The loss became {loss} at step {state.global_step + 1}; stopped. The last good checkpoint in {run_dir} is "
-                        "kept. Lower --learning-rate or set --clip-norm, then --resume."
-                    )
-                metric.update_state(loss * characters_per_step, characters_per_step)
-                state.global_step = int(optimizer.iterations.numpy())
-                state.characters_seen += characters_per_step
-                state.elapsed_seconds += now - step_clock
-                state.train_nll_sum, state.train_count = float(metric.total), int(metric.count)
-                emit(
-                    {
-                        "type": "step",
-                        "epoch": state.epoch + 1,
-                        "step": state.global_step - state.epoch_start_step,
-                        "steps": epoch_steps,
-                        "loss": loss,
-                        "perplexity": safe_exp(metric.loss()),
-                        "characters_per_second": characters_per_step / max(now - step_clock, 1e-9),
-                    }
+    def train_span(self) -> None:
+        """Take optimizer steps until the epoch ends, a validation is due, or a limit is reached."""
+        self._open_epoch()
+        characters_per_step = self.config.batch_size * self.config.seq_length
+        clock = time.perf_counter()
+        while not (self._epoch_finished() or self._validation_due() or self._limit_reached()):
+            loss = float(self.train_step(next(self._batches)))
+            now = time.perf_counter()
+            state = self.state
+            state.global_step = int(self.optimizer.iterations.numpy())
+            self.guard.check_step(loss, state.global_step)
+            self._write_pending()  # this step's loss vouches for the weights it started from
+            state.train_nll_sum += loss * characters_per_step
+            state.train_count += characters_per_step
+            state.characters_seen += characters_per_step
+            state.elapsed_seconds += now - clock
+            self.emit(
+                events.Stepped(
+                    epoch=state.epoch + 1,
+                    step=state.global_step - state.epoch_start_step,
+                    steps=self._epoch_steps,
+                    loss=loss,
+                    perplexity=_safe_exp(state.train_loss),
+                    characters_per_second=characters_per_step / max(now - clock, 1e-9),
                 )
-                step_clock = now
-                if stop_reason() in ("max_steps", "max_minutes"):
-                    break
-            finished_epoch = state.global_step - state.epoch_start_step >= epoch_steps
-            emit({"type": "validating"})
-            validation = streaming_cross_entropy(model, data.val)  # not counted as training time
-            row = {
-                "epoch": state.epoch
-                + (1 if finished_epoch else (state.global_step - state.epoch_start_step) / epoch_steps),
-                "step": state.global_step,
-                "train_loss": metric.loss(),
-                "val_loss": validation.loss,
-                "val_perplexity": validation.perplexity,
-                "val_bits_per_character": validation.bits_per_character,
-                "learning_rate": float(schedule(state.global_step)),
-                "epoch_seconds": state.elapsed_seconds - epoch_elapsed_before,
-                "elapsed_seconds": state.elapsed_seconds,
-                "characters_seen": state.characters_seen,
-            }
-            history.append(row)
-            improved = state.best_val_loss is None or validation.loss < state.best_val_loss
+            )
+            self._snapshot_if_due()
+            clock = now
+
+    def _open_epoch(self) -> None:
+        if self._batches is not None:
+            return
+        from shakegen.dataset import epoch_window_starts
+
+        skip = self.state.global_step - self.state.epoch_start_step
+        config = self.config
+        windows = epoch_window_starts(
+            len(self.data.train), config.seq_length, config.batch_size, config.random_seed, self.state.epoch
+        )
+        self._epoch_steps = len(windows)
+        self._batches = iter(distributed_epoch(self.strategy, self.data.train, config, self.state.epoch, skip))
+
+    def _epoch_finished(self) -> bool:
+        return self.state.global_step - self.state.epoch_start_step >= self._epoch_steps
+
+    def _validation_due(self) -> bool:
+        every = self.config.eval_every
+        return bool(every) and self.state.global_step - self.state.last_validation_step >= every
+
+    def _limit_reached(self) -> bool:
+        return self.stop_reason() in ("max_steps", "max_minutes")
+
+    def _snapshot_if_due(self) -> None:
+        """Keep a timed checkpoint in memory; it is written once the next step's loss passes the guard."""
+        minutes = self.config.checkpoint_minutes
+        if self.chief and minutes and time.monotonic() - self._last_save >= minutes * 60:
+            self._pending = (
+                self.state.global_step,
+                checkpoint.snapshot(self.model, self.state.to_json(), self.optimizer),
+            )
+            self._last_save = time.monotonic()
+
+    def _write_pending(self) -> None:
+        if self._pending is not None:
+            (step, arrays), self._pending = self._pending, None
+            path = checkpoint.checkpoint_path(self.run_dir, "last")
+            checkpoint.write_snapshot(path, arrays)
+            self.emit(events.Checkpointed(step, str(path)))
+
+    def validate_and_save(self) -> None:
+        """Streaming validation, then history, best and last checkpoints (nothing if it diverged)."""
+        from shakegen.evaluate import streaming_cross_entropy
+
+        state, started = self.state, time.perf_counter()
+        self._pending = None  # the checkpoint below supersedes it
+        self.emit(events.Validating())
+        validation = streaming_cross_entropy(self.model, self.val_ids)  # not counted as training time
+        self.guard.check_validation(validation.loss, state.global_step)
+        finished_epoch = self._epoch_finished()
+        into_epoch = (state.global_step - state.epoch_start_step) / max(self._epoch_steps, 1)
+        row = {
+            "epoch": state.epoch + (1 if finished_epoch else into_epoch),
+            "step": state.global_step,
+            "train_loss": state.train_loss,
+            "val_loss": validation.loss,
+            "val_perplexity": validation.perplexity,
+            "val_bits_per_character": validation.bits_per_character,
+            "learning_rate": float(self.schedule(state.global_step)),
+            "epoch_seconds": state.elapsed_seconds - (self.history[-1]["elapsed_seconds"] if self.history else 0.0),
+            "elapsed_seconds": state.elapsed_seconds,
+            "characters_seen": state.characters_seen,
+        }
+        self.history.append(row)
+        improved = state.best_val_loss is None or validation.loss < state.best_val_loss
+        if improved:
+            state.best_val_loss, state.best_epoch, state.validations_since_best = validation.loss, row["epoch"], 0
+        else:
+            state.validations_since_best += 1
+        state.last_validation_step = state.global_step
+        state.train_nll_sum, state.train_count = 0.0, 0
+        if finished_epoch:
+            state.epoch += 1
+            state.epoch_start_step = state.global_step
+            self._batches = None
+        if self.chief:
+            checkpoint.write_history(self.run_dir, self.history)  # before last.npz: see checkpoint.py
             if improved:
-                state.best_val_loss, state.best_epoch, state.epochs_since_best = validation.loss, row["epoch"], 0
-            else:
-                state.epochs_since_best += 1
-            if finished_epoch:
-                state.epoch += 1
-                state.epoch_start_step = state.global_step
-                state.train_nll_sum, state.train_count = 0.0, 0
-            if improved and chief:
-                checkpoint.save(
-                    checkpoint.checkpoint_path(run_dir, "best"),
-                    model,
-                    {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss},
-                )
-            save_last()
-            write_history(run_dir, history)
-            emit(
-                {"type": "epoch", "row": row, "improved": improved, "wall_seconds": time.perf_counter() - epoch_started}
+                best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
+                checkpoint.save(checkpoint.checkpoint_path(self.run_dir, "best"), self.model, best)
+        self.save_last()
+        self.emit(events.Validated(row, improved, time.perf_counter() - started))
+
+    def save_last(self) -> None:
+        if self.chief:
+            path = checkpoint.checkpoint_path(self.run_dir, "last")
+            checkpoint.save(path, self.model, self.state.to_json(), self.optimizer)
+            self._last_save = time.monotonic()
+
+    def save_interrupted(self) -> None:
+        """Save where training stands, unless the weights are no longer finite."""
+        steps = int(self.optimizer.iterations.numpy())
+        if steps != self.state.global_step:  # the step ran before Python saw the signal
+            self.state.characters_seen += (
+                (steps - self.state.global_step) * self.config.batch_size * self.config.seq_length
             )
-    except KeyboardInterrupt:
-        state.global_step = int(optimizer.iterations.numpy())  # the step may have run before Python saw the signal
-        save_last()
-        if chief:
-            write_history(run_dir, history)
-        raise TrainingInterrupted(run_dir, state.to_json()) from None
-    state.stop_reason = reason
-    save_last()
-    if chief:
-        plot_curves(run_dir, history)
-    emit({"type": "done", "reason": reason, "state": state})
-    return TrainResult(run_dir, state, history)
+            self.state.global_step = steps
+        if all(np.isfinite(variable.numpy()).all() for variable in self.model.trainable_variables):
+            self.save_last()
+
+    def finish(self, reason: str) -> TrainResult:
+        self.state.stop_reason = reason
+        self.save_last()
+        self.emit(events.Finished(reason, self.state))
+        return TrainResult(self.run_dir, self.state, self.history)
+
+
+def _safe_exp(value: float) -> float:
+    return math.exp(value) if value < 700 else math.inf
+
+
+@dataclass
+class _Received:
+    name: str = "Ctrl-C"
+    signalled: bool = False
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """Within the block, SIGTERM and SIGHUP stop training like Ctrl-C (the checkpoint is saved).
+
+    Kubernetes, Slurm and spot instances send SIGTERM before killing; a closed terminal
+    sends SIGHUP. Yields which signal arrived, for the message.
+    """
+    received = _Received()
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(number, frame):
+        if received.signalled:  # already stopping: let the checkpoint be written
+            return
+        received.name, received.signalled = signal.Signals(number).name, True
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def make_train_step(model, optimizer, config: TrainConfig, strategy):
@@ -411,47 +580,3 @@ def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int
         )
 
     return strategy.distribute_datasets_from_function(dataset_for)
-
-
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    fileio.write_text(run_dir / "history.csv", buffer.getvalue())
-    plot_curves(run_dir, history)
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
-
-
-def plot_curves(run_dir: Path, history: list[dict]) -> None:
-    """Write curves.png: train and validation loss against epoch."""
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation (streaming)")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("cross-entropy (nats per character)")
-    axis.set_title(f"{Path(run_dir).name}: loss")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    with fileio.atomic_open(Path(run_dir) / "curves.png", "wb") as handle:
-        handle.write(buffer.getvalue())

@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from shakegen import events
+
 console = Console(stderr=True, highlight=False)
 
 
@@ -66,7 +68,7 @@ def show_char(char: str) -> str:
 
 
 class TrainDisplay:
-    """Renders training events: a model summary, a live bar per epoch, one line per epoch.
+    """Renders training events: a model summary, a live bar per epoch, one line per validation.
 
     When stderr is not a terminal it prints only plain lines, suitable for logs.
     """
@@ -75,43 +77,60 @@ class TrainDisplay:
         self.progress: Progress | None = None
         self.task = None
         self.total_epochs = 0
+        self.handlers = {
+            events.CellStarted: self.on_cell,
+            events.Preparing: self.on_preparing,
+            events.Notice: self.on_notice,
+            events.Started: self.on_start,
+            events.Stepped: self.on_step,
+            events.Validating: self.on_validating,
+            events.Validated: self.on_validated,
+            events.Checkpointed: self.on_checkpointed,
+            events.Finished: self.on_done,
+        }
 
-    def __call__(self, event: dict) -> None:
-        handler = getattr(self, f"on_{event['type']}", None)
-        if handler:
-            handler(event)
+    def __call__(self, event: events.Event) -> None:
+        self.handlers[type(event)](event)  # KeyError: an event class this display does not know
 
-    def on_cell(self, event):
-        note = " (already finished, not trained again)" if event["skipped"] else ""
-        console.rule(f"cell {event['cell']}{note}")
+    def on_cell(self, event: events.CellStarted):
+        note = " (already finished, not trained again)" if event.skipped else ""
+        console.rule(f"cell {event.cell}{note}")
 
-    def on_preparing(self, event):
-        message(f"Nothing is prepared in {event['data_dir']}; preparing {event['which']} first.")
+    def on_preparing(self, event: events.Preparing):
+        message(f"Nothing is prepared in {event.data_dir}; preparing {event.which} first.")
 
-    def on_warning(self, event):
-        message(f"[yellow]Warning:[/] {event['message']}")
+    def on_notice(self, event: events.Notice):
+        message(f"[yellow]Warning:[/] {event.message}")
 
-    def on_start(self, event):
-        config = event["config"]
+    def on_start(self, event: events.Started):
+        config = event.config
         self.total_epochs = config.epochs
         table = Table(title="Model", title_justify="left")
         table.add_column("layer")
         table.add_column("kind")
         table.add_column("parameters", justify="right")
-        for name, kind, count in event["layers"]:
+        for name, kind, count in event.layers:
             table.add_row(name, kind, f"{count:,}")
-        table.add_row("[bold]total", "", f"[bold]{event['parameters']:,}")
+        table.add_row("[bold]total", "", f"[bold]{event.parameters:,}")
         console.print(table)
-        state = event["state"]
-        verb = f"Resuming at epoch {state.epoch + 1}, step {state.global_step}" if event["resumed"] else "Training"
+        state = event.state
+        verb = f"Resuming at epoch {state.epoch + 1}, step {state.global_step}" if event.resumed else "Training"
         message(
-            f"{verb} in {event['run_dir']}: {config.epochs} epochs of {event['steps_per_epoch']} steps "
+            f"{verb} in {event.run_dir}: {config.epochs} epochs of {event.steps_per_epoch} steps "
             f"(batch {config.batch_size} × {config.seq_length} characters), Adam {config.learning_rate:g} → "
             f"{config.final_learning_rate:g} (cosine), {config.precision}"
-            + (f", across {event['replicas']} replicas." if event.get("replicas", 1) > 1 else ".")
+            + (f", across {event.replicas} replicas." if event.replicas > 1 else ".")
         )
+        every = f"every {config.eval_every} steps" if config.eval_every else "at the end of each epoch"
+        capped = (
+            f" (the first {event.val_characters:,} of {event.val_split_characters:,} characters: --val-characters)"
+            if event.val_characters < event.val_split_characters
+            else ""
+        )
+        saving = f", last.npz every {config.checkpoint_minutes:g} min" if config.checkpoint_minutes else ""
+        message(f"Validating {every}{capped}{saving}.")
 
-    def on_step(self, event):
+    def on_step(self, event: events.Stepped):
         if not console.is_terminal:
             return
         if self.progress is None:
@@ -125,39 +144,43 @@ class TrainDisplay:
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=event["steps"], epoch="", loss=0.0, ppl=0.0, cps=0.0)
+            self.task = self.progress.add_task("train", total=event.steps, epoch="", loss=0.0, ppl=0.0, cps=0.0)
         self.progress.update(
             self.task,
-            completed=event["step"],
-            total=event["steps"],
-            epoch=f"{event['epoch']}/{self.total_epochs}",
-            loss=event["loss"],
-            ppl=event["perplexity"],
-            cps=event["characters_per_second"],
+            completed=event.step,
+            total=event.steps,
+            epoch=f"{event.epoch}/{self.total_epochs}",
+            loss=event.loss,
+            ppl=event.perplexity,
+            cps=event.characters_per_second,
         )
 
-    def on_validating(self, event):
+    def on_validating(self, event: events.Validating):
         if self.progress is not None:
             self.progress.update(self.task, epoch="… validating")
+
+    def on_checkpointed(self, event: events.Checkpointed):
+        if not console.is_terminal:
+            message(f"checkpoint at step {event.step} saved to {event.path}")
 
     def _stop_bar(self):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
 
-    def on_epoch(self, event):
+    def on_validated(self, event: events.Validated):
         self._stop_bar()
-        row = event["row"]
+        row = event.row
         epoch = row["epoch"]
         label = f"{epoch:g}" if float(epoch).is_integer() else f"{epoch:.2f}"
-        best = "  [green]★ best[/]" if event["improved"] else ""
+        best = "  [green]★ best[/]" if event.improved else ""
         message(
-            f"epoch {label}/{self.total_epochs}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  "
-            f"val ppl {row['val_perplexity']:.3f}  {row['val_bits_per_character']:.3f} bits/char  "
+            f"epoch {label}/{self.total_epochs}  step {row['step']}  train {row['train_loss']:.4f}  "
+            f"val {row['val_loss']:.4f}  val ppl {row['val_perplexity']:.3f}  {row['val_bits_per_character']:.3f} bits/char  "
             f"{row['epoch_seconds']:.0f} s  ({row['elapsed_seconds'] / 60:.1f} min in all){best}"
         )
 
-    def on_done(self, event):
+    def on_done(self, event: events.Finished):
         self._stop_bar()
         reasons = {
             "epochs": "all epochs done",
@@ -165,21 +188,37 @@ class TrainDisplay:
             "max_minutes": "--max-minutes reached",
             "patience": "validation loss stopped improving (--patience)",
         }
-        state = event["state"]
-        message(
-            f"Stopped: {reasons.get(event['reason'], event['reason'])}. Best val loss {state.best_val_loss:.4f} "
-            f"(perplexity {math.exp(state.best_val_loss):.3f}) at epoch {state.best_epoch:g}."
+        state = event.state
+        best = (
+            f" Best val loss {state.best_val_loss:.4f} (perplexity {_safe_exp(state.best_val_loss):.3f}) "
+            f"at epoch {state.best_epoch:.3g}."
+            if state.best_val_loss is not None
+            else ""
         )
+        message(f"Stopped: {reasons.get(event.reason, event.reason)}.{best}")
 
     def close(self):
         self._stop_bar()
 
 
+def _safe_exp(value: float) -> float:
+    """exp that shows inf for a huge loss instead of raising OverflowError."""
+    return math.exp(value) if value < 700 else math.inf
+
+
 def eval_table(rows: list[dict]) -> Table:
-    """One column per evaluated checkpoint, so runs compare side by side."""
-    table = Table(
-        title=f"Perplexity on the {rows[0]['text']} (streaming: every character in context)", title_justify="left"
-    )
+    """One column per evaluated checkpoint, so runs compare side by side; the title names the protocol."""
+    first = rows[0]
+    if first.get("protocol", "streaming") == "streaming":
+        protocol = "streaming: state carried through the whole text, every character in context"
+    elif first.get("samples") is None:
+        protocol = f"windows: non-overlapping windows of {first['window']}, each from a zero state"
+    else:
+        protocol = (
+            f"windows: {first['samples']:,} random windows of {first['window']}, each from a zero state, "
+            f"random seed {first['random_seed']}"
+        )
+    table = Table(title=f"Perplexity on the {first['text']} ({protocol})", title_justify="left")
     table.add_column("")
     for row in rows:
         table.add_column(f"{row['run']}\n({row['which']})", justify="right")
