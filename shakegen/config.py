@@ -79,9 +79,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"Unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
         if self.rnn_kernel not in RNN_KERNELS:
-            raise ConfigError(
-                f"Unknown rnn_kernel {self.rnn_kernel!r}; expected one of {', '.join(RNN_KERNELS)}."
-            )
+            raise ConfigError(f"Unknown rnn_kernel {self.rnn_kernel!r}; expected one of {', '.join(RNN_KERNELS)}.")
         if train_characters is not None and self.seq_length + 1 > train_characters:
             raise ConfigError(
                 f"seq_length {self.seq_length} needs windows of {self.seq_length + 1} characters, but the "

@@ -41,6 +41,7 @@ class CharModel(keras.Model):
                 variant=config.cell,
                 kernel_initializer="glorot_uniform",
                 recurrent_initializer=config.recurrent_initializer,
+                rnn_kernel=config.rnn_kernel,
                 name=f"rnn_{index}",
                 dtype=policy,
             )
@@ -58,12 +59,14 @@ class CharModel(keras.Model):
         x = None
         for index, layer in enumerate(self.rnn_layers):
             initial_state = None if states is None else states[index]
-            if index == 0:
+            if index == 0 and layer.takes_projection:
                 # Embedding then input kernel is a lookup in their product: project the
                 # (vocab, embedding) table once instead of every (batch × time) embedding.
                 table = layer.project(self.embedding.embeddings)  # (vocab, k)
                 projected = tf.gather(table, tf.cast(inputs, tf.int32))  # (batch, time, k)
                 x, state = layer(projected, initial_state=initial_state, projected=projected)
+            elif index == 0:  # Keras's GRU (cuDNN) projects its inputs itself
+                x, state = layer(self.embedding(inputs), initial_state=initial_state)
             else:
                 x, state = layer(x, initial_state=initial_state)
             final_states.append(state)

@@ -1,15 +1,19 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from shakegen import cells
 from shakegen.cells import VARIANTS, GRULayer, parameter_count
+from shakegen.config import TrainConfig
+from shakegen.model import build_model
 from tests.reference import gru_sequence
 
 BATCH, TIME, FEATURES, UNITS = 3, 50, 7, 11
 
 
-def _random_layer(variant, seed=0):
-    layer = GRULayer(UNITS, variant=variant)
+def _random_layer(variant, seed=0, **options):
+    layer = GRULayer(UNITS, variant=variant, **options)
     layer.build((None, None, FEATURES))
     rng = np.random.default_rng(seed)
     for weight in layer.weights:  # random biases too, so bias handling is tested
@@ -74,38 +78,131 @@ def test_serialises_and_rejects_unknown_variant():
         GRULayer(5, variant="lstm")
 
 
-@pytest.mark.parametrize("with_state", [False, True])
-def test_fused_backward_matches_autodiff_and_keras(with_state):
-    """The hand-written backward pass of ``gru`` gives Keras's gradients."""
-    import tensorflow as tf
+def autodiff_sequence(form):
+    """The recurrence of ``form`` written plainly in TensorFlow, left to TensorFlow's autodiff.
 
-    ours = _random_layer("gru", seed=5)
-    theirs = keras.layers.GRU(UNITS, return_sequences=True, return_state=True)
-    theirs.build((None, None, FEATURES))
-    theirs.set_weights([w.numpy() for w in ours.weights])
-    rng = np.random.default_rng(6)
-    x = tf.constant(rng.normal(size=(BATCH, 20, FEATURES)).astype("float32"))
+    Same signature as ``cells.fused_sequence(form)``, so it can stand in for it.
+    """
+    compute = tf.as_dtype(form.compute_dtype)
+
+    def matmul(left, right):
+        return tf.cast(tf.matmul(tf.cast(left, compute), right), tf.float32)
+
+    def run(projected, h0, recurrent_kernel, loop_bias):
+        u = h0.shape[-1]
+        steps = projected.shape[0]
+        inputs = tf.TensorArray(tf.float32, size=steps).unstack(projected)
+
+        def body(t, h, outputs):
+            x = inputs.read(t)
+            if form.reset_after:
+                inner = matmul(h, recurrent_kernel) + loop_bias
+                z = tf.sigmoid(x[:, :u] + inner[:, :u])
+                r = tf.sigmoid(x[:, u : 2 * u] + inner[:, u : 2 * u])
+                candidate = tf.tanh(x[:, 2 * u :] + r * inner[:, 2 * u :])
+            else:
+                gates = loop_bias if form.loop_bias else 0.0
+                if form.state_gates:
+                    gates = gates + matmul(h, recurrent_kernel[:, : 2 * u])
+                if form.input_gates:
+                    gates = gates + x[:, : 2 * u]
+                z, r = tf.sigmoid(gates[..., :u]), tf.sigmoid(gates[..., u:])
+                x_h = x[:, 2 * u :] if form.input_gates else x
+                candidate_kernel = recurrent_kernel[:, 2 * u :] if form.state_gates else recurrent_kernel
+                candidate = tf.tanh(x_h + matmul(r * h, candidate_kernel))
+            h = z * h + (1.0 - z) * candidate
+            return t + 1, h, outputs.write(t, h)
+
+        _, h_final, outputs = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), h0, tf.TensorArray(tf.float32, size=steps))
+        )
+        return outputs.stack(), h_final
+
+    return run
+
+
+def _probed_gradients(layer, x, h0, seed):
+    """Gradients of a random linear probe of (outputs, final state) w.r.t. weights, inputs and h0."""
+    rng = np.random.default_rng(seed)
+    probe_out = tf.constant(rng.normal(size=(*x.shape[:2], UNITS)).astype("float32"))
+    probe_state = tf.constant(rng.normal(size=(x.shape[0], UNITS)).astype("float32"))
+    watched = [x] + ([] if h0 is None else [h0])
+    with tf.GradientTape() as tape:
+        tape.watch(watched)
+        out, state = layer(x, initial_state=h0)
+        loss = tf.reduce_sum(tf.cast(out, tf.float32) * probe_out) + tf.reduce_sum(state * probe_state)
+    return [np.asarray(tf.cast(g, tf.float32)) for g in tape.gradient(loss, layer.trainable_weights + watched)]
+
+
+def _inputs(seed, with_state, time=20):
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(BATCH, time, FEATURES)).astype("float32"))
     h0 = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32")) if with_state else None
-    probe_out = tf.constant(rng.normal(size=(BATCH, 20, UNITS)).astype("float32"))
-    probe_state = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
+    return x, h0
 
-    def gradients(layer, call):
-        watched = [x] + ([h0] if with_state else [])
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_backward_matches_autodiff(variant, with_state, monkeypatch):
+    """The one hand-written backward pass gives TensorFlow's autodiff gradients for every variant:
+    kernel, recurrent kernel, bias, inputs and initial state, to 1e-5."""
+    layer = _random_layer(variant, seed=5, rnn_kernel="fused")
+    x, h0 = _inputs(6, with_state)
+    fused = _probed_gradients(layer, x, h0, seed=7)
+    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    autodiff = _probed_gradients(layer, x, h0, seed=7)
+    names = ["kernel", "recurrent_kernel", "bias", "inputs"] + (["h0"] if with_state else [])
+    for name, a, b in zip(names, fused, autodiff, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f"{variant}: gradient of {name}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_backward_matches_autodiff_in_mixed_bfloat16(variant, monkeypatch):
+    """Under mixed_bfloat16 the recurrent products run in bfloat16 and every gradient leaving
+    the layer is rounded to bfloat16 (Keras reads the variables and inputs as bfloat16).
+
+    Tolerance: 2**-5 of the largest gradient entry, i.e. 4 bfloat16 steps (bfloat16 keeps 8
+    significant bits, so one step at the largest entry is 2**-7 of it). The two passes round
+    in different places: autodiff adds the recurrent kernel's gradient step by step in
+    bfloat16, the fused pass rounds one float32-accumulated product once; over 20 steps
+    that differs by about one step (measured: at most 0.7% of the largest entry). A wrong
+    gate term changes gradients by tens of percent, far outside this.
+    """
+    layer = _random_layer(variant, seed=5, rnn_kernel="fused", dtype="mixed_bfloat16")
+    x, h0 = _inputs(6, with_state=True)
+    fused = _probed_gradients(layer, x, h0, seed=7)
+    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    autodiff = _probed_gradients(layer, x, h0, seed=7)
+    for name, a, b in zip(["kernel", "recurrent_kernel", "bias", "inputs", "h0"], fused, autodiff, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2**-5 * np.abs(b).max(), err_msg=f"{variant}: {name}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_layer_of_a_model_uses_the_fused_pass(variant, monkeypatch):
+    """A two-layer model runs the fused sequence in both layers, and its gradients (embedding,
+    both layers, output layer) equal autodiff's."""
+    config = TrainConfig(cell=variant, num_layers=2, embedding_dim=6, rnn_units=UNITS, rnn_kernel="fused")
+    model = build_model(13, config)
+    rng = np.random.default_rng(8)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.4, size=weight.shape).astype("float32"))
+    ids = tf.constant(rng.integers(0, 13, size=(BATCH, 15)), tf.int32)
+    targets = tf.constant(rng.integers(0, 13, size=(BATCH, 15)), tf.int32)
+
+    def gradients():
         with tf.GradientTape() as tape:
-            tape.watch(watched)
-            out, state = call()
-            loss = tf.reduce_sum(out * probe_out) + tf.reduce_sum(state * probe_state)
-        return tape.gradient(loss, layer.trainable_weights + watched)
+            logits, _ = model(ids)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+        return loss, tape.gradient(loss, model.trainable_weights)
 
-    fused = gradients(ours, lambda: ours(x, initial_state=h0))
-
-    def autodiff_call():
-        start = tf.zeros((BATCH, UNITS)) if h0 is None else h0
-        out, state = ours._sequence_autodiff(tf.transpose(ours.project(x), (1, 0, 2)), start, 20)
-        return tf.transpose(out, (1, 0, 2)), state
-
-    autodiff = gradients(ours, autodiff_call)
-    keras_grads = gradients(theirs, lambda: theirs(x, initial_state=h0) if with_state else theirs(x))
-    for a, b, c in zip(fused, autodiff, keras_grads, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
+    forms = []
+    real = cells.fused_sequence
+    monkeypatch.setattr(cells, "fused_sequence", lambda form: forms.append(form) or real(form))
+    fused_loss, fused = gradients()
+    assert len(forms) == 2, "each of the two layers runs the fused sequence once"
+    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    autodiff_loss, autodiff = gradients()
+    np.testing.assert_allclose(fused_loss, autodiff_loss, rtol=1e-6)
+    assert len(fused) == len(autodiff) == 2 + 3 * 2 + 1  # embedding, 2 × (kernel, recurrent, bias), dense ×2
+    for weight, a, b in zip(model.trainable_weights, fused, autodiff, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=weight.path)
