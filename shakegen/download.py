@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,11 @@ from shakegen.errors import ShakegenError
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# The longest wait a server's Retry-After can impose before each retry. A fixed figure rather
+# than one tied to --timeout: --timeout bounds network silence, and a server asking for up to a
+# minute (rate limits, CDN 503s) is usually right; longer asks are capped, so a hostile or
+# broken server stalls a download for at most retries x 60 s (3 minutes by default), not hours.
+RETRY_AFTER_CAP_SECONDS = 60.0
 _OFFLINE_HINT = "To work offline, skip the download: `shakegen prepare` uses the corpus embedded in shakegen."
 
 
@@ -48,8 +54,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class CappedRetry(Retry):
+    """urllib3's Retry, with each Retry-After wait capped at ``RETRY_AFTER_CAP_SECONDS``."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), RETRY_AFTER_CAP_SECONDS)
+
+
 def make_session(retries: int) -> requests.Session:
-    retry = Retry(
+    retry = CappedRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -85,7 +98,8 @@ def download(
         sha256: expected hex digest; a present file that matches is not fetched again
             (unless ``force``), and a download that does not match is refused.
         timeout: seconds for the connection and for each read.
-        retries: retries on connection errors, 429 and 5xx, with backoff and Retry-After.
+        retries: retries on connection errors, 429 and 5xx, with backoff and Retry-After
+            (each wait capped at ``RETRY_AFTER_CAP_SECONDS``).
         max_bytes: refuse bodies larger than this.
         progress: called with (bytes received, total bytes or None).
     Returns:
@@ -95,6 +109,7 @@ def download(
     """
     out = Path(out)
     sha256 = sha256.lower() if sha256 else None
+    fileio.remove_stale_temporaries(out.parent, out.name)  # left by a killed download
     if sha256 and out.is_file() and not force:
         present = file_sha256(out)
         if present == sha256:
@@ -152,32 +167,62 @@ def _check_response(response: requests.Response, url: str, max_bytes: int, retri
             f"Refusing {url}: the server sent an HTML page ({content_type}), not a plain-text corpus; "
             "check the URL points at the raw file."
         )
-    length = response.headers.get("Content-Length")
-    if length is not None and int(length) > max_bytes:
-        raise DownloadError(f"Refusing {url}: it is {int(length)} bytes, above the limit of {max_bytes} bytes.")
+    length = content_length(response, url)
+    if length is not None and length > max_bytes:
+        raise DownloadError(f"Refusing {url}: it is {length} bytes, above the limit of {max_bytes} bytes.")
+
+
+def content_length(response: requests.Response, url: str) -> int | None:
+    """The Content-Length header as a byte count (None if absent).
+
+    It counts the bytes on the wire: compressed ones when the server sends
+    ``Content-Encoding: gzip``. Repeated equal values ("42, 42") are allowed, as in RFC 9110.
+
+    Raises:
+        DownloadError: the header is not a byte count.
+    """
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    values = {part.strip() for part in value.split(",")}
+    if len(values) != 1 or not re.fullmatch(r"[0-9]+", next(iter(values))):
+        raise DownloadError(
+            f"Could not download {url}: the server sent a malformed Content-Length header {value[:40]!r}; "
+            "expected a byte count such as 1115394, without which a cut-off download cannot be detected. "
+            "Try again later or download from another URL."
+        )
+    return int(values.pop())
 
 
 def _stream_to_file(response, out: Path, url: str, sha256: str | None, max_bytes: int, progress) -> tuple[int, str]:
-    """Write the body to ``out`` through a temporary file, renamed only once verified."""
-    expected = response.headers.get("Content-Length")
-    expected = int(expected) if expected is not None else None
+    """Write the body to ``out`` through a temporary file, renamed only once verified.
+
+    Two counts: bytes on the wire (``response.raw.tell()``), which Content-Length counts and
+    the progress shows, and bytes of the body once decompressed, which are written, hashed
+    and held to ``max_bytes``. They differ when the server compresses.
+    """
+    expected = content_length(response, url)
+    # The check below is the one completeness check, counting wire bytes whatever the
+    # encoding; urllib3's own would otherwise raise first, with a vaguer "connection broken".
+    response.raw.enforce_content_length = False
     digest = hashlib.sha256()
-    received = 0
+    written = 0
     with fileio.atomic_open(out, "wb") as handle:
         for block in response.iter_content(chunk_size=64 * 1024):
-            received += len(block)
-            if received > max_bytes:
+            written += len(block)
+            if written > max_bytes:
                 raise DownloadError(f"Refusing {url}: the body exceeds the limit of {max_bytes} bytes.")
             digest.update(block)
             handle.write(block)
             if progress:
-                progress(received, expected)
-        if expected is not None and received != expected:
-            raise DownloadError(f"Download of {url} is incomplete: received {received} of {expected} bytes. Try again.")
+                progress(response.raw.tell(), expected)
+        on_wire = response.raw.tell()
+        if expected is not None and on_wire != expected:
+            raise DownloadError(f"Download of {url} is incomplete: received {on_wire} of {expected} bytes. Try again.")
         if sha256 and digest.hexdigest() != sha256:
             raise DownloadError(
                 f"Download of {url} does not match the expected SHA-256: got {digest.hexdigest()}, "
                 f"expected {sha256}. The file may be corrupt or a different version; pass the right "
                 "--sha256 or --sha256 '' to skip the check."
             )
-    return received, digest.hexdigest()
+    return written, digest.hexdigest()

@@ -1,13 +1,25 @@
-"""Atomic file writes: a crash never leaves a half-written file where a good one was."""
+"""Atomic, durable file writes: a crash never leaves a half-written file where a good one was."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; folder_lock then locks nothing
+    fcntl = None
+
+# A temporary file untouched for this long belongs to a process that was killed: a live
+# download or checkpoint write touches its file every few seconds.
+STALE_AFTER_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
@@ -15,7 +27,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and
-    ``path`` is left exactly as it was.
+    ``path`` is left exactly as it was. A kill leaves the temporary file behind under the
+    name ``.<name>.<8 random characters>.tmp``; ``remove_stale_temporaries`` finds it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,10 +41,88 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make the entries of ``folder`` durable: a rename lives in the folder, not in the file.
+
+    Without it, a power cut soon after a rename can bring back the old name. Does nothing on
+    Windows (a folder cannot be opened there) or on file systems that refuse it (EINVAL).
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # this file system does not sync folders
+            raise
+    finally:
+        os.close(fd)
+
+
+def rename(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """``os.rename`` then ``fsync_dir`` of the folder(s) involved, so the rename survives a power cut."""
+    os.rename(source, target)
+    fsync_dir(Path(target).parent)
+    if Path(source).parent.resolve() != Path(target).parent.resolve():
+        fsync_dir(Path(source).parent)
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, name: str, older_than: float = STALE_AFTER_SECONDS
+) -> list[Path]:
+    """Remove the temporary files a killed ``atomic_open`` of ``folder/name`` left behind.
+
+    Only files named as ``atomic_open`` names them and not modified for ``older_than``
+    seconds, so a write in progress in another process is left alone. Returns what was removed.
+    """
+    pattern = re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp")
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for entry in folder.iterdir():
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another process cleaned it first
+            if entry.is_file() and now - entry.stat().st_mtime > older_than:
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, *, blocking: bool = False) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on ``folder`` itself (no lock file is left behind).
+
+    The lock goes with the process: a killed holder releases it. Yields True when held,
+    False where the system or file system has no such locks (then nothing is locked).
+
+    Raises:
+        BlockingIOError: another process holds it and ``blocking`` is False.
+    """
+    if fcntl is None:
+        yield False
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        locked = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise
+        except OSError:  # ENOLCK, EBADF: some network file systems cannot lock a folder
+            locked = False
+        yield locked
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from shakegen import corpus
 
 BODY = corpus.EMBEDDED_CORPUS.read_bytes()
+GZIPPED = gzip.compress(BODY, mtime=0)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -33,6 +35,18 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path
         if path == "/input.txt":
             self._send(200, BODY)
+        elif path == "/gzip/input.txt":
+            # As CDNs and raw-file hosts do: compressed on the wire, Content-Length of the
+            # compressed bytes. Sent whatever the client asked for ("compress anyway").
+            self._send(200, GZIPPED, headers=[("Content-Encoding", "gzip")])
+        elif path == "/gzip/truncated":
+            self._send(200, GZIPPED[:5000], length=len(GZIPPED), headers=[("Content-Encoding", "gzip")])
+            self.close_connection = True
+        elif path == "/bad-length":
+            self._send(200, BODY, length="about a megabyte")
+            self.close_connection = True
+        elif path == "/hostile-429":
+            self._send(429, b"go away", headers=[("Retry-After", "86400")]) if hits == 1 else self._send(200, BODY)
         elif path == "/flaky-503":
             self._send(503, b"busy") if hits == 1 else self._send(200, BODY)
         elif path == "/always-503":

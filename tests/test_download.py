@@ -1,12 +1,14 @@
+import os
 import time
 
 import pytest
 from click.testing import CliRunner
 
 from shakegen import corpus
+from shakegen import download as downloading
 from shakegen.cli import main
 from shakegen.download import DownloadError, download, file_sha256
-from tests.httpserver import BODY, Server
+from tests.httpserver import BODY, GZIPPED, Server
 
 SHA = corpus.TINY_SHAKESPEARE_SHA256
 
@@ -33,11 +35,42 @@ def test_retries_503_then_succeeds(server, tmp_path):
     assert server.hits("/flaky-503") == 2 and file_sha256(out) == SHA
 
 
-def test_honours_retry_after_on_429(server, tmp_path):
-    start = time.monotonic()
+@pytest.fixture
+def sleeps(monkeypatch):
+    """The waits urllib3 asks for, recorded instead of slept (it calls time.sleep)."""
+    asked = []
+    monkeypatch.setattr(time, "sleep", asked.append)
+    return asked
+
+
+def test_honours_retry_after_on_429(server, tmp_path, sleeps):
     download(f"{server.base}/limited-429", tmp_path / "t.txt", sha256=SHA, retries=2)
-    assert time.monotonic() - start >= 0.9
-    assert server.hits("/limited-429") == 2
+    assert sleeps == [1] and server.hits("/limited-429") == 2
+
+
+def test_caps_a_hostile_retry_after(server, tmp_path, sleeps):
+    # The server asks for a day; the wait is capped, then the retry succeeds.
+    download(f"{server.base}/hostile-429", tmp_path / "t.txt", sha256=SHA, retries=2)
+    assert sleeps == [60.0] and downloading.RETRY_AFTER_CAP_SECONDS == 60.0
+    assert server.hits("/hostile-429") == 2
+
+
+def test_gzip_server_gives_the_uncompressed_file(server, tmp_path):
+    # Content-Length counts the compressed bytes; the file holds the uncompressed ones.
+    assert len(GZIPPED) < len(BODY) // 2
+    seen = []
+    result = download(
+        f"{server.base}/gzip/input.txt", tmp_path / "t.txt", sha256=SHA, progress=lambda *a: seen.append(a)
+    )
+    assert result.sha256 == SHA and result.size == len(BODY) and file_sha256(tmp_path / "t.txt") == SHA
+    assert seen[-1] == (len(GZIPPED), len(GZIPPED))  # progress counts bytes on the wire
+
+
+def test_cli_download_from_a_compressing_server(server, tmp_path):
+    out = tmp_path / "c.txt"
+    result = CliRunner().invoke(main, ["download", "--url", f"{server.base}/gzip/input.txt", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert file_sha256(out) == SHA and server.hits("/gzip/input.txt") == 1
 
 
 def _assert_untouched_failure(url, tmp_path, match, **kwargs):
@@ -53,7 +86,10 @@ def _assert_untouched_failure(url, tmp_path, match, **kwargs):
 @pytest.mark.parametrize(
     "path, match, kwargs",
     [
-        ("/truncated", "incomplete", {}),
+        # The byte counts in the message come from download.py's own completeness check.
+        ("/truncated", f"incomplete: received 1000 of {len(BODY)} bytes", {}),
+        ("/gzip/truncated", f"incomplete: received 5000 of {len(GZIPPED)} bytes", {}),
+        ("/bad-length", "malformed Content-Length header 'about a megabyte'", {}),
         ("/wrong.txt", "does not match the expected SHA-256", {"sha256": SHA}),
         ("/html", "HTML page", {}),
         ("/missing", "HTTP 404", {}),
@@ -85,3 +121,27 @@ def test_cli_download_against_local_server(server, tmp_path):
     assert result.exit_code == 1
     assert "HTTP 404" in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_cli_malformed_content_length_is_one_line(server, tmp_path):
+    result = CliRunner().invoke(main, ["download", "--url", f"{server.base}/bad-length", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "malformed Content-Length" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_stale_temporary_files_of_a_killed_download_are_removed(server, tmp_path):
+    out = tmp_path / "t.txt"
+    stale, fresh, other = (
+        tmp_path / ".t.txt.k1ll3d_x.tmp",
+        tmp_path / ".t.txt.inflight.tmp",
+        tmp_path / ".u.txt.abcdefgh.tmp",
+    )
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    download(f"{server.base}/input.txt", out, sha256=SHA)
+    # Only the old leftover of this file goes: a fresh one may be another download in flight.
+    assert not stale.exists() and fresh.exists() and other.exists()
