@@ -1,0 +1,218 @@
+"""Long runs: validation and checkpoints inside an epoch, preemption (SIGKILL, SIGTERM), and
+faults while saving. A killed or signalled run resumes onto the weights of an uninterrupted one."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shakegen import checkpoint, fileio
+from shakegen.cli import main
+from shakegen.errors import CheckpointError, CheckpointWriteError
+from shakegen.events import Started
+from shakegen.train import train
+
+# Trains in a child process, slowed by a sleep per step so the parent can kill it mid-epoch.
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from shakegen.config import TrainConfig
+    from shakegen.events import Stepped
+    from shakegen.train import train
+
+    config = TrainConfig(**json.loads(sys.argv[1]))
+    slow = lambda event: time.sleep(0.05) if isinstance(event, Stepped) else None
+    train(config, sys.argv[2], sys.argv[3], progress=slow)
+    """
+)
+
+
+def _weights(run_dir):
+    with np.load(run_dir / "last.npz") as archive:
+        return {key: archive[key] for key in archive.files if key.startswith("weights/")}
+
+
+def _assert_same_weights(a, b):
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_allclose(second[key], first[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _start_child(config, run_dir, data_dir):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(config.to_json()), str(run_dir), str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_step(run_dir, step, process, timeout=180):
+    """Wait until last.npz holds at least ``step``; return its state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = checkpoint.read_state(run_dir / "last.npz")
+        if state.get("global_step", 0) >= step:
+            return state
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint at step {step} within {timeout} s")
+
+
+@pytest.fixture
+def long_config(small_config):
+    # About 46 steps an epoch on the small corpus; dropout so the masks must replay too.
+    return small_config.replace(epochs=3, dropout=0.2)
+
+
+def test_sigkill_mid_epoch_resumes_from_a_timed_checkpoint(tmp_path, small_data, long_config):
+    straight = train(long_config, tmp_path / "straight", small_data)
+    per_epoch = straight.history[0]["step"]
+    config = long_config.replace(checkpoint_minutes=0.001)  # every 0.06 s: every other slowed step
+    child = _start_child(config, tmp_path / "killed", small_data)
+    state = _wait_for_step(tmp_path / "killed", per_epoch + 5, child)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert 0 < state["global_step"] - state["epoch_start_step"] < per_epoch  # saved inside epoch 2
+    resumed = train(None, tmp_path / "killed", small_data, resume=True, changes={"checkpoint_minutes": 0})
+    assert resumed.state.global_step == straight.state.global_step
+    _assert_same_weights(tmp_path / "straight", tmp_path / "killed")
+    assert [row["step"] for row in resumed.history] == [row["step"] for row in straight.history]
+
+
+def test_sigterm_saves_and_exits_non_zero_then_resumes(tmp_path, small_data, long_config):
+    straight = train(long_config, tmp_path / "straight", small_data)
+    per_epoch = straight.history[0]["step"]
+    child = _start_child(long_config, tmp_path / "run", small_data)  # timed checkpoints off by default (10 min)
+    _wait_for_step(tmp_path / "run", per_epoch, child)  # epoch 1 validated and saved
+    time.sleep(0.5)  # some steps into epoch 2
+    child.send_signal(signal.SIGTERM)
+    output, _ = child.communicate(timeout=60)
+    assert child.returncode != 0
+    assert "TrainingInterrupted" in output and "SIGTERM" in output
+    state = checkpoint.read_state(tmp_path / "run" / "last.npz")
+    assert state["global_step"] > per_epoch  # the running epoch's steps were saved
+    train(None, tmp_path / "run", small_data, resume=True)
+    _assert_same_weights(tmp_path / "straight", tmp_path / "run")
+
+
+def test_cli_sigterm_prints_the_resume_command(tmp_path, small_data):
+    args = ["train", "--preset", "tiny", "--epochs", "400", "--max-steps", "100000", "--data-dir", str(small_data)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shakegen", *args, "--run-dir", str(tmp_path / "run")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for_step(tmp_path / "run", 1, process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, output
+    assert "interrupted (SIGTERM)" in output and f"shakegen train --resume --run-dir {tmp_path / 'run'}" in output
+    assert "Traceback" not in output
+
+
+def test_eval_every_writes_rows_inside_an_epoch(tmp_path, small_data, small_config):
+    seen = []
+    config = small_config.replace(eval_every=10, val_characters=300)
+    train(config, tmp_path / "run", small_data, progress=seen.append)
+    rows = checkpoint.read_history(tmp_path / "run")
+    epoch_ends = [int(row["step"]) for row in rows if float(row["epoch"]).is_integer()]
+    assert len(epoch_ends) == 2
+    expected, last = [], 0  # every 10 steps since the last validation, and at each epoch's end
+    for step in range(1, epoch_ends[-1] + 1):
+        if step - last >= 10 or step in epoch_ends:
+            expected.append(step)
+            last = step
+    assert [int(row["step"]) for row in rows] == expected
+    assert len(rows) > 4 and sum(not float(row["epoch"]).is_integer() for row in rows) >= 4
+    started = next(event for event in seen if isinstance(event, Started))
+    assert started.val_characters == 300 and started.val_split_characters > 300
+    best = checkpoint.read_state(tmp_path / "run" / "best.npz")
+    assert best["val_loss"] == pytest.approx(min(row["val_loss"] for row in rows), rel=1e-5)
+
+
+def test_patience_counts_validations(tmp_path, small_data, small_config):
+    config = small_config.replace(eval_every=1, patience=2, learning_rate=0.05, final_learning_rate=0.05)
+    result = train(config, tmp_path / "run", small_data)
+    losses = [row["val_loss"] for row in checkpoint.read_history(tmp_path / "run")]
+    # Independent rule: stop at the first validation that is the 2nd in a row without a new best.
+    best, since, stop_at = float("inf"), 0, None
+    for index, loss in enumerate(losses):
+        best, since = (loss, 0) if loss < best else (best, since + 1)
+        if since >= 2:
+            stop_at = index
+            break
+    assert result.state.stop_reason == "patience" and stop_at == len(losses) - 1
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(monkeypatch, trained_run, small_data):
+    before = (trained_run / "last.npz").read_bytes()
+    real_replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):
+        if str(target).endswith("last.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(fileio.os, "replace", full_disk)
+    with pytest.raises(CheckpointWriteError, match="No space left on device.*previous checkpoint there is intact"):
+        train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    assert (trained_run / "last.npz").read_bytes() == before
+    assert not [path for path in trained_run.iterdir() if path.name.endswith(".tmp")]
+    checkpoint.load_model(trained_run, "last")  # still loadable
+    monkeypatch.setattr(fileio.os, "replace", real_replace)
+    result = CliRunner().invoke(
+        main, ["train", "--resume", "--run-dir", str(trained_run), "--data-dir", str(small_data), "--epochs", "3"]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_history_rows_past_the_checkpoint_are_dropped_on_resume(trained_run, small_data):
+    rows = checkpoint.read_history(trained_run)
+    # As if killed after history.csv was written but before last.npz: one row too many.
+    checkpoint.write_history(trained_run, [*rows, {**rows[-1], "step": rows[-1]["step"] + 7, "epoch": 2.2}])
+    result = train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    assert [row["epoch"] for row in result.history] == [1.0, 2.0, 3.0]
+
+
+def test_damaged_config_gives_one_line_and_overwrite_replaces_it(trained_run, small_data):
+    (trained_run / "config.json").write_text("[1, 2, 3]\n")
+    with pytest.raises(CheckpointError, match="JSON list, expected an object"):
+        checkpoint.read_run(trained_run)
+    args = ["--run-dir", str(trained_run), "--data-dir", str(small_data)]
+    resumed = CliRunner().invoke(main, ["train", "--preset", "tiny", "--resume", *args])
+    assert resumed.exit_code == 1 and "damaged" in resumed.output and "Traceback" not in resumed.output
+    overwritten = CliRunner().invoke(main, ["train", "--preset", "tiny", "--overwrite", "--max-steps", "2", *args])
+    assert overwritten.exit_code == 0, overwritten.output
+    assert checkpoint.read_run(trained_run).config.rnn_units == 16
+
+
+def test_out_of_range_config_values_are_refused_on_load(trained_run):
+    raw = json.loads((trained_run / "config.json").read_text())
+    raw["config"]["dropout"] = 7
+    (trained_run / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=r"dropout must be in \[0, 1\)"):
+        checkpoint.read_run(trained_run)
+
+
+def test_checkpoint_without_state_is_a_one_line_error(trained_run):
+    with np.load(trained_run / "best.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files if key != "state"}
+    np.savez(trained_run / "best.npz", **arrays)
+    with pytest.raises(CheckpointError, match="training state is missing"):
+        checkpoint.load_model(trained_run, "best")
