@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from shakegen.train import read_history
+from shakegen.checkpoint import read_history
 
 TRAIN_ARGS = [
     "train", "--preset", "tiny", "--embedding-dim", "8", "--rnn-units", "16", "--seq-length", "16",
@@ -83,9 +83,17 @@ def test_two_workers_on_localhost_match_one_process(workdir):
     _finish(single)
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    # Each worker is given its own --run-dir: only the chief's may be written (in a real
+    # cluster they share one folder, where a non-chief write would corrupt the run).
     workers = [
         _shakegen(
-            [*TRAIN_ARGS, "--run-dir", "cluster", "--strategy", "multi-worker"],
+            [
+                *TRAIN_ARGS,
+                "--run-dir",
+                "cluster" if index == 0 else f"cluster-worker{index}",
+                "--strategy",
+                "multi-worker",
+            ],
             workdir,
             {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
         )
@@ -96,6 +104,7 @@ def test_two_workers_on_localhost_match_one_process(workdir):
     assert sorted(path.name for path in (workdir / "cluster").iterdir()) == sorted(
         path.name for path in (workdir / "single").iterdir()
     )
+    assert not (workdir / "cluster-worker1").exists()
     _assert_same_run(workdir / "single", workdir / "cluster")
 
 
