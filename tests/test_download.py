@@ -145,3 +145,8 @@ def test_stale_temporary_files_of_a_killed_download_are_removed(server, tmp_path
     download(f"{server.base}/input.txt", out, sha256=SHA)
     # Only the old leftover of this file goes: a fresh one may be another download in flight.
     assert not stale.exists() and fresh.exists() and other.exists()
+
+
+def test_help_states_the_retry_after_cap():
+    result = CliRunner().invoke(main, ["download", "--help"])
+    assert "Retry-After up to 60 s" in " ".join(result.output.split())

@@ -1,10 +1,17 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from shakegen import corpus, prepare
+from shakegen import corpus, fileio, prepare
+from shakegen.cli import main
 from shakegen.corpus import CorpusError
+from shakegen.errors import PreparedDataError
 
 
 def test_embedded_corpus_statistics(tmp_path):
@@ -65,3 +72,193 @@ def test_failure_keeps_previous_preparation(tmp_path):
     assert after == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert json.loads(after["meta.json"])["source"] == str(good)
+
+
+def test_train_counts_are_stored_by_id(tmp_path, monkeypatch):
+    # Over 256 distinct characters (uint16 ids), encoded and counted in many small blocks.
+    monkeypatch.setattr(prepare, "ENCODE_BLOCK", 1000)
+    monkeypatch.setattr(prepare, "COUNT_BLOCK", 77, raising=False)
+    source = tmp_path / "in.txt"
+    source.write_text("".join(chr(0x4E00 + (i * 7919) % 300) + " ab\n"[i % 4] for i in range(20_000)))
+    meta = prepare.prepare_corpus(source, tmp_path)
+    data = prepare.load_prepared(tmp_path)
+    assert data.train.dtype == np.uint16
+    expected = np.bincount(np.asarray(data.train, np.int64), minlength=len(data.vocab)).tolist()
+    assert meta["train_counts"] == data.meta["train_counts"] == expected
+    assert json.loads((tmp_path / "prepared" / "meta.json").read_text())["train_counts"] == expected
+
+
+def test_folders_prepared_before_train_counts_still_load(tmp_path, monkeypatch):
+    prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, tmp_path)
+    meta_path = tmp_path / "prepared" / "meta.json"
+    old = json.loads(meta_path.read_text())
+    del old["train_counts"]
+    meta_path.write_text(json.dumps(old))
+    monkeypatch.setattr(prepare, "ENCODE_BLOCK", 100_000)  # counted block by block, not in one go
+    data = prepare.load_prepared(tmp_path)
+    expected = np.bincount(np.asarray(data.train), minlength=65).tolist()
+    assert "train_counts" in data.meta and data.meta.get("train_counts") == expected
+    assert data.meta["train_counts"] == expected and sum(expected) == 1_003_854
+
+
+def test_inconsistent_train_counts_are_refused(tmp_path):
+    prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, tmp_path)
+    meta_path = tmp_path / "prepared" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["train_counts"][0] += 1
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PreparedDataError, match="train_counts inconsistent.*prepare --data-dir"):
+        prepare.load_prepared(tmp_path)
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '{"characters": "many"}'])
+def test_damaged_meta_json_is_one_clear_error(tmp_path, meta):
+    prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, tmp_path)
+    (tmp_path / "prepared" / "meta.json").write_text(meta)
+    with pytest.raises(PreparedDataError, match="damaged meta.json.*prepare --data-dir"):
+        prepare.load_prepared(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "encoding, message", [("base64", "not a text encoding"), ("no-such-codec", "Unknown encoding")]
+)
+def test_cli_refuses_an_encoding_that_is_not_a_text_encoding(tmp_path, encoding, message):
+    source = tmp_path / "in.txt"
+    source.write_text("To be, or not to be, that is the question.\n" * 10)
+    args = ["prepare", "--input", str(source), "--data-dir", str(tmp_path / "d"), "--encoding", encoding]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+
+
+# A prepare killed (no cleanup, no finally) when it reaches a given point, in a child process.
+_KILLED_PREPARE = """
+import os, sys
+from shakegen import prepare
+where, count = sys.argv[3], int(sys.argv[4])
+calls = []
+def step(real):
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if where in ("before", "encode") and len(calls) == count:
+            os._exit(3)
+        result = real(*args, **kwargs)
+        if where == "after" and len(calls) == count:
+            os._exit(3)
+        return result
+    return wrapped
+if where == "encode":
+    prepare._encode_splits = step(prepare._encode_splits)
+else:
+    os.rename = step(os.rename)  # what every rename of a folder comes down to
+prepare.prepare_corpus(sys.argv[1], sys.argv[2])
+"""
+
+
+def _killed_prepare(source, data_dir, where, count=1):
+    result = subprocess.run(
+        [sys.executable, "-c", _KILLED_PREPARE, str(source), str(data_dir), where, str(count)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 3, result.stderr
+
+
+def _two_corpora(tmp_path):
+    old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+    old.write_text("To be, or not to be, that is the question.\n" * 10)
+    new.write_text("Now is the winter of our discontent.\n" * 10)
+    prepare.prepare_corpus(old, tmp_path / "d")
+    return old, new
+
+
+def _hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_kill_between_the_two_renames_keeps_the_previous_preparation(tmp_path):
+    old, new = _two_corpora(tmp_path)
+    _killed_prepare(new, tmp_path / "d", "before", count=2)  # prepared/ moved aside, new one not in
+    assert not (tmp_path / "d" / "prepared").exists()
+    # train's first question: is anything prepared? The swap is undone, not forgotten.
+    assert prepare.is_prepared(tmp_path / "d")
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(old)
+    assert len(_hidden(tmp_path / "d")) == 1  # the killed run's staging folder
+    prepare.prepare_corpus(new, tmp_path / "d")
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(new)
+    assert _hidden(tmp_path / "d") == []
+
+
+def test_kill_after_the_swap_keeps_the_new_preparation(tmp_path):
+    old, new = _two_corpora(tmp_path)
+    _killed_prepare(new, tmp_path / "d", "after", count=2)  # new one in, old one not yet removed
+    assert _hidden(tmp_path / "d") == [".prepared.old"]
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(new)
+    prepare.prepare_corpus(old, tmp_path / "d")
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(old)
+    assert _hidden(tmp_path / "d") == []
+
+
+def test_stale_staging_of_a_killed_run_is_removed(tmp_path):
+    old, new = _two_corpora(tmp_path)
+    _killed_prepare(new, tmp_path / "d", "encode")
+    leftovers = _hidden(tmp_path / "d")
+    assert len(leftovers) == 1 and (tmp_path / "d" / leftovers[0] / "codepoints.u32").exists()
+    (tmp_path / "d" / ".retired.abcd1234" / "old").mkdir(parents=True)  # left by earlier versions
+    (tmp_path / "d" / "notes").mkdir()
+    prepare.prepare_corpus(new, tmp_path / "d")
+    assert _hidden(tmp_path / "d") == [] and (tmp_path / "d" / "notes").is_dir()
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(new)
+
+
+def test_an_error_between_the_renames_puts_the_previous_back(tmp_path, monkeypatch):
+    old, new = _two_corpora(tmp_path)
+    real_rename, calls = fileio.rename, []
+
+    def failing_second(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_rename(source, target)
+
+    monkeypatch.setattr(fileio, "rename", failing_second)
+    with pytest.raises(OSError, match="No space"):
+        prepare.prepare_corpus(new, tmp_path / "d")
+    monkeypatch.undo()
+    assert (tmp_path / "d" / "prepared").is_dir() and _hidden(tmp_path / "d") == []
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(old)
+
+
+def test_files_and_renames_are_made_durable(tmp_path, monkeypatch):
+    old, new = _two_corpora(tmp_path)
+    events = []
+    real_rename, real_fsync, real_fsync_dir = os.rename, os.fsync, fileio.fsync_dir
+
+    def fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if path.is_file():  # folders are recorded by fsync_dir
+            events.append(("fsync", path.name))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "rename", lambda a, b: (events.append(("rename", Path(b).name)), real_rename(a, b)))
+    monkeypatch.setattr(fileio, "fsync_dir", lambda d: (events.append(("fsync dir", Path(d).name)), real_fsync_dir(d)))
+    monkeypatch.setattr(os, "fsync", fsync)
+    prepare.prepare_corpus(new, tmp_path / "d")
+    renames = [i for i, event in enumerate(events) if event[0] == "rename"]
+    assert [events[i][1] for i in renames] == [".prepared.old", "prepared"]
+    for i in renames:  # each rename is followed by an fsync of the folder holding it
+        assert events[i + 1] == ("fsync dir", "d")
+    before = events[: renames[0]]
+    assert {("fsync", name) for name in ("train.npy", "val.npy")} <= set(before)
+    assert before[-1][0] == "fsync dir" and before[-1][1].startswith(".prepared.")  # staging, after its last file
+
+
+def test_a_concurrent_prepare_is_refused(tmp_path):
+    old, new = _two_corpora(tmp_path)
+    with fileio.folder_lock(tmp_path / "d"):
+        with pytest.raises(PreparedDataError, match="Another shakegen process is preparing"):
+            prepare.prepare_corpus(new, tmp_path / "d")
+    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(old)
