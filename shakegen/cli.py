@@ -81,7 +81,7 @@ def main(debug: bool) -> None:
     type=click.IntRange(min=0),
     default=3,
     show_default=True,
-    help="Retries on connection errors, HTTP 429 and 5xx (with backoff, honouring Retry-After).",
+    help="Retries on connection errors, HTTP 429 and 5xx (with backoff, honouring Retry-After up to 60 s per wait).",
 )
 def download(url: str, out: Path, sha256: str | None, force: bool, timeout: float, retries: int) -> None:
     """Download a text corpus over HTTP and store it atomically.
@@ -210,6 +210,9 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps in all.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training in all.")
+@click.option(
+    "--max-characters", type=int, default=None, help="Stop after training on this many characters in all."
+)
 @click.option(
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
 )
@@ -623,44 +626,60 @@ def eval_command(
 @click.option(
     "--minutes",
     type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    help="Training minutes per cell (equal budget).",
+    default=None,
+    help="Training minutes per run (a race: speed counts). [default: 5, unless --characters is given]",
+)
+@click.option(
+    "--characters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training characters per run (about the equations: every cell sees the same text).",
+)
+@click.option(
+    "--seeds",
+    default=None,
+    help="Comma-separated random seeds; each cell is trained once per seed (mean and range). [default: --random-seed]",
 )
 @click.option(
     "--random-seed",
     type=int,
     default=PRESETS["quick"].random_seed,
     show_default=True,
-    help="Seed shared by every cell.",
+    help="Seed shared by every cell when --seeds is not given.",
 )
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("checkpoints") / "compare",
     show_default=True,
-    help="One run folder per cell, plus compare.csv/.json/.png.",
+    help="One run folder per cell (and seed), plus compare.csv/.json/.png.",
 )
 @data_dir_option("Prepared data folder (prepared from the embedded corpus if empty).")
-def compare(cells, preset, minutes, random_seed, out_dir, data_dir) -> None:
-    """Train several GRU variants on the same data, seed and time budget, and compare them.
+def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, data_dir) -> None:
+    """Train several GRU variants on the same data, seeds and budget, and compare them.
 
-    Resumes: a cell whose run already finished is not trained again.
+    Resumes: a run that already finished is not trained again. With a character budget,
+    each run validates about ten times, so short budgets still have curves.
 
     \b
     Example:
       shakegen compare --cells gru,classic,gru1,gru2,gru3 --minutes 3
+      shakegen compare --seeds 1,2,3 --characters 10000000
+      shakegen compare --preset tiny --seeds 1,2 --characters 200000
     """
     from shakegen import compare as comparing
 
     cell_list = comparing.parse_cells(cells)
+    seed_list = comparing.parse_seeds(seeds) if seeds is not None else [random_seed]
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
-    base = PRESETS[preset].replace(max_minutes=minutes, random_seed=random_seed)
+    if minutes is None and characters is None:
+        minutes = 5.0
+    base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)
     display = ui.TrainDisplay()
     try:
-        rows = comparing.compare(cell_list, base, out_dir, data_dir, progress=display)
+        rows = comparing.compare(cell_list, base, out_dir, data_dir, seeds=seed_list, progress=display)
     finally:
         display.close()
     ui.console.print(ui.compare_table(rows))

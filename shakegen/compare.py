@@ -1,7 +1,12 @@
-"""Side-by-side comparison of GRU variants: same data, same seed, same time budget per cell.
+"""Side-by-side comparison of GRU variants: same data, same seeds, same budget per cell.
 
-Each cell trains in its own run folder under the output folder, so a comparison resumes:
-a cell whose run already finished is not trained again, one that was interrupted resumes.
+The budget is training minutes (a race: speed counts) or training characters (about the
+equations: every cell sees the same text). With several random seeds each cell is trained
+once per seed, and the table gives the mean and range of the best validation loss, so a
+difference can be read against the seed-to-seed noise.
+
+Each (cell, seed) trains in its own run folder under the output folder, so a comparison
+resumes: a run that already finished is not trained again, one that was interrupted resumes.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from pathlib import Path
 
 from shakegen import checkpoint, fileio
@@ -17,8 +23,9 @@ from shakegen.events import CellStarted
 from shakegen.plots import compare_png
 from shakegen.train import train
 
-RESULT_FIELDS = (
+RUN_FIELDS = (
     "cell",
+    "random_seed",
     "parameters",
     "characters_per_second",
     "best_val_loss",
@@ -27,6 +34,7 @@ RESULT_FIELDS = (
     "characters_seen",
     "minutes",
 )
+VALIDATIONS_PER_RUN = 10  # with a character budget: validation points on each curve
 
 
 def parse_cells(text: str) -> list[str]:
@@ -39,26 +47,63 @@ def parse_cells(text: str) -> list[str]:
     return list(dict.fromkeys(cells))
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers such as 1,2,3; got {text!r}.") from None
+    if not seeds:
+        raise ConfigError("--seeds needs at least one integer, such as 1,2,3.")
+    return list(dict.fromkeys(seeds))
+
+
+def run_folder(out_dir: Path, cell: str, seed: int, several_seeds: bool) -> Path:
+    return out_dir / (f"{cell}-seed{seed}" if several_seeds else cell)
+
+
 def _finished(run_dir: Path) -> bool:
     return bool(checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last")).get("stop_reason"))
 
 
+def with_validation_points(base: TrainConfig) -> TrainConfig:
+    """A character budget validates about ``VALIDATIONS_PER_RUN`` times, so short runs have curves."""
+    if base.eval_every or not base.max_characters:
+        return base
+    steps = math.ceil(base.max_characters / (base.batch_size * base.seq_length))
+    return base.replace(eval_every=max(1, steps // VALIDATIONS_PER_RUN))
+
+
 def compare(
-    cells: list[str], base: TrainConfig, out_dir: str | Path, data_dir: str | Path = "data", progress=None
+    cells: list[str],
+    base: TrainConfig,
+    out_dir: str | Path,
+    data_dir: str | Path = "data",
+    seeds: list[int] | None = None,
+    progress=None,
 ) -> list[dict]:
-    """Train every cell with ``base`` (its ``max_minutes`` is the per-cell budget); return the table rows."""
+    """Train every cell with ``base`` once per seed; return one summary row per cell.
+
+    ``base.max_minutes`` and/or ``base.max_characters`` are the per-run budget. Writes
+    compare.csv (one row per run), compare.json (cells and runs) and compare.png.
+    """
     out_dir = Path(out_dir)
-    rows = []
+    seeds = seeds or [base.random_seed]
+    base = with_validation_points(base)
+    runs = []
     for cell in cells:
-        run_dir = out_dir / cell
-        if progress:
-            progress(CellStarted(cell, _finished(run_dir)))
-        if not _finished(run_dir):
-            resume = checkpoint.is_run(run_dir)
-            train(base.replace(cell=cell), run_dir, data_dir, resume=resume, overwrite=not resume, progress=progress)
-        rows.append(summarise(run_dir))
-    write_results(out_dir, rows)
-    return rows
+        for seed in seeds:
+            run_dir = run_folder(out_dir, cell, seed, len(seeds) > 1)
+            finished = _finished(run_dir)
+            if progress:
+                progress(CellStarted(cell if len(seeds) == 1 else f"{cell}, seed {seed}", finished))
+            if not finished:
+                resume = checkpoint.is_run(run_dir)
+                config = base.replace(cell=cell, random_seed=seed)
+                train(config, run_dir, data_dir, resume=resume, overwrite=not resume, progress=progress)
+            runs.append(summarise(run_dir))
+    cell_rows = [summarise_cell([run for run in runs if run["cell"] == cell]) for cell in cells]
+    write_results(out_dir, cell_rows, runs, len(seeds) > 1)
+    return cell_rows
 
 
 def summarise(run_dir: Path) -> dict:
@@ -68,6 +113,7 @@ def summarise(run_dir: Path) -> dict:
     seconds = state["elapsed_seconds"]
     return {
         "cell": info.config.cell,
+        "random_seed": info.config.random_seed,
         "parameters": info.parameters,
         "characters_per_second": state["characters_seen"] / seconds if seconds else 0.0,
         "best_val_loss": best["val_loss"],
@@ -75,18 +121,45 @@ def summarise(run_dir: Path) -> dict:
         "bits_per_character": best["val_loss"] / math.log(2),
         "characters_seen": state["characters_seen"],
         "minutes": seconds / 60,
+        "run_dir": str(run_dir),
     }
 
 
-def write_results(out_dir: Path, rows: list[dict]) -> None:
-    """compare.csv, compare.json and compare.png (val loss against time and characters seen)."""
+def summarise_cell(runs: list[dict]) -> dict:
+    """Mean over seeds, with the range of the best validation loss."""
+    losses = [run["best_val_loss"] for run in runs]
+    mean_loss = statistics.fmean(losses)
+    return {
+        "cell": runs[0]["cell"],
+        "seeds": [run["random_seed"] for run in runs],
+        "parameters": runs[0]["parameters"],
+        "characters_per_second": statistics.fmean(run["characters_per_second"] for run in runs),
+        "best_val_loss": mean_loss,
+        "best_val_loss_min": min(losses),
+        "best_val_loss_max": max(losses),
+        "perplexity": math.exp(mean_loss),
+        "bits_per_character": mean_loss / math.log(2),
+        "characters_seen": statistics.fmean(run["characters_seen"] for run in runs),
+        "minutes": statistics.fmean(run["minutes"] for run in runs),
+    }
+
+
+def write_results(out_dir: Path, cell_rows: list[dict], runs: list[dict], several_seeds: bool) -> None:
+    """compare.csv (one row per run), compare.json and compare.png (mean curves, bands over seeds)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=RUN_FIELDS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(runs)
     fileio.write_text(out_dir / "compare.csv", buffer.getvalue())
-    fileio.write_json(out_dir / "compare.json", rows)
-    curves = {row["cell"]: checkpoint.read_history(out_dir / row["cell"]) for row in rows}
-    png = compare_png(curves, "GRU variants on the same data, seed and time budget")
+    fileio.write_json(out_dir / "compare.json", {"cells": cell_rows, "runs": runs})
+    curves = {
+        row["cell"]: [
+            checkpoint.read_history(run_folder(out_dir, row["cell"], seed, several_seeds)) for seed in row["seeds"]
+        ]
+        for row in cell_rows
+    }
+    seeds = len(cell_rows[0]["seeds"])
+    title = "GRU variants: same data and budget" + (f", mean and range over {seeds} seeds" if seeds > 1 else "")
+    png = compare_png(curves, title)
     with fileio.atomic_open(out_dir / "compare.png", "wb") as handle:
         handle.write(png)

@@ -34,6 +34,7 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None
     max_minutes: float | None = None
+    max_characters: int | None = None  # stop after this many training characters in all
     learning_rate: float = 2e-3
     final_learning_rate: float = 2e-4
     clip_norm: float = 5.0  # 0: no clipping
@@ -52,7 +53,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("max_steps", "patience", "eval_every", "val_characters"):
+        for name in ("max_steps", "max_characters", "patience", "eval_every", "val_characters"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")

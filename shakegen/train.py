@@ -35,6 +35,7 @@ RESUMABLE_CHANGES = (
     "epochs",
     "max_steps",
     "max_minutes",
+    "max_characters",
     "patience",
     "learning_rate",
     "final_learning_rate",
@@ -340,6 +341,8 @@ class Trainer:
             return "max_steps"
         if config.max_minutes and state.elapsed_seconds >= config.max_minutes * 60:
             return "max_minutes"
+        if config.max_characters and state.characters_seen >= config.max_characters:
+            return "max_characters"
         if config.patience and state.validations_since_best >= config.patience:
             return "patience"
         return None
@@ -394,7 +397,7 @@ class Trainer:
         return bool(every) and self.state.global_step - self.state.last_validation_step >= every
 
     def _limit_reached(self) -> bool:
-        return self.stop_reason() in ("max_steps", "max_minutes")
+        return self.stop_reason() in ("max_steps", "max_minutes", "max_characters")
 
     def _snapshot_if_due(self) -> None:
         """Keep a timed checkpoint in memory; it is written once the next step's loss passes the guard."""

@@ -186,6 +186,7 @@ class TrainDisplay:
             "epochs": "all epochs done",
             "max_steps": "--max-steps reached",
             "max_minutes": "--max-minutes reached",
+            "max_characters": "the character budget was reached",
             "patience": "validation loss stopped improving (--patience)",
         }
         state = event.state
@@ -241,17 +242,23 @@ def eval_table(rows: list[dict]) -> Table:
 
 
 def compare_table(rows: list[dict]) -> Table:
-    table = Table(title="GRU variants, equal time budget", title_justify="left")
+    """One row per cell; with several seeds the loss is the mean, with its range over seeds."""
+    seeds = len(rows[0]["seeds"])
+    title = "GRU variants, equal budget" + (f" (mean over {seeds} seeds, range in parentheses)" if seeds > 1 else "")
+    table = Table(title=title, title_justify="left")
     for heading in ("cell", "params", "chars/s", "val loss", "ppl", "bits/char", "seen", "min"):
         table.add_column(heading, justify="left" if heading == "cell" else "right")
     best = min(row["best_val_loss"] for row in rows)
     for row in rows:
         style = "bold green" if row["best_val_loss"] == best else ""
+        loss = f"{row['best_val_loss']:.4f}"
+        if seeds > 1:
+            loss += f" ({row['best_val_loss_min']:.4f}–{row['best_val_loss_max']:.4f})"
         table.add_row(
             row["cell"],
             f"{row['parameters']:,}",
             f"{row['characters_per_second']:,.0f}",
-            f"{row['best_val_loss']:.4f}",
+            loss,
             f"{row['perplexity']:.3f}",
             f"{row['bits_per_character']:.3f}",
             f"{row['characters_seen'] / 1e6:.1f}M",

@@ -22,11 +22,40 @@ def test_compare_trains_each_cell_once_and_writes_results(tmp_path, small_data, 
     assert rows[1]["parameters"] < rows[0]["parameters"]
     for name in ("compare.csv", "compare.json", "compare.png"):
         assert (tmp_path / "cmp" / name).is_file()
-    assert json.loads((tmp_path / "cmp" / "compare.json").read_text()) == rows
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["cells"] == rows
     stamps = {cell: (tmp_path / "cmp" / cell / "last.npz").stat().st_mtime_ns for cell in ("gru", "gru3")}
     again = compare(["gru", "gru3"], base, tmp_path / "cmp", small_data)
     assert again == rows
     assert stamps == {cell: (tmp_path / "cmp" / cell / "last.npz").stat().st_mtime_ns for cell in ("gru", "gru3")}
+
+
+def test_seeds_and_a_character_budget(tmp_path, small_data, small_config):
+    base = small_config.replace(max_characters=3000, epochs=100)  # 3000 / (8 × 16) → 24 steps
+    rows = compare(["gru", "gru3"], base, tmp_path / "cmp", small_data, seeds=[1, 2])
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert len(report["runs"]) == 4
+    for row in rows:
+        runs = [run for run in report["runs"] if run["cell"] == row["cell"]]
+        assert sorted(run["random_seed"] for run in runs) == [1, 2] == row["seeds"]
+        losses = [run["best_val_loss"] for run in runs]
+        assert losses[0] != losses[1]  # the seeds really differ
+        assert row["best_val_loss"] == pytest.approx(sum(losses) / 2)
+        assert (row["best_val_loss_min"], row["best_val_loss_max"]) == (min(losses), max(losses))
+        for run in runs:
+            assert run["characters_seen"] == 24 * 8 * 16  # the budget, rounded up to whole steps
+            history = checkpoint.read_history(run["run_dir"])
+            assert len(history) >= 10  # validated inside the budget, not only at its end
+    assert (tmp_path / "cmp" / "gru-seed2" / "last.npz").is_file()
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_compare_with_seeds(tmp_path, small_data):
+    args = ["compare", "--preset", "tiny", "--cells", "gru3", "--seeds", "1,2", "--characters", "2000"]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(small_data), "--out-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "mean over 2 seeds" in result.output and "gru3" in result.output
+    bad = CliRunner().invoke(main, ["compare", "--seeds", "1,x"])
+    assert bad.exit_code == 1 and "--seeds must be comma-separated integers" in bad.output
 
 
 def test_cell_list_is_checked():
