@@ -1,29 +1,57 @@
-"""Preparing a corpus larger than is comfortable in memory: throughput and peak memory.
+"""Peak memory (and time) of `shakegen prepare`, `train` start-up and `eval` on a corpus of about 1 GB.
 
-Generates a UTF-8 corpus of --size-mb megabytes mixing scripts (Latin with accents, Greek,
-Cyrillic, CJK, emoji), so the vocabulary is large (over 255 characters: ids become uint16),
-then runs `prepare_corpus` in a child process and reports MB/s and the child's peak RSS.
+Each step runs as the real command in a child process (`python -m shakegen ...`); its peak
+memory is the child's maximum resident set size, read from os.wait4 (Linux: kilobytes).
+Corpora, chosen with --corpus:
 
-    python benchmarks/prepare_scale.py [--size-mb 1024] [--workdir /tmp/shakegen-scale]
+  shakespeare  Tiny Shakespeare repeated to --size-mb (the default; 65 characters, uint8 ids)
+  mixed        random lines mixing Latin with accents, Greek, Cyrillic, CJK and emoji
+               (over 255 characters, so ids are uint16; about 2.2 bytes per character)
+  cr-only      Tiny Shakespeare with CR-only line ends (every "\\n" made "\\r"), repeated
+
+    python benchmarks/prepare_scale.py                                  # prepare, 1 GB
+    python benchmarks/prepare_scale.py --measure prepare,train,eval     # and train start-up, eval
+    python benchmarks/prepare_scale.py --corpus cr-only --size-mb 40
+    python benchmarks/prepare_scale.py --shakegen-root /tmp/old-checkout   # another version's code
+
+train runs `--preset quick --max-steps 1` (start-up: data loading, model, one step);
+eval runs on that run folder. Steps reuse what --workdir holds from a run with --keep.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import resource
+import json
+import os
+import random
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SHAKESPEARE = ROOT / "shakegen" / "data" / "tinyshakespeare.txt"
+STEPS = ("prepare", "train", "eval")
 
 
-def make_corpus(path: Path, size_mb: int) -> int:
-    """Write ~size_mb MB of mixed-script lines; returns the byte count."""
-    import random
+def make_corpus(path: Path, size_mb: int, kind: str) -> int:
+    """Write ~size_mb MB of corpus ``kind`` to ``path``; returns the byte count."""
+    if kind == "mixed":
+        block = _mixed_block()
+    else:
+        block = TINY_SHAKESPEARE.read_bytes()
+        if kind == "cr-only":
+            block = block.replace(b"\n", b"\r")
+    written = 0
+    with open(path, "wb") as handle:
+        while written < size_mb * 1024 * 1024:
+            handle.write(block)
+            written += len(block)
+    return written
 
+
+def _mixed_block() -> bytes:
     rng = random.Random(0)
     alphabets = [
         "abcdefghijklmnopqrstuvwxyzéèêàçüöäß",
@@ -37,46 +65,77 @@ def make_corpus(path: Path, size_mb: int) -> int:
         alphabet = rng.choice(alphabets)
         words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(rng.randint(3, 14))]
         lines.append(" ".join(words) + rng.choice([".", ",", "!", "?", ";"]) + "\n")
-    block = "".join(lines).encode("utf-8")
-    written = 0
-    with open(path, "wb") as handle:
-        while written < size_mb * 1024 * 1024:
-            handle.write(block)
-            written += len(block)
-    return written
+    return "".join(lines).encode("utf-8")
 
 
-def child(input_path: str, data_dir: str, queue) -> None:
-    from shakegen.prepare import prepare_corpus
-
+def run_measured(args: list[str], shakegen_root: Path, log: Path) -> tuple[float, float, int]:
+    """Run ``python -m shakegen <args>``; returns (seconds, peak RSS in MB, exit status)."""
+    env = dict(os.environ, PYTHONPATH=str(shakegen_root), TF_CPP_MIN_LOG_LEVEL="3", NO_COLOR="1")
     started = time.perf_counter()
-    meta = prepare_corpus(input_path, data_dir)
-    queue.put((time.perf_counter() - started, meta["characters"], meta["vocab_size"], meta["dtype"]))
+    with open(log, "wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "shakegen", *args], stdout=output, stderr=output, env=env)
+        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix all children).
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--workdir", default="/tmp/shakegen-scale")
+    parser.add_argument("--corpus", choices=("shakespeare", "mixed", "cr-only"), default="shakespeare")
+    parser.add_argument("--measure", default="prepare", help="Comma-separated steps: prepare, train, eval.")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/shakegen-scale"))
+    parser.add_argument("--keep", action="store_true", help="Keep --workdir (corpus, prepared data, run) for later.")
+    parser.add_argument("--shakegen-root", type=Path, default=ROOT, help="Checkout whose shakegen code runs.")
     args = parser.parse_args()
-    workdir = Path(args.workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    corpus_path = workdir / "corpus.txt"
-    size = make_corpus(corpus_path, args.size_mb)
-    queue = multiprocessing.get_context("spawn").Queue()
-    process = multiprocessing.get_context("spawn").Process(
-        target=child, args=(str(corpus_path), str(workdir / "data"), queue)
-    )
-    process.start()
-    seconds, characters, vocab_size, dtype = queue.get()
-    process.join()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: kilobytes
-    print(f"input: {size / 1e6:,.0f} MB UTF-8, {characters:,} characters, vocabulary {vocab_size} ({dtype} ids)")
-    print(
-        f"prepare: {seconds:.1f} s, {size / 1e6 / seconds:.1f} MB/s, peak memory (max RSS of the child) {peak_mb:,.0f} MB"
-    )
-    shutil.rmtree(workdir, ignore_errors=True)
+    steps = [step.strip() for step in args.measure.split(",") if step.strip()]
+    if unknown := set(steps) - set(STEPS):
+        parser.error(f"unknown step(s) {', '.join(sorted(unknown))}; expected some of {', '.join(STEPS)}")
+
+    workdir = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus_path = workdir / f"corpus-{args.corpus}-{args.size_mb}mb.txt"
+    data_dir, run_dir = workdir / "data", workdir / "run"
+    if not corpus_path.exists():
+        make_corpus(corpus_path, args.size_mb, args.corpus)
+    size = corpus_path.stat().st_size
+    print(f"corpus: {args.corpus}, {size / 1e6:,.0f} MB ({corpus_path})")
+    print(f"code: {args.shakegen_root}; processor: {_processor()}")
+
+    commands = {
+        "prepare": ["prepare", "--input", str(corpus_path), "--data-dir", str(data_dir)],
+        "train": ["train", "--preset", "quick", "--max-steps", "1", "--data-dir", str(data_dir)]
+        + ["--run-dir", str(run_dir), "--overwrite"],
+        "eval": ["eval", "--checkpoint", str(run_dir), "--data-dir", str(data_dir), "--json"],
+    }
+    for step in STEPS:
+        if step not in steps:
+            continue
+        log = workdir / f"{step}.log"
+        seconds, peak_mb, status = run_measured(commands[step], args.shakegen_root, log)
+        rate = f", {size / 1e6 / seconds:.1f} MB/s" if step == "prepare" else ""
+        print(f"{step:<8} {seconds:7.1f} s{rate}, peak memory (max RSS of the child) {peak_mb:,.0f} MB")
+        if status != 0:
+            print(f"  exit status {status}; last lines of {log}:")
+            print("  " + "\n  ".join(log.read_text(errors="replace").splitlines()[-5:]))
+    meta_path = data_dir / "prepared" / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        print(f"prepared: {meta['characters']:,} characters, vocabulary {meta['vocab_size']} ({meta['dtype']} ids)")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _processor() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    features = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in flags]
+    return f"{name}, {os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}"
 
 
 if __name__ == "__main__":
