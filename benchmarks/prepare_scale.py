@@ -73,7 +73,10 @@ def run_measured(args: list[str], shakegen_root: Path, log: Path) -> tuple[float
     env = dict(os.environ, PYTHONPATH=str(shakegen_root), TF_CPP_MIN_LOG_LEVEL="3", NO_COLOR="1")
     started = time.perf_counter()
     with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "shakegen", *args], stdout=output, stderr=output, env=env)
+        # cwd: `python -m` puts it first on sys.path, where it would shadow --shakegen-root.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shakegen", *args], stdout=output, stderr=output, env=env, cwd=log.parent
+        )
         # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix all children).
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)

@@ -180,12 +180,12 @@ def _read_codepoints(input_path: Path, options: PrepareOptions, scratch: Path, t
     bytes_seen = 0
     with open(scratch, "wb") as handle:
         for piece in _chunks(input_path, options):
-            codes = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4")
-            counts += np.bincount(codes, minlength=UNICODE_SIZE)
+            wide = piece.encode("utf-32-le")  # 4 bytes per character: the scratch file's format
+            counts += _count(np.frombuffer(wide, dtype="<u4"), UNICODE_SIZE)
+            handle.write(wide)
             encoded = piece.encode("utf-8")
             digest.update(encoded)
-            handle.write(codes.tobytes())
-            total_chars += len(codes)
+            total_chars += len(wide) // 4
             bytes_seen += len(encoded)
             if progress:
                 progress("read", min(bytes_seen, total_bytes), total_bytes)
