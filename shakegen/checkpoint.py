@@ -7,6 +7,7 @@ training, comparison, sampling and evaluation go through it. A run folder holds
   best.npz      weights with the best validation loss, and when they were reached
   history.csv   one row per validation (once per epoch, or every --eval-every steps)
   curves.png    train/val loss curves
+  logs/         TensorBoard event files (scalars by global step)
 A folder is a run once it holds config.json *and* last.npz: a start that failed before its
 first checkpoint leaves no run behind, so a plain rerun simply starts again.
 Weights are NumPy arrays keyed by variable path (JSON and .npz, never pickle). Each file is
@@ -21,6 +22,7 @@ import csv
 import datetime
 import io
 import json
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ LAST_FILE = "last.npz"
 BEST_FILE = "best.npz"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
+LOGS_DIR = "logs"  # TensorBoard event files (summaries.py)
 RUN_FILES = (CONFIG_FILE, LAST_FILE, BEST_FILE, HISTORY_FILE, CURVES_FILE)
 WHICH = ("best", "last")
 HISTORY_FIELDS = (
@@ -75,6 +78,7 @@ def start_run(run_dir: str | Path, config: TrainConfig, vocab: Vocabulary, data:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
     write_run_config(run_dir, config, vocab, data, parameters)
 
 
@@ -259,6 +263,13 @@ def load_model(run_dir: str | Path, which: str = "best"):
     model = build_model(len(info.vocab), info.config)
     state = load(checkpoint_path(run_dir, which), model)
     return model, info, state
+
+
+def scalar_log(run_dir: str | Path):
+    """The run's TensorBoard log (``logs/``), appended to across resumes."""
+    from shakegen.summaries import ScalarLog
+
+    return ScalarLog(Path(run_dir) / LOGS_DIR)
 
 
 def write_history(run_dir: str | Path, history: list[dict]) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from shakegen import checkpoint, events, prepare
 from shakegen.config import TrainConfig
 from shakegen.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from shakegen.summaries import TrainingLog
 
 # Fields a resumed run may change: how long and how fast to train, not what is trained.
 RESUMABLE_CHANGES = (
@@ -125,7 +126,7 @@ def train(
         config, Path(run_dir), Path(data_dir), resume, changes or {}, overwrite, strategy, progress or events.ignore
     )
     trainer.announce()
-    with _signals_interrupt() as received:
+    with _signals_interrupt() as received, contextlib.closing(trainer.log):
         try:
             while (reason := trainer.stop_reason()) is None:
                 trainer.train_span()
@@ -133,7 +134,7 @@ def train(
         except KeyboardInterrupt:
             trainer.save_interrupted()
             raise TrainingInterrupted(trainer.run_dir, trainer.state.to_json(), received.name) from None
-    return trainer.finish(reason)
+        return trainer.finish(reason)
 
 
 def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, emit) -> "Trainer":
@@ -176,6 +177,7 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
         trainer.load_last()
     elif chief:
         checkpoint.start_run(run_dir, config, data.vocab, _data_info(data), trainer.model.count_params())
+    trainer.open_log()
     return trainer
 
 
@@ -309,6 +311,11 @@ class Trainer:
         self._epoch_steps = 0
         self._pending = None  # a timed checkpoint waiting for the next step to vouch for it
         self._last_save = time.monotonic()
+        self.log = TrainingLog(None)  # opened by open_log, once the run folder is ready
+
+    def open_log(self) -> None:
+        if self.chief:
+            self.log = TrainingLog(checkpoint.scalar_log(self.run_dir))
 
     def load_last(self) -> None:
         saved = checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "last"), self.model, self.optimizer)
@@ -363,6 +370,7 @@ class Trainer:
             state.train_count += characters_per_step
             state.characters_seen += characters_per_step
             state.elapsed_seconds += now - clock
+            self.log.step(state.global_step, loss, self._learning_rate, characters_per_step, now - clock)
             self.emit(
                 events.Stepped(
                     epoch=state.epoch + 1,
@@ -434,7 +442,7 @@ class Trainer:
             "val_loss": validation.loss,
             "val_perplexity": validation.perplexity,
             "val_bits_per_character": validation.bits_per_character,
-            "learning_rate": float(self.schedule(state.global_step)),
+            "learning_rate": self._learning_rate(state.global_step),
             "epoch_seconds": state.elapsed_seconds - (self.history[-1]["elapsed_seconds"] if self.history else 0.0),
             "elapsed_seconds": state.elapsed_seconds,
             "characters_seen": state.characters_seen,
@@ -457,7 +465,11 @@ class Trainer:
                 best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
                 checkpoint.save(checkpoint.checkpoint_path(self.run_dir, "best"), self.model, best)
         self.save_last()
+        self.log.validation(row)
         self.emit(events.Validated(row, improved, time.perf_counter() - started))
+
+    def _learning_rate(self, step: int) -> float:
+        return float(self.schedule(step))
 
     def save_last(self) -> None:
         if self.chief:

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from shakegen import checkpoint, fileio
 from shakegen.cli import main
-from shakegen.errors import CheckpointError, CheckpointWriteError
-from shakegen.events import Started
+from shakegen.errors import CheckpointError, CheckpointWriteError, TrainingInterrupted
+from shakegen.events import Started, Stepped
 from shakegen.train import train
 
 # Trains in a child process, slowed by a sleep per step so the parent can kill it mid-epoch.
@@ -216,3 +216,44 @@ def test_checkpoint_without_state_is_a_one_line_error(trained_run):
     np.savez(trained_run / "best.npz", **arrays)
     with pytest.raises(CheckpointError, match="training state is missing"):
         checkpoint.load_model(trained_run, "best")
+
+
+def _event_scalars(log_dir):
+    """{tag: {step: value}} from every TensorBoard event file, read with TensorFlow alone."""
+    import tensorflow as tf
+
+    scalars = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == "scalars"
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
+def test_tensorboard_logs_hold_the_history_across_a_resume(tmp_path, small_data, small_config):
+    with pytest.raises(TrainingInterrupted):
+        train(
+            small_config.replace(eval_every=15),
+            tmp_path / "run",
+            small_data,
+            progress=lambda event: _stop_at(event, 50),
+        )
+    train(None, tmp_path / "run", small_data, resume=True)
+    history = checkpoint.read_history(tmp_path / "run")
+    scalars = _event_scalars(tmp_path / "run" / "logs")
+    validation = scalars["validation/loss"]
+    assert sorted(validation) == [int(row["step"]) for row in history]  # one step axis, continued
+    for row in history:
+        assert validation[int(row["step"])] == pytest.approx(row["val_loss"], rel=1e-5)
+        assert scalars["validation/perplexity"][int(row["step"])] == pytest.approx(row["val_perplexity"], rel=1e-5)
+    train_steps = sorted(scalars["train/loss"])
+    assert train_steps[0] == 10 and train_steps[-1] > 50
+    assert all(later - earlier == 10 for earlier, later in zip(train_steps, train_steps[1:], strict=False))
+    assert all(0 < value < 5 for value in scalars["train/loss"].values())
+    assert set(scalars) >= {"train/learning_rate", "train/characters_per_second", "validation/bits_per_character"}
+
+
+def _stop_at(event, step):
+    if isinstance(event, Stepped) and event.epoch == 2 and event.step >= step - event.steps:
+        raise KeyboardInterrupt

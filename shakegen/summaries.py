@@ -1,0 +1,87 @@
+"""TensorBoard logs: scalars written with tf.summary under ``<run-dir>/logs/``.
+
+Scalars are written with TensorFlow's own ``tf.summary.write`` and the metadata of
+TensorBoard's scalar plugin, so training needs no TensorBoard install; viewing does
+(``pip install tensorboard``, then ``tensorboard --logdir checkpoints``). The step axis
+is the optimizer's global step, so a resumed run continues the same curves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+LOG_EVERY = 10  # training scalars: one point (the mean) per this many steps
+
+
+class ScalarLog:
+    """Writes named scalars at a global step; the CLI never sees it."""
+
+    def __init__(self, log_dir: str | Path):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        # A suffix of our own: two writers opened within a second by one process (a resume in
+        # the same Python session) would otherwise share a file name and the second would
+        # overwrite the first.
+        self._writer = tf.summary.create_file_writer(str(log_dir), filename_suffix=f".{uuid.uuid4().hex[:12]}")
+        plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        self._metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        tf = self._tf
+        with self._writer.as_default(step=step):
+            for tag, value in values.items():
+                tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=self._metadata)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class TrainingLog:
+    """Averages training scalars over ``LOG_EVERY`` steps before writing them."""
+
+    def __init__(self, log: ScalarLog | None):
+        self.log = log
+        self._losses: list[float] = []
+        self._seconds = 0.0
+        self._characters = 0
+
+    def step(self, step: int, loss: float, learning_rate_of, characters: int, seconds: float) -> None:
+        if self.log is None:
+            return
+        self._losses.append(loss)
+        self._characters += characters
+        self._seconds += seconds
+        if len(self._losses) >= LOG_EVERY:
+            self.log.write(
+                step,
+                {
+                    "train/loss": sum(self._losses) / len(self._losses),
+                    "train/learning_rate": learning_rate_of(step),
+                    "train/characters_per_second": self._characters / max(self._seconds, 1e-9),
+                },
+            )
+            self._losses, self._characters, self._seconds = [], 0, 0.0
+
+    def validation(self, row: dict) -> None:
+        if self.log is None:
+            return
+        self.log.write(
+            int(row["step"]),
+            {
+                "validation/loss": row["val_loss"],
+                "validation/perplexity": row["val_perplexity"],
+                "validation/bits_per_character": row["val_bits_per_character"],
+                "train/loss_since_last_validation": row["train_loss"],
+            },
+        )
+        self.log.flush()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
