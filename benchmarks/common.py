@@ -16,15 +16,18 @@ from shakegen.backend import import_tensorflow  # noqa: E402
 tf = import_tensorflow()
 
 
-def alternate(runs: dict, rounds: int) -> dict[str, list[float]]:
+def alternate(runs: dict, rounds: int, pause: float = 0.0) -> dict[str, list[float]]:
     """Call each ``runs[name]()`` (returning a rate) in turn, ``rounds`` times; rates by name.
 
     Alternating spreads the machine's noise (it is shared and sometimes bimodal) evenly over
-    the configurations compared.
+    the configurations compared. ``pause`` seconds before each run let the previous run's
+    spinning worker threads (OpenMP's, Eigen's) go idle, which matters when two frameworks
+    share the process.
     """
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
+            time.sleep(pause)
             rates[name].append(run())
     return rates
 

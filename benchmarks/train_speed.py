@@ -8,9 +8,12 @@ the same batches. shakegen's `gru` and the tutorial's GRU compute the same funct
 
 With ``--cell classic,gru1,gru2,gru3`` those cells run too, each at the same size, and are
 reported against shakegen's `gru` (which always runs), with each cell's FLOPs per character
-relative to `gru`'s, so a ratio can be read against what its equations cost.
+relative to `gru`'s, so a ratio can be read against what its equations cost. With
+``--autodiff`` each cell also runs with its time loop left to TensorFlow's autodiff (the
+recurrence of tests/test_cells.py), which is how every cell but `gru` trained before the
+hand-written backward pass covered them all.
 
-    python benchmarks/train_speed.py [--cell gru1,gru3] [--no-tutorial] [--rounds 5] [--steps 3]
+    python benchmarks/train_speed.py [--cell gru1,gru3] [--no-tutorial] [--autodiff] [--rounds 5] [--steps 3]
         [--units 1024] [--num-layers 1] [--precision float32] [--rnn-kernel fused]
 """
 
@@ -22,6 +25,7 @@ import keras
 import numpy as np
 from common import alternate, report, tf, timed_rate
 
+from shakegen import cells as cells_module
 from shakegen.config import CELLS, PRECISIONS, PRESETS, RNN_KERNELS
 from shakegen.model import build_model
 
@@ -78,6 +82,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", default="", help="comma-separated cells to time besides gru, e.g. classic,gru1")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial's Keras model")
+    parser.add_argument("--autodiff", action="store_true", help="also time each cell with autodiff's backward pass")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="train steps per timed run")
     parser.add_argument("--units", type=int, default=PRESETS["standard"].rnn_units)
@@ -104,16 +109,26 @@ def main():
     targets = tf.constant(rng.integers(0, VOCAB, (args.batch_size, args.seq_length)), tf.int32)
 
     steps = {}
+    autodiff = set()  # the steps to trace with autodiff's backward pass
     if not args.no_tutorial:
         plain = tutorial_model(config.rnn_units, config.embedding_dim, config.num_layers)
         steps[f"{TUTORIAL}, float32"] = train_step_for(plain, plain.trainable_variables)
     for cell in cells:
-        model = build_model(VOCAB, config.replace(cell=cell))
-        kernel = model.rnn_layers[0].kernel_in_use
-        name = f"shakegen {cell} ({kernel}), {args.precision}"
-        steps[name] = train_step_for(lambda x, model=model: model(x)[0], model.trainable_variables)
-    for step in steps.values():  # warm-up: tracing and first allocations
+        for backward in ("fused", "autodiff") if args.autodiff else ("fused",):
+            model = build_model(VOCAB, config.replace(cell=cell))
+            kernel = model.rnn_layers[0].kernel_in_use
+            name = f"shakegen {cell} ({kernel if backward == 'fused' else 'autodiff'}), {args.precision}"
+            steps[name] = train_step_for(lambda x, model=model: model(x)[0], model.trainable_variables)
+            if backward == "autodiff":
+                autodiff.add(name)
+    fused_sequence = cells_module.fused_sequence
+    for name, step in steps.items():  # warm-up: tracing (which fixes the backward pass) and first allocations
+        if name in autodiff:
+            from tests.test_cells import autodiff_sequence
+
+            cells_module.fused_sequence = autodiff_sequence
         step(inputs, targets)
+        cells_module.fused_sequence = fused_sequence
         step(inputs, targets)
 
     def run(step):
@@ -130,7 +145,7 @@ def main():
         f"{args.rounds} alternating rounds of {args.steps} steps"
     )
     rates = alternate({name: run(step) for name, step in steps.items()}, args.rounds)
-    reference = next(name for name in steps if name.startswith("shakegen gru "))
+    reference = next(name for name in steps if name.startswith("shakegen gru ") and name not in autodiff)
     report(rates, reference, "chars/s")
     if len(cells) > 1:
         base = flops_per_character("gru", config)

@@ -97,7 +97,8 @@ def layer_summary(model: CharModel) -> list[tuple[str, str, int]]:
         ("embedding", f"Embedding({model.vocab_size}, {model.config.embedding_dim})", model.embedding.count_params())
     ]
     for layer in model.rnn_layers:
-        rows.append((layer.name, f"{layer.variant} GRU({layer.units})", layer.count_params()))
+        what = f"{layer.variant} GRU({layer.units}), {layer.kernel_in_use} loop"
+        rows.append((layer.name, what, layer.count_params()))
     rows.append(("logits", f"Dense({model.vocab_size})", model.dense.count_params()))
     return rows
 
