@@ -18,6 +18,7 @@ past last.npz's step are dropped on resume, so a kill between the two loses noth
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -26,6 +27,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -70,6 +72,26 @@ def is_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a run: a config and at least one saved checkpoint."""
     run_dir = Path(run_dir)
     return (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file()
+
+
+@contextlib.contextmanager
+def lock_run(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one training process; clear what a killed one left half-written.
+
+    Raises:
+        CheckpointError: another process is training in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with fileio.folder_lock(run_dir):
+            for name in RUN_FILES:  # we hold the folder: any temporary file is a dead writer's
+                fileio.remove_stale_temporaries(run_dir, name, older_than=0)
+            yield
+    except BlockingIOError:
+        raise CheckpointError(
+            f"Another shakegen process is training in {run_dir}. Wait for it to finish, or choose another --run-dir."
+        ) from None
 
 
 def start_run(run_dir: str | Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int) -> None:

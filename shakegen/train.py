@@ -125,8 +125,8 @@ def train(
     trainer = _open_run(
         config, Path(run_dir), Path(data_dir), resume, changes or {}, overwrite, strategy, progress or events.ignore
     )
-    trainer.announce()
-    with _signals_interrupt() as received, contextlib.closing(trainer.log):
+    with trainer.holding_run_folder(), _signals_interrupt() as received, contextlib.closing(trainer):
+        trainer.begin()
         try:
             while (reason := trainer.stop_reason()) is None:
                 trainer.train_span()
@@ -172,13 +172,7 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
         raise ConfigError(
             "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
         )
-    trainer = Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume)
-    if resume:
-        trainer.load_last()
-    elif chief:
-        checkpoint.start_run(run_dir, config, data.vocab, _data_info(data), trainer.model.count_params())
-    trainer.open_log()
-    return trainer
+    return Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume)
 
 
 def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> prepare.PreparedData:
@@ -313,17 +307,23 @@ class Trainer:
         self._last_save = time.monotonic()
         self.log = TrainingLog(None)  # opened by open_log, once the run folder is ready
 
-    def open_log(self) -> None:
+    def holding_run_folder(self):
+        """Only the chief writes the run folder, and only one process at a time."""
+        return checkpoint.lock_run(self.run_dir) if self.chief else contextlib.nullcontext()
+
+    def begin(self) -> None:
+        """Load the saved run, or start the new one's folder; then open the logs and announce."""
+        from shakegen.model import layer_summary
+
+        if self.resumed:
+            saved = checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "last"), self.model, self.optimizer)
+            self.state = TrainState.from_json(saved)
+            self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
+        elif self.chief:
+            info = _data_info(self.data)
+            checkpoint.start_run(self.run_dir, self.config, self.data.vocab, info, self.model.count_params())
         if self.chief:
             self.log = TrainingLog(checkpoint.scalar_log(self.run_dir))
-
-    def load_last(self) -> None:
-        saved = checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "last"), self.model, self.optimizer)
-        self.state = TrainState.from_json(saved)
-        self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
-
-    def announce(self) -> None:
-        from shakegen.model import layer_summary
 
         self.emit(
             events.Started(
@@ -339,6 +339,9 @@ class Trainer:
                 val_split_characters=len(self.data.val),
             )
         )
+
+    def close(self) -> None:
+        self.log.close()
 
     def stop_reason(self) -> str | None:
         config, state = self.config, self.state

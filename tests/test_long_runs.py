@@ -257,3 +257,14 @@ def test_tensorboard_logs_hold_the_history_across_a_resume(tmp_path, small_data,
 def _stop_at(event, step):
     if isinstance(event, Stepped) and event.epoch == 2 and event.step >= step - event.steps:
         raise KeyboardInterrupt
+
+
+def test_one_training_process_per_run_folder(trained_run, small_data):
+    stale = trained_run / ".last.npz.abcd1234.tmp"  # what a process killed mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    with fileio.folder_lock(trained_run):  # as if another process were training there
+        with pytest.raises(CheckpointError, match="Another shakegen process is training"):
+            train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    assert stale.exists()
+    train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    assert not stale.exists()
