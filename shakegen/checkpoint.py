@@ -164,9 +164,15 @@ def checkpoint_path(run_dir: str | Path, which: str) -> Path:
     return Path(run_dir) / f"{which}.npz"
 
 
-def snapshot(model, state: dict, optimizer=None) -> dict[str, np.ndarray]:
-    """Copies of the weights (and optimizer variables) with ``state``: a checkpoint in memory."""
+def snapshot(model, state: dict, optimizer=None, carried: list | None = None) -> dict[str, np.ndarray]:
+    """Copies of the weights (and optimizer variables) with ``state``: a checkpoint in memory.
+
+    ``carried``: the GRU states a stateful run carries from one batch to the next, one
+    array per layer, stored as ``carried/<layer>``.
+    """
     arrays = {f"weights/{variable.path}": np.array(variable.numpy()) for variable in model.weights}
+    for index, value in enumerate(carried or []):
+        arrays[f"carried/{index:03d}"] = np.array(value)
     if optimizer is not None:
         for index, variable in enumerate(optimizer.variables):
             arrays[f"optimizer/{index:05d}"] = np.array(variable.numpy())
@@ -194,9 +200,15 @@ def write_snapshot(path: Path, arrays: dict[str, np.ndarray]) -> None:
         ) from None
 
 
-def save(path: Path, model, state: dict, optimizer=None) -> None:
+def save(path: Path, model, state: dict, optimizer=None, carried: list | None = None) -> None:
     """Write model weights (and optimizer variables) with ``state`` into one .npz, atomically."""
-    write_snapshot(path, snapshot(model, state, optimizer))
+    write_snapshot(path, snapshot(model, state, optimizer, carried))
+
+
+def read_carried(path: Path) -> list[np.ndarray]:
+    """The carried GRU states saved with ``snapshot(carried=...)``, in layer order ([] if none)."""
+    arrays = _open(path)
+    return [arrays[key] for key in sorted(key for key in arrays if key.startswith("carried/"))]
 
 
 def _open(path: Path) -> dict[str, np.ndarray]:

@@ -244,6 +244,15 @@ def _preset_help(name: str, text: str) -> str:
     help="Validate on the first N characters of the validation split (for huge corpora). [default: all]",
 )
 @click.option(
+    "--stateful/--no-stateful",
+    default=None,
+    help=_preset_help(
+        "stateful",
+        "Carry the GRU state from one training window to the next (contiguous streams per batch row, "
+        "truncated backpropagation through time, as char-rnn trains).",
+    ),
+)
+@click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
     default=None,

@@ -41,6 +41,7 @@ class TrainConfig:
     patience: int | None = None  # validations without improvement before stopping
     random_seed: int = 42
     precision: str = "float32"
+    stateful: bool = False  # carry the GRU state from one window to the next (truncated BPTT)
     rnn_kernel: str = "auto"  # how the time loop runs, not what it computes: a resume may change it
     checkpoint_minutes: float = 10.0  # write last.npz inside an epoch this often; 0: at validations only
     eval_every: int | None = None  # validate every this many steps; None: once per epoch
@@ -81,6 +82,13 @@ class TrainConfig:
             raise ConfigError(f"Unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
         if self.rnn_kernel not in RNN_KERNELS:
             raise ConfigError(f"Unknown rnn_kernel {self.rnn_kernel!r}; expected one of {', '.join(RNN_KERNELS)}.")
+        needed = self.batch_size * (self.seq_length + 1)
+        if train_characters is not None and self.stateful and needed > train_characters:
+            raise ConfigError(
+                f"stateful training cuts the text into {self.batch_size} streams of at least {self.seq_length + 1} "
+                f"characters ({needed:,} in all), but the training split holds only {train_characters:,}. "
+                "Lower --batch-size or --seq-length, or train without --stateful."
+            )
         if train_characters is not None and self.seq_length + 1 > train_characters:
             raise ConfigError(
                 f"seq_length {self.seq_length} needs windows of {self.seq_length + 1} characters, but the "

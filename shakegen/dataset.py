@@ -13,11 +13,19 @@ import tensorflow as tf
 
 
 def epoch_window_starts(
-    num_characters: int, seq_length: int, batch_size: int, random_seed: int, epoch: int
+    num_characters: int, seq_length: int, batch_size: int, random_seed: int, epoch: int, stateful: bool = False
 ) -> np.ndarray:
-    """Window start positions for one epoch, shuffled, shaped (batches, batch_size)."""
+    """Window start positions for one epoch, shaped (batches, batch_size).
+
+    Shuffled windows by default. With ``stateful`` (truncated backpropagation through time,
+    as char-rnn trains), the text is cut into ``batch_size`` contiguous streams and batch
+    row b reads stream b window after window, so the GRU state at the end of one batch is
+    the right initial state for the next: ``starts[t + 1, b] == starts[t, b] + seq_length``.
+    """
     rng = np.random.default_rng([random_seed, epoch])
     offset = int(rng.integers(0, seq_length))
+    if stateful:
+        return _stream_window_starts(num_characters, seq_length, batch_size, offset)
     count = (num_characters - offset - 1) // seq_length
     if count < batch_size:  # small corpora: fall back to offset 0 and wrap nothing
         offset = 0
@@ -31,9 +39,23 @@ def epoch_window_starts(
     return starts[: batches * batch_size].reshape(batches, batch_size)
 
 
-def steps_per_epoch(num_characters: int, seq_length: int, batch_size: int) -> int:
+def _stream_window_starts(num_characters: int, seq_length: int, batch_size: int, offset: int) -> np.ndarray:
+    stream_length = (num_characters - offset) // batch_size
+    if (stream_length - 1) // seq_length < 1:  # too short for the epoch's offset: start at 0
+        offset, stream_length = 0, num_characters // batch_size
+    steps = max(1, (stream_length - 1) // seq_length)
+    # (steps, batch): stream b starts at offset + b * stream_length, windows follow each other.
+    return offset + np.arange(batch_size)[None, :] * stream_length + seq_length * np.arange(steps)[:, None]
+
+
+def minimum_stateful_characters(seq_length: int, batch_size: int) -> int:
+    """The shortest training split that gives every stream one window."""
+    return batch_size * (seq_length + 1)
+
+
+def steps_per_epoch(num_characters: int, seq_length: int, batch_size: int, stateful: bool = False) -> int:
     """Batches per epoch (the same for every epoch's random offset, up to one)."""
-    return epoch_window_starts(num_characters, seq_length, batch_size, 0, 0).shape[0]
+    return epoch_window_starts(num_characters, seq_length, batch_size, 0, 0, stateful).shape[0]
 
 
 def epoch_dataset(
@@ -46,6 +68,7 @@ def epoch_dataset(
     slices: int = 1,
     first_slice: int = 0,
     slice_count: int = 1,
+    stateful: bool = False,
 ) -> tf.data.Dataset:
     """(inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
 
@@ -54,7 +77,7 @@ def epoch_dataset(
     order. With the defaults it yields whole batches. ``data`` may be a memory map: windows
     are gathered batch by batch, so memory stays flat.
     """
-    starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch)[skip_batches:]
+    starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch, stateful)[skip_batches:]
     part = batch_size // slices
     # (batches, slices, part) -> this pipeline's parts, flattened in order.
     starts = starts.reshape(len(starts), slices, part)[:, first_slice : first_slice + slice_count].reshape(-1, part)

@@ -168,6 +168,11 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
         raise ConfigError(
             f"batch_size {config.batch_size} must be divisible by the {replicas} replicas of --strategy {strategy}."
         )
+    if config.stateful and replicas > 1:
+        raise ConfigError(
+            f"--stateful carries one state per batch row and runs on one device; --strategy {strategy} gives {replicas} "
+            "replicas. Use --strategy one, or train without --stateful."
+        )
     if config.max_minutes and distribute.is_multi_worker(strategy_object):
         raise ConfigError(
             "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
@@ -290,13 +295,14 @@ class Trainer:
         self.config, self.run_dir, self.data = config, run_dir, data
         self.strategy, self.chief, self.emit, self.resumed = strategy, chief, emit, resumed
         keras.utils.set_random_seed(config.random_seed)
-        self.steps_per_epoch = steps_per_epoch(len(data.train), config.seq_length, config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(data.train), config.seq_length, config.batch_size, config.stateful)
         self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
         with strategy.scope():
             self.model = build_model(len(data.vocab), config)
             self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
             self.optimizer.build(self.model.trainable_variables)
-        self.train_step = make_train_step(self.model, self.optimizer, config, strategy)
+            self.carried = _carried_states(self.model, config)
+        self.train_step = make_train_step(self.model, self.optimizer, config, strategy, self.carried)
         self.val_ids = data.val[: config.val_characters] if config.val_characters else data.val
         self.guard = ExplosionGuard(len(data.vocab), run_dir, config)
         self.state = TrainState()
@@ -316,8 +322,11 @@ class Trainer:
         from shakegen.model import layer_summary
 
         if self.resumed:
-            saved = checkpoint.load(checkpoint.checkpoint_path(self.run_dir, "last"), self.model, self.optimizer)
+            last = checkpoint.checkpoint_path(self.run_dir, "last")
+            saved = checkpoint.load(last, self.model, self.optimizer)
             self.state = TrainState.from_json(saved)
+            for variable, value in zip(self.carried, checkpoint.read_carried(last), strict=False):
+                variable.assign(value)
             self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
         elif self.chief:
             info = _data_info(self.data)
@@ -395,8 +404,16 @@ class Trainer:
         skip = self.state.global_step - self.state.epoch_start_step
         config = self.config
         windows = epoch_window_starts(
-            len(self.data.train), config.seq_length, config.batch_size, config.random_seed, self.state.epoch
+            len(self.data.train),
+            config.seq_length,
+            config.batch_size,
+            config.random_seed,
+            self.state.epoch,
+            config.stateful,
         )
+        if skip == 0:
+            for variable in self.carried:  # each epoch's streams start from nothing
+                variable.assign(np.zeros(variable.shape, np.float32))
         self._epoch_steps = len(windows)
         self._batches = iter(distributed_epoch(self.strategy, self.data.train, config, self.state.epoch, skip))
 
@@ -416,7 +433,7 @@ class Trainer:
         if self.chief and minutes and time.monotonic() - self._last_save >= minutes * 60:
             self._pending = (
                 self.state.global_step,
-                checkpoint.snapshot(self.model, self.state.to_json(), self.optimizer),
+                checkpoint.snapshot(self.model, self.state.to_json(), self.optimizer, self._carried_arrays()),
             )
             self._last_save = time.monotonic()
 
@@ -471,13 +488,16 @@ class Trainer:
         self.log.validation(row)
         self.emit(events.Validated(row, improved, time.perf_counter() - started))
 
+    def _carried_arrays(self) -> list:
+        return [variable.numpy() for variable in self.carried]
+
     def _learning_rate(self, step: int) -> float:
         return float(self.schedule(step))
 
     def save_last(self) -> None:
         if self.chief:
             path = checkpoint.checkpoint_path(self.run_dir, "last")
-            checkpoint.save(path, self.model, self.state.to_json(), self.optimizer)
+            checkpoint.save(path, self.model, self.state.to_json(), self.optimizer, self._carried_arrays())
             self._last_save = time.monotonic()
 
     def save_interrupted(self) -> None:
@@ -534,7 +554,19 @@ def _signals_interrupt():
             signal.signal(number, old)
 
 
-def make_train_step(model, optimizer, config: TrainConfig, strategy):
+def _carried_states(model, config: TrainConfig) -> list:
+    """Stateful runs: one (batch, units) float32 variable per layer, the state carried between batches."""
+    import tensorflow as tf
+
+    if not config.stateful:
+        return []
+    return [
+        tf.Variable(tf.zeros((config.batch_size, layer.units)), trainable=False, name=f"carried_{index}")
+        for index, layer in enumerate(model.rnn_layers)
+    ]
+
+
+def make_train_step(model, optimizer, config: TrainConfig, strategy, carried: list | None = None):
     """A compiled step over one distributed global batch; returns the global mean loss.
 
     Each replica's loss is its summed cross-entropy over the global number of characters, so
@@ -545,6 +577,8 @@ def make_train_step(model, optimizer, config: TrainConfig, strategy):
     import tensorflow as tf
 
     variables = model.trainable_variables
+    carried = carried or []
+    layers = model.rnn_layers[: len(carried)]
     seed = tf.constant(config.random_seed, tf.int32)
     replicas = strategy.num_replicas_in_sync
     global_characters = float(config.batch_size * config.seq_length)
@@ -553,8 +587,10 @@ def make_train_step(model, optimizer, config: TrainConfig, strategy):
         step = tf.cast(optimizer.iterations, tf.int32)
         context = tf.distribute.get_replica_context()
         replica_seed = tf.stack([seed, step * replicas + context.replica_id_in_sync_group])
+        # Stateful runs start from the state the previous batch ended in; others from zeros.
+        initial = [tf.cast(carry, layer.compute_dtype) for carry, layer in zip(carried, layers, strict=True)] or None
         with tf.GradientTape() as tape:
-            logits, _ = model(inputs, training=True, dropout_seed=replica_seed)
+            logits, final_states = model(inputs, states=initial, training=True, dropout_seed=replica_seed)
             per_character = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
             loss = tf.reduce_sum(per_character) / global_characters
         gradients = tape.gradient(loss, variables)
@@ -565,6 +601,8 @@ def make_train_step(model, optimizer, config: TrainConfig, strategy):
         if replicas > 1:
             gradients = [gradient / replicas for gradient in gradients]
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        for carry, state in zip(carried, final_states if carried else [], strict=True):
+            carry.assign(tf.cast(tf.stop_gradient(state), tf.float32))  # truncated: no gradient flows back
         return loss
 
     @tf.function
@@ -595,6 +633,7 @@ def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int
             slices=replicas,
             first_slice=first,
             slice_count=local,
+            stateful=config.stateful,
         )
 
     return strategy.distribute_datasets_from_function(dataset_for)
