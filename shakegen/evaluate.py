@@ -1,11 +1,18 @@
-"""Streaming evaluation: cross-entropy of a model over a whole text, state carried throughout.
+"""Cross-entropy of a model over a text, under two protocols.
 
-Every character is predicted from all the text before it: the text is one stream, fed in
-windows, and the GRU state of one window is the initial state of the next. The figures are
-therefore independent of the window size (up to float rounding).
+streaming (``streaming_cross_entropy``): the text is one stream fed in windows, the GRU
+    state of one window being the initial state of the next, so every character is
+    predicted from all the text before it. The figure does not depend on the window size.
+windows (``windowed_cross_entropy``): the text is cut into windows that each start from a
+    zero state, and every position of every window counts; non-overlapping windows covering
+    the text, or (``samples``) a seeded random sample of full windows, as nanoGPT does. The
+    first characters of each window are predicted almost blind, so this figure is higher;
+    it is the one to put beside other tools' figures measured that way.
 
-Perplexity = exp(total cross-entropy / characters predicted); bits per character = that
-cross-entropy / ln 2. Never an average of per-window exp(loss).
+Both run the model in float32 (see ``inference``), build their windows lazily from ``ids``
+(memory is bounded by the batch, not the text), and sum the negative log-likelihood in
+float64. Perplexity = exp(total cross-entropy / characters predicted); bits per character =
+that cross-entropy / ln 2. Never an average of per-window exp(loss).
 """
 
 from __future__ import annotations
@@ -13,15 +20,22 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-DEFAULT_WINDOW = 512
+from shakegen import inference
+from shakegen.errors import EvaluationError
+
+DEFAULT_WINDOW = 512  # streaming: characters per compiled call (does not change the figure)
 MAX_STREAMS = 32
 BURN_IN = 512
+PROTOCOLS = ("streaming", "windows")
+EVAL_WINDOW = 256  # windows protocol: nanoGPT's block size on Tiny Shakespeare
+WINDOW_BATCH_CHARACTERS = 32768  # windows protocol: characters per compiled call
+BINCOUNT_CHUNK = 1 << 22
 
 
 def safe_exp(value: float) -> float:
@@ -49,6 +63,53 @@ class CrossEntropy:
         return self.loss / math.log(2)
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How a figure is measured: which protocol, and for ``windows`` its window and sampling.
+
+    Args:
+        name: ``streaming`` (state carried through the whole text) or ``windows`` (each
+            window from a zero state).
+        window: characters per window (``windows`` only).
+        samples: ``None`` for non-overlapping windows covering the text, or this many
+            windows at random starts (``windows`` only).
+        random_seed: seed of the random starts (``windows`` with ``samples`` only).
+    """
+
+    name: str = "streaming"
+    window: int = EVAL_WINDOW
+    samples: int | None = None
+    random_seed: int = 0
+
+    def validate(self) -> "Protocol":
+        """Return self, or raise EvaluationError naming the bad value and what is expected."""
+        if self.name not in PROTOCOLS:
+            raise EvaluationError(f"Unknown protocol {self.name!r}; expected one of {', '.join(PROTOCOLS)}.")
+        if self.window < 1:
+            raise EvaluationError(f"The window must be a positive number of characters, got {self.window}.")
+        if self.samples is not None and self.samples < 1:
+            raise EvaluationError(f"samples must be a positive number of windows, got {self.samples}.")
+        return self
+
+    def describe(self) -> str:
+        """A short phrase naming the protocol, for tables and messages."""
+        if self.name == "streaming":
+            return "streaming: state carried through the whole text"
+        if self.samples is None:
+            return f"non-overlapping windows of {self.window} from a zero state"
+        return f"{self.samples} random windows of {self.window} from a zero state (random seed {self.random_seed})"
+
+    def to_json(self) -> dict:
+        """The fields a report names; ``None`` where a field does not apply to the protocol."""
+        windowed = self.name == "windows"
+        return {
+            "protocol": self.name,
+            "window": self.window if windowed else None,
+            "samples": self.samples if windowed else None,
+            "random_seed": self.random_seed if windowed and self.samples is not None else None,
+        }
+
+
 class PerplexityMetric(keras.metrics.Metric):
     """Perplexity from summed cross-entropy over every predicted character.
 
@@ -74,25 +135,32 @@ class PerplexityMetric(keras.metrics.Metric):
         return tf.exp(self.total / tf.maximum(tf.cast(self.count, tf.float64), 1.0))
 
 
-_WINDOW_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _window_function(model):
     """A compiled step: (inputs, targets, weights, states) -> (weighted NLL sum, new states).
 
-    Cached per model, so validating every epoch traces the graph once, not once per epoch.
+    Cached per model (see ``inference.cache_of``), so validating every epoch traces the graph
+    once; the graph reaches the model through a weak reference, so the cache never keeps a
+    model alive.
     """
-    if model in _WINDOW_FUNCTIONS:
-        return _WINDOW_FUNCTIONS[model]
+    cache = inference.cache_of(model)
+    if "evaluation" not in cache:
+        model_ref = weakref.ref(model)
 
-    @tf.function(reduce_retracing=True)
-    def run(inputs, targets, weights, states):
-        logits, new_states = model(inputs, states=states, training=False)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-        return tf.reduce_sum(tf.cast(nll, tf.float64) * weights), new_states
+        @tf.function(reduce_retracing=True)
+        def run(inputs, targets, weights, states):
+            logits, new_states = model_ref()(inputs, states=states, training=False)
+            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+            return tf.reduce_sum(tf.cast(nll, tf.float64) * weights), new_states
 
-    _WINDOW_FUNCTIONS[model] = run
-    return run
+        cache["evaluation"] = run
+    return cache["evaluation"]
+
+
+def _check_ids(ids) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or len(ids) < 2:
+        raise EvaluationError(f"Need a text of at least 2 characters to evaluate, got {len(ids.reshape(-1))}.")
+    return ids
 
 
 def default_streams(predicted: int) -> int:
@@ -113,6 +181,30 @@ def stream_layout(predicted: int, streams: int, burn_in: int) -> list[tuple[int,
     ]
 
 
+def _stream_windows(ids: np.ndarray, layout, length: int, window: int) -> Iterator[tuple[int, tuple]]:
+    """(stop, (inputs, targets, weights)) for each window of the streams, built when needed.
+
+    Row ``s`` of a window starting at ``start`` holds positions ``first_s + start ...`` of
+    stream ``s``; positions past its end are padding with weight 0, and positions before
+    its first counted prediction (its burn-in) have weight 0 too.
+    """
+    streams = len(layout)
+    for start in range(0, length, window):
+        stop = min(start + window, length)
+        inputs = np.zeros((streams, stop - start), np.int32)  # (streams, time)
+        targets = np.zeros((streams, stop - start), np.int32)
+        weights = np.zeros((streams, stop - start), np.float64)
+        for row, (first, counted, end) in enumerate(layout):
+            begin, finish = first + start, min(first + stop, end)
+            if finish <= begin:
+                continue
+            span = finish - begin
+            inputs[row, :span] = ids[begin:finish]
+            targets[row, :span] = ids[begin + 1 : finish + 1]
+            weights[row, max(0, counted - begin) : span] = 1.0
+        yield stop, (inputs, targets, weights)
+
+
 def streaming_cross_entropy(
     model,
     ids: np.ndarray,
@@ -124,114 +216,253 @@ def streaming_cross_entropy(
     """Cross-entropy of ``model`` over ``ids``, state carried from window to window.
 
     Args:
-        ids: encoded text; characters 1..n-1 are predicted from everything before them.
+        model: a ``CharModel``; run in float32 whatever its precision.
+        ids: encoded text (any integer array, memory-mapped is fine); characters 1..n-1
+            are predicted from everything before them.
         window: characters fed per compiled call; it does not change the figure.
         streams: the text is cut into this many contiguous pieces run side by side as one
             batch (default: ``default_streams``). With one stream every character is
             predicted from all the text before it, exactly; with more, each piece first
             reads ``burn_in`` characters of the text before it, uncounted, which agrees
             with one stream to about 1e-4 relative on Tiny Shakespeare (see README).
+        progress: called with (positions done, positions in all) after each window.
+    Raises:
+        EvaluationError: fewer than 2 characters, or a window below 1.
     """
-    if len(ids) < 2:
-        raise ValueError(f"Need at least 2 characters to evaluate, got {len(ids)}.")
+    ids = _check_ids(ids)
+    if window < 1:
+        raise EvaluationError(f"The window must be a positive number of characters, got {window}.")
+    model = inference.float32_model(model)
     predicted = len(ids) - 1
     streams = default_streams(predicted) if streams is None else max(1, min(streams, predicted))
     layout = stream_layout(predicted, streams, burn_in)
     length = max(end - first for first, _, end in layout)
-    inputs = np.zeros((streams, length), np.int32)
-    targets = np.zeros((streams, length), np.int32)
-    weights = np.zeros((streams, length), np.float64)
-    for row, (first, counted, end) in enumerate(layout):
-        span = end - first
-        inputs[row, :span] = ids[first:end]
-        targets[row, :span] = ids[first + 1 : end + 1]
-        weights[row, counted - first : span] = 1.0
     run = _window_function(model)
-    states = [tf.zeros((streams, layer.units)) for layer in model.rnn_layers]
+    states = inference.zero_states(model, streams)
     total = 0.0
-    for start in range(0, length, window):
-        stop = min(start + window, length)
-        nll, states = run(
-            tf.constant(inputs[:, start:stop]),
-            tf.constant(targets[:, start:stop]),
-            tf.constant(weights[:, start:stop]),
-            states,
-        )
+    for stop, (inputs, targets, weights) in _stream_windows(ids, layout, length, window):
+        nll, states = run(tf.constant(inputs), tf.constant(targets), tf.constant(weights), states)
         total += float(nll)
         if progress:
             progress(stop, length)
     return CrossEntropy(total, predicted)
 
 
+def window_starts(predicted: int, window: int, samples: int | None = None, random_seed: int = 0) -> np.ndarray:
+    """First input position of each window of the ``windows`` protocol.
+
+    Without ``samples``: 0, window, 2 × window, ... — non-overlapping windows covering all
+    ``predicted`` predictions (the last one may be shorter). With ``samples``: that many
+    starts drawn uniformly (with replacement) from every start whose full window fits, from
+    a generator seeded by ``random_seed``, as nanoGPT draws its evaluation batches.
+
+    Raises:
+        EvaluationError: ``samples`` given for a text no longer than one window.
+    """
+    if samples is None:
+        return np.arange(0, predicted, window, dtype=np.int64)
+    if predicted < window:
+        raise EvaluationError(
+            f"The text predicts {predicted:,} characters, fewer than one window of {window}; random windows need "
+            "a longer text. Lower --window, or drop --samples to score the whole text as one window."
+        )
+    # A start s reads ids[s : s + window] and predicts ids[s + 1 : s + window + 1].
+    return np.random.default_rng(random_seed).integers(0, predicted - window + 1, size=samples, dtype=np.int64)
+
+
+def _batches_of_windows(ids: np.ndarray, starts: np.ndarray, window: int, batch_size: int):
+    """(windows done, (inputs, targets, weights)) per batch of windows, built when needed."""
+    predicted = len(ids) - 1
+    width = min(window, predicted)
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first : first + batch_size]
+        inputs = np.zeros((len(chunk), width), np.int32)  # (windows, time)
+        targets = np.zeros((len(chunk), width), np.int32)
+        weights = np.zeros((len(chunk), width), np.float64)
+        for row, start in enumerate(chunk):
+            span = min(width, predicted - int(start))  # only the last window can be shorter
+            inputs[row, :span] = ids[start : start + span]
+            targets[row, :span] = ids[start + 1 : start + span + 1]
+            weights[row, :span] = 1.0
+        yield first + len(chunk), (inputs, targets, weights)
+
+
+def windowed_cross_entropy(
+    model,
+    ids: np.ndarray,
+    window: int = EVAL_WINDOW,
+    samples: int | None = None,
+    random_seed: int = 0,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CrossEntropy:
+    """Cross-entropy of ``model`` over windows of ``ids`` that each start from a zero state.
+
+    Every position of every window counts. Without ``samples`` the windows are
+    non-overlapping and cover the text, so every character but the first is predicted once
+    (the same count as streaming); with ``samples``, that many full windows at random
+    starts (see ``window_starts``). A window as long as the text gives the streaming figure
+    of one stream.
+
+    Args:
+        model: a ``CharModel``; run in float32 whatever its precision.
+        ids: encoded text (any integer array, memory-mapped is fine).
+        window: characters per window (256 is nanoGPT's block size on Tiny Shakespeare).
+        samples: ``None`` for non-overlapping windows covering the text, or a number of
+            random windows.
+        random_seed: seed of the random starts.
+        batch_size: windows per compiled call (default: ``WINDOW_BATCH_CHARACTERS`` / window);
+            it does not change the figure beyond float rounding.
+        progress: called with (windows done, windows in all) after each batch.
+    Returns:
+        CrossEntropy over ``count`` predicted characters.
+    Raises:
+        EvaluationError: fewer than 2 characters, a window or batch size below 1, or
+            random windows on a text shorter than one window.
+    """
+    ids = _check_ids(ids)
+    Protocol("windows", window, samples, random_seed).validate()
+    if batch_size is not None and batch_size < 1:
+        raise EvaluationError(f"batch_size must be a positive number of windows, got {batch_size}.")
+    model = inference.float32_model(model)
+    predicted = len(ids) - 1
+    starts = window_starts(predicted, window, samples, random_seed)
+    batch_size = batch_size or max(1, WINDOW_BATCH_CHARACTERS // window)
+    run = _window_function(model)
+    total, count = 0.0, 0
+    for done, (inputs, targets, weights) in _batches_of_windows(ids, starts, window, batch_size):
+        nll, _ = run(
+            tf.constant(inputs), tf.constant(targets), tf.constant(weights), inference.zero_states(model, len(inputs))
+        )
+        total += float(nll)
+        count += int(weights.sum())
+        if progress:
+            progress(done, len(starts))
+    return CrossEntropy(total, count)
+
+
+def cross_entropy(model, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> CrossEntropy:
+    """Cross-entropy of ``model`` over ``ids`` under ``protocol`` (streaming by default)."""
+    protocol.validate()
+    if protocol.name == "streaming":
+        return streaming_cross_entropy(model, ids, progress=progress)
+    return windowed_cross_entropy(
+        model, ids, protocol.window, protocol.samples, protocol.random_seed, progress=progress
+    )
+
+
 def unigram_cross_entropy(counts: np.ndarray, ids: np.ndarray) -> float:
     """Mean cross-entropy (nats) of ``ids`` under the unigram distribution of ``counts``.
 
-    Add-one smoothing keeps characters unseen in training at a finite cost.
+    Add-one smoothing keeps characters unseen in training at a finite cost. ``ids`` is
+    counted in pieces, so a memory-mapped split is never copied whole.
     """
     probabilities = (np.asarray(counts, np.float64) + 1.0) / (np.sum(counts) + len(counts))
-    frequencies = np.bincount(np.asarray(ids, np.int64), minlength=len(counts))
+    frequencies = np.zeros(len(counts), np.int64)
+    for start in range(0, len(ids), BINCOUNT_CHUNK):
+        frequencies += np.bincount(np.asarray(ids[start : start + BINCOUNT_CHUNK]), minlength=len(counts))
     return float(-(frequencies * np.log(probabilities)).sum() / max(len(ids), 1))
 
 
-def evaluation_ids(info, *, split: str | None, text_path=None, data_dir="data", strict: bool = False):
-    """The encoded text to evaluate a run on, and how many characters were left out as unknown.
-
-    Raises:
-        ValueError: empty text, no known character, unknown characters with ``strict``, or a
-            split that was never prepared.
-    """
+def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.ndarray, int]:
+    """Encode a text file as the run's corpus was read and cleaned; unknown characters left out."""
     from pathlib import Path
 
+    from shakegen.corpus import iter_clean_chunks
+    from shakegen.vocab import UnknownCharactersError
+
+    path = Path(text_path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise EvaluationError(f"The text to evaluate, {path}, {what}; pass an existing text file with --text.")
+    options = info.data.get("options", {})
+    encoding = encoding or options.get("encoding") or "utf-8"
+    pieces, unknown, left_out = [], {}, 0
+    for text in iter_clean_chunks(
+        path,
+        encoding=encoding,
+        lowercase=options.get("lowercase", False),
+        strip_punctuation=options.get("strip_punctuation", False),
+    ):
+        missing = info.vocab.unknown_characters(text)
+        if missing:
+            unknown.update(dict.fromkeys(missing))
+            known = text.translate({ord(char): None for char in missing})
+            left_out += len(text) - len(known)
+            text = known
+        pieces.append(info.vocab.encode(text))
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, info.vocab.dtype)
+    if unknown and strict:
+        raise UnknownCharactersError(
+            list(unknown),
+            len(info.vocab),
+            subject=f"{path} ({left_out:,} characters)",
+            where=f"The checkpoint at {info.run_dir}",
+            advice="drop --strict to leave them out of the figure",
+        )
+    if len(ids) + left_out == 0:
+        raise EvaluationError(f"{path} holds no text to evaluate; give a file with some text in it.")
+    if len(ids) < 2:
+        raise EvaluationError(f"{path} has fewer than 2 characters the model knows; nothing to evaluate.")
+    return ids, left_out
+
+
+def evaluation_ids(
+    info, *, split: str | None, text_path=None, data_dir="data", strict: bool = False, encoding: str | None = None
+):
+    """The encoded text to evaluate a run on, and how many characters were left out as unknown.
+
+    Args:
+        info: the run's ``RunInfo``.
+        split: ``val`` or ``train`` of the prepared corpus in ``data_dir``, unless ``text_path``.
+        text_path: a text file, read in ``encoding`` (default: the encoding the run's corpus
+            was prepared with) and cleaned as the corpus was.
+        strict: refuse characters the model does not know instead of leaving them out.
+    Raises:
+        EvaluationError: empty text, no known character, or a split that was never prepared
+            or was prepared from another vocabulary.
+        UnknownCharactersError: unknown characters with ``strict``.
+        CorpusError: the file is not valid in its encoding, or the encoding is unknown.
+    """
     from shakegen import prepare
-    from shakegen.corpus import check_readable_file, clean_text
 
     if text_path is not None:
-        check_readable_file(Path(text_path))
-        options = info.data.get("options", {})
-        raw = Path(text_path).read_text(encoding="utf-8")
-        text = clean_text(
-            raw, lowercase=options.get("lowercase", False), strip_punctuation=options.get("strip_punctuation", False)
-        )
-        if not text:
-            raise ValueError(f"{text_path} holds no text to evaluate; give a file with some text in it.")
-        unknown = info.vocab.unknown_characters(text)
-        known = "".join(char for char in text if char in info.vocab.char_to_id) if unknown else text
-        left_out = len(text) - len(known)
-        if unknown and strict:
-            shown = ", ".join(repr(char) for char in unknown[:20])
-            raise ValueError(
-                f"{text_path} has {left_out} characters the model does not know ({shown}); the checkpoint at "
-                f"{info.run_dir} knows {len(info.vocab)} characters. Drop --strict to leave them out of the figure."
-            )
-        if len(known) < 2:
-            raise ValueError(f"{text_path} has fewer than 2 characters the model knows; nothing to evaluate.")
-        return info.vocab.encode(known), left_out
+        return _text_ids(info, text_path, encoding, strict)
     if not prepare.is_prepared(data_dir):
-        raise ValueError(
+        raise EvaluationError(
             f"The {split} split is not prepared in {prepare.prepared_dir(data_dir)}. Run `shakegen prepare` "
             "on the corpus the model was trained on, or evaluate a file with --text."
         )
     data = prepare.load_prepared(data_dir)
     if data.vocab != info.vocab:
-        raise ValueError(
+        raise EvaluationError(
             f"The prepared data in {prepare.prepared_dir(data_dir)} has a different vocabulary from the run at "
             f"{info.run_dir}; prepare the corpus it was trained on, or use --text."
         )
     return (data.train if split == "train" else data.val), 0
 
 
-def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, window: int = DEFAULT_WINDOW, progress=None) -> dict:
-    """The perplexity report of one checkpoint on ``ids``."""
+def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:
+    """The perplexity report of one checkpoint on ``ids``, its weights run in float32.
+
+    Returns:
+        A dict naming the run, the protocol (``protocol``, ``window``, ``samples``,
+        ``random_seed``) and giving ``characters`` (predictions counted), ``loss`` (nats per
+        character), ``perplexity``, ``bits_per_character``, the uniform and unigram
+        baselines, and when the checkpoint was reached.
+    """
     from shakegen import checkpoint
 
-    model, info, best_state = checkpoint.load_model(run_dir, which)
+    protocol.validate()
+    model, info, saved_state = inference.load_model(run_dir, which)
     last_state = checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last"))
-    result = streaming_cross_entropy(model, ids, window=window, progress=progress)
+    result = cross_entropy(model, ids, protocol, progress=progress)
     counts = info.data.get("train_counts")
-    unigram = unigram_cross_entropy(np.asarray(counts), np.asarray(ids[1:])) if counts else None
+    unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
     return {
         "run": str(run_dir),
         "which": which,
+        **protocol.to_json(),
         "cell": info.config.cell,
         "parameters": info.parameters,
         "characters": result.count,
@@ -240,7 +471,7 @@ def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, window: int = DEFA
         "bits_per_character": result.bits_per_character,
         "uniform_perplexity": float(len(info.vocab)),
         "unigram_perplexity": math.exp(unigram) if unigram is not None else None,
-        "epoch": best_state.get("epoch") if which == "best" else last_state.get("epoch"),
-        "step": best_state.get("step") if which == "best" else last_state.get("global_step"),
+        "epoch": saved_state.get("epoch") if which == "best" else last_state.get("epoch"),
+        "step": saved_state.get("step") if which == "best" else last_state.get("global_step"),
         "training_minutes": last_state.get("elapsed_seconds", 0.0) / 60,
     }

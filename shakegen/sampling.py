@@ -1,16 +1,23 @@
-"""Sampling text from a trained model: primed in one pass, then a compiled loop in the graph.
+"""Sampling text from a trained model: the seed primed window by window, then a compiled loop.
 
-The seed text goes through the model in one call to set the GRU state. Characters are then
-drawn by a ``tf.function`` whose while loop carries the state, ``CHUNK`` characters per call,
-so output can stream while the loop stays compiled. All samples of a request run as one batch.
+The seed goes through the model once, at batch 1, in windows of ``PRIME_WINDOW`` characters
+that carry the GRU state, keeping only the last position's logits: memory stays bounded
+however long the seed. That state is then copied to every sample of the request, and
+characters are drawn by a ``tf.function`` whose while loop carries the state, ``CHUNK``
+characters per call, so output can stream while the loop stays compiled. All samples of a
+request run as one batch.
 
 Randomness is Gumbel-max with noise drawn per sample from a stateless generator seeded by
 (random seed + sample index, chunk index): sample i of a batch is identical to a single
 sample run with random seed + i, and nothing depends on whether the output is streamed.
+
+Sampling always runs in float32 (see ``inference``): a run trained in mixed_bfloat16 gives
+the same text as its weights do in float32, on any processor.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -18,27 +25,46 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
+from shakegen import inference
 from shakegen.corpus import clean_text
+from shakegen.errors import SamplingError
 from shakegen.model import step_function
+from shakegen.vocab import UnknownCharactersError
 
 CHUNK = 64
+PRIME_WINDOW = 256
+# Below float32's smallest normal number a temperature cannot scale logits meaningfully
+# (it would round to 0 or turn every gap into infinity): such temperatures are greedy.
+GREEDY_BELOW = float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How each next character is chosen. temperature 0 means greedy (argmax)."""
+    """How each next character is chosen.
+
+    temperature: 0 means greedy (argmax); so does any temperature below ``GREEDY_BELOW``
+        (1.2e-38), which is greedy in the limit anyway.
+    top_k: sample only among the k most likely characters.
+    top_p: sample only in the nucleus, the smallest set of most likely characters whose
+        probability reaches top_p.
+    """
 
     temperature: float = 0.8
     top_k: int | None = None
     top_p: float | None = None
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
     def validate(self, vocab_size: int) -> "SamplingOptions":
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be 0 (greedy) or positive, got {self.temperature}.")
+        """Return self, or raise SamplingError naming the bad value and what is expected."""
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise SamplingError(f"temperature must be a finite number, 0 (greedy) or positive, got {self.temperature}.")
         if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
-            raise ValueError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}.")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}.")
+            raise SamplingError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}.")
+        if self.top_p is not None and not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise SamplingError(f"top-p must be a number in (0, 1], got {self.top_p}.")
         return self
 
 
@@ -62,13 +88,43 @@ def filter_logits(logits, top_k: int | None, top_p: float | None):
     return logits
 
 
+def read_seed_file(path, encoding: str | None = None) -> str:
+    """The text of a seed file, decoded with ``encoding`` (UTF-8 when None); cleaning is ``prepare_seed``'s.
+
+    Raises:
+        SamplingError: no such file, an unknown encoding, or bytes not valid in it.
+    """
+    from pathlib import Path
+
+    path, encoding = Path(path), encoding or "utf-8"
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise SamplingError(
+            f"Cannot read the seed file {path}: {error.strerror or error}. Pass an existing text file with --seed-file."
+        ) from None
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise SamplingError(
+            f"Unknown text encoding {encoding!r} for the seed file {path}. Pass a Python codec name such as utf-8 "
+            "or latin-1 with --encoding."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise SamplingError(
+            f"The seed file {path} is not valid {encoding}: byte 0x{raw[error.start]:02x} at offset {error.start} "
+            "cannot be decoded. Pass its encoding with --encoding (for example --encoding latin-1)."
+        ) from None
+
+
 def prepare_seed(seed_text: str, info, skip_unknown: bool = False) -> tuple[str, list[str]]:
     """Clean the seed as the training text was cleaned, and deal with unknown characters.
 
     Returns:
         (the seed to use, the characters dropped).
     Raises:
-        ValueError: unknown characters without ``skip_unknown``, or nothing left.
+        UnknownCharactersError: unknown characters without ``skip_unknown``.
+        SamplingError: nothing left after cleaning.
     """
     options = info.data.get("options", {})
     seed_text = clean_text(
@@ -76,36 +132,69 @@ def prepare_seed(seed_text: str, info, skip_unknown: bool = False) -> tuple[str,
     )
     unknown = info.vocab.unknown_characters(seed_text)
     if unknown and not skip_unknown:
-        shown = ", ".join(repr(char) for char in unknown)
-        raise ValueError(
-            f"Seed text has characters the model does not know: {shown}. The checkpoint at {info.run_dir} knows "
-            f"{len(info.vocab)} characters; remove them or pass --skip-unknown."
+        raise UnknownCharactersError(
+            unknown,
+            len(info.vocab),
+            subject="Seed text",
+            where=f"The checkpoint at {info.run_dir}",
+            advice="remove them or pass --skip-unknown",
         )
     if unknown:
-        seed_text = "".join(char for char in seed_text if char in info.vocab.char_to_id)
+        seed_text = seed_text.translate({ord(char): None for char in unknown})
     if not seed_text:
-        raise ValueError(
+        raise SamplingError(
             "The seed text is empty after cleaning and dropping unknown characters; give a seed the model knows."
         )
     return seed_text, unknown
 
 
 class Sampler:
-    """Draws text from a model; build once, sample many times."""
+    """Draws text from a model; build once, sample many times.
 
-    def __init__(self, model, options: SamplingOptions):
-        self.model = model
+    Args:
+        model: a ``CharModel``; one that computes in mixed precision is sampled through its
+            float32 twin, with the weights it has when the sampler is built.
+        options: validated ``SamplingOptions``.
+        prime_window: seed characters fed per compiled call while priming.
+    """
+
+    def __init__(self, model, options: SamplingOptions, prime_window: int = PRIME_WINDOW):
+        if prime_window < 1:
+            raise SamplingError(f"prime_window must be positive, got {prime_window}.")
+        self.model = inference.float32_model(model)
         self.options = options
-        self.vocab_size = model.vocab_size
+        self.prime_window = prime_window
+        self.vocab_size = self.model.vocab_size
         self._chunk = tf.function(self._chunk_graph, reduce_retracing=True)
-        self._prime = tf.function(lambda ids: model(ids, training=False), reduce_retracing=True)
+        self._prime_window = tf.function(self._prime_graph, reduce_retracing=True)
+
+    def _prime_graph(self, ids, states):
+        logits, states = self.model(ids, states=states, training=False)
+        return logits[:, -1, :], states  # only the last position's logits leave the graph
+
+    def prime(self, seed_ids) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Feed the seed at batch 1, window by window, carrying the state.
+
+        Returns:
+            (logits after the last seed character (1, vocab), states [(1, units)] per layer).
+        """
+        seed_ids = np.asarray(seed_ids)
+        states = inference.zero_states(self.model, 1)
+        logits = None
+        for start in range(0, len(seed_ids), self.prime_window):
+            window = np.asarray(seed_ids[start : start + self.prime_window], np.int32)[None, :]  # (1, time)
+            logits, states = self._prime_window(tf.constant(window), states)
+        return logits, states
 
     def _choose(self, logits, noise):
         """Next ids (batch,) from logits (batch, vocab) and uniform noise (batch, vocab)."""
         options = self.options
-        if options.temperature == 0:
+        if options.greedy:
             return tf.argmax(logits, axis=-1, output_type=tf.int32)
-        logits = filter_logits(logits / options.temperature, options.top_k, options.top_p)
+        # Shifted so the largest is 0: dividing by a tiny temperature then gives -inf at worst,
+        # never +inf, and the most likely character stays finite (greedy in the limit).
+        shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+        logits = filter_logits(shifted / options.temperature, options.top_k, options.top_p)
         gumbel = -tf.math.log(-tf.math.log(noise))
         return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
@@ -141,14 +230,22 @@ class Sampler:
 
         Args:
             seed_ids: the encoded prompt (at least one id).
+            length: new characters per sample.
+            num_samples: samples drawn together; sample i is what ``num_samples=1`` gives
+                with ``random_seed + i``.
+        Raises:
+            SamplingError: an empty seed, or a length or sample count below 1.
         """
         if length < 1:
-            raise ValueError(f"length must be positive, got {length}.")
+            raise SamplingError(f"length must be a positive number of characters, got {length}.")
+        if num_samples < 1:
+            raise SamplingError(f"num_samples must be positive, got {num_samples}.")
         if len(seed_ids) == 0:
-            raise ValueError("The seed must hold at least one character.")
-        prompt = tf.constant(np.tile(np.asarray(seed_ids, np.int32)[None, :], (num_samples, 1)))
-        logits, states = self._prime(prompt)
-        logits = logits[:, -1, :]
+            raise SamplingError("The seed must hold at least one character; give a non-empty seed.")
+        logits, states = self.prime(seed_ids)
+        # One primed state, copied to every sample: (num_samples, vocab) and (num_samples, units).
+        logits = tf.tile(logits, (num_samples, 1))
+        states = [tf.tile(state, (num_samples, 1)) for state in states]
         row_seeds = tf.constant([(random_seed + index) % (2**31) for index in range(num_samples)], tf.int32)
         produced = 0
         chunk_index = 0

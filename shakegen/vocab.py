@@ -9,19 +9,36 @@ import numpy as np
 
 from shakegen.errors import ShakegenError
 
+ENCODE_CHUNK = 1 << 20
+
+
+class VocabularyError(ShakegenError, ValueError):
+    """A vocabulary is not a sorted list of distinct single characters."""
+
 
 class UnknownCharactersError(ShakegenError, ValueError):
-    """Text holds characters outside the vocabulary."""
+    """Text holds characters outside the vocabulary.
 
-    def __init__(self, unknown: list[str], vocab_size: int, where: str = ""):
+    Args:
+        unknown: the characters, in order of first appearance (20 are shown).
+        vocab_size: how many characters the model knows.
+        subject: what holds them ("Seed text", a file name).
+        where: what knows the vocabulary ("The checkpoint at checkpoints/quick").
+        advice: how to fix it ("remove them or pass --skip-unknown").
+    """
+
+    def __init__(
+        self, unknown: list[str], vocab_size: int, where: str = "", *, subject: str = "Text", advice: str = ""
+    ):
         self.unknown = unknown
         self.vocab_size = vocab_size
         shown = ", ".join(repr(char) for char in unknown[:20])
         more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-        place = f" {where}" if where else ""
+        knower = where or "The model"
+        fix = f"; {advice}" if advice else ""
         super().__init__(
-            f"Text has characters the model does not know: {shown}{more}. The model{place} knows "
-            f"{vocab_size} characters."
+            f"{subject} has characters the model does not know: {shown}{more}. {knower} knows "
+            f"{vocab_size} characters{fix}."
         )
 
 
@@ -36,7 +53,10 @@ class Vocabulary:
     def __post_init__(self):
         chars = tuple(self.chars)
         if list(chars) != sorted(set(chars)) or any(len(char) != 1 for char in chars):
-            raise ValueError("A vocabulary must be sorted, distinct single characters.")
+            raise VocabularyError(
+                f"A vocabulary must be sorted, distinct single characters; got {len(chars)} entries that are not. "
+                "Rebuild it with Vocabulary.from_characters (or prepare the corpus again)."
+            )
         object.__setattr__(self, "chars", chars)
         object.__setattr__(self, "char_to_id", {char: index for index, char in enumerate(chars)})
         object.__setattr__(self, "_codepoints", np.array([ord(char) for char in chars], dtype=np.uint32))
@@ -62,17 +82,22 @@ class Vocabulary:
         return [char for char in dict.fromkeys(text) if char not in self.char_to_id]
 
     def encode(self, text: str) -> np.ndarray:
-        """Map ``text`` to ids (array of ``self.dtype``).
+        """Map ``text`` to ids (array of ``self.dtype``), ``ENCODE_CHUNK`` characters at a time
+        so the temporary arrays stay small (the result is 1 byte per character for ≤ 256 ids).
 
         Raises:
             UnknownCharactersError: ``text`` holds characters outside the vocabulary.
         """
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-        ids = np.searchsorted(self._codepoints, codes)
-        ids = np.minimum(ids, len(self) - 1) if len(self) else ids
-        if len(self) == 0 or not np.array_equal(self._codepoints[ids], codes):
-            raise UnknownCharactersError(self.unknown_characters(text), len(self))
-        return ids.astype(self.dtype)
+        ids = np.empty(len(text), self.dtype)
+        for start in range(0, len(text), ENCODE_CHUNK):
+            piece = text[start : start + ENCODE_CHUNK]
+            codes = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4")
+            found = np.searchsorted(self._codepoints, codes)
+            found = np.minimum(found, len(self) - 1) if len(self) else found
+            if len(self) == 0 or not np.array_equal(self._codepoints[found], codes):
+                raise UnknownCharactersError(self.unknown_characters(text), len(self))
+            ids[start : start + len(piece)] = found
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(index)] for index in ids)

@@ -71,3 +71,43 @@ def model_logits(weights, ids, states=None):
 def log_softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits):
+    return np.exp(log_softmax(logits))
+
+
+def choose(logits, temperature, top_k=None, top_p=None, uniform_noise=None):
+    """The next id from float64 logits (vocab,), by the definitions: greedy argmax when the
+    temperature is 0; else Gumbel-max over logits / T restricted to the top-k and to the
+    nucleus (the smallest set of most likely ids whose probability reaches top_p, ties kept)."""
+    logits = np.asarray(logits, np.float64)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    scaled = logits / temperature
+    keep = np.ones(len(scaled), bool)
+    if top_k is not None:
+        keep &= scaled >= np.sort(scaled)[-top_k]
+    if top_p is not None:
+        probabilities = softmax(np.where(keep, scaled, -np.inf))
+        ordered = np.sort(probabilities)[::-1]
+        before = np.cumsum(ordered) - ordered
+        keep &= probabilities >= ordered[before < top_p].min()
+    gumbel = -np.log(-np.log(np.asarray(uniform_noise, np.float64)))
+    return int(np.argmax(np.where(keep, scaled, -np.inf) + gumbel))
+
+
+def sample_ids(weights, seed_ids, length, temperature, top_k=None, top_p=None, noise=None):
+    """A whole sample in float64: the seed read in one pass, then one character at a time.
+
+    ``noise(t)`` gives the uniform noise (vocab,) for step t (ignored when greedy).
+    """
+    logits, states = model_logits(weights, np.asarray(seed_ids)[None, :])
+    last = logits[0, -1]
+    chosen = []
+    for t in range(length):
+        next_id = choose(last, temperature, top_k, top_p, None if temperature == 0 else noise(t))
+        chosen.append(next_id)
+        logits, states = model_logits(weights, np.array([[next_id]]), states)
+        last = logits[0, -1]
+    return chosen

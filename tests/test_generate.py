@@ -1,24 +1,81 @@
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from shakegen import checkpoint, sampling
+import shakegen
+from shakegen import checkpoint, inference, sampling
 from shakegen.cli import main
-from tests.reference import model_logits, model_weights
+from shakegen.errors import SamplingError, ShakegenError
+from shakegen.vocab import UnknownCharactersError
+from tests.reference import model_logits, model_weights, sample_ids, softmax
+from tests.runs import train_tiny_run
 
 
-@pytest.fixture
-def loaded(trained_run):
-    model, info, _ = checkpoint.load_model(trained_run, "best")
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory, small_text):
+    """A tiny run (conftest's configuration) trained once for the tests that only read it."""
+    return train_tiny_run(tmp_path_factory.mktemp("shared"), small_text)
+
+
+@pytest.fixture(scope="module")
+def loaded(shared_run):
+    model, info, _ = checkpoint.load_model(shared_run, "best")
     return model, info
 
 
-def _generate(model, info, seed_text, length, options, num_samples=1, random_seed=0):
-    sampler = sampling.Sampler(model, options)
+@pytest.fixture(scope="module")
+def bfloat16_run(tmp_path_factory, small_text):
+    """A tiny run trained in mixed_bfloat16 (long enough that bfloat16 sampling drifts from float32)."""
+    return train_tiny_run(tmp_path_factory.mktemp("bf16"), small_text, precision="mixed_bfloat16", epochs=4)
+
+
+def _generate(model, info, seed_text, length, options, num_samples=1, random_seed=0, prime_window=None):
+    sampler = sampling.Sampler(model, options, **({"prime_window": prime_window} if prime_window else {}))
     return sampling.generate_text(sampler, info.vocab, seed_text, length, num_samples, random_seed).texts
+
+
+def _noise(row_seed: int, vocab_size: int):
+    """The uniform noise the sampler draws for one sample, step by step: the same stateless
+    generator and seeds (an input shared with the reference, not the thing under test)."""
+    chunks = {}
+
+    def noise(t):
+        chunk = t // sampling.CHUNK
+        if chunk not in chunks:
+            seed = tf.constant([row_seed, chunk], tf.int32)
+            tiny = np.finfo(np.float32).tiny
+            shape = (sampling.CHUNK, vocab_size)
+            chunks[chunk] = tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0).numpy()
+        return chunks[chunk][t % sampling.CHUNK]
+
+    return noise
+
+
+def _reference_texts(model, info, seed_text, length, options, num_samples=1, random_seed=0):
+    weights = model_weights(model)
+    seed_ids = info.vocab.encode(seed_text)
+    return [
+        info.vocab.decode(
+            sample_ids(
+                weights,
+                seed_ids,
+                length,
+                options.temperature,
+                options.top_k,
+                options.top_p,
+                _noise(random_seed + index, len(info.vocab)),
+            )
+        )
+        for index in range(num_samples)
+    ]
 
 
 def test_same_random_seed_same_text(loaded):
@@ -44,6 +101,60 @@ def test_greedy_equals_numpy_argmax(loaded):
     assert text == info.vocab.decode(expected)
 
 
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p",
+    [(0.8, None, None), (1.4, None, None), (0.6, 5, None), (1.0, None, 0.9), (0.7, 10, 0.8)],
+)
+def test_samples_equal_a_numpy_sampler_fed_the_same_noise(loaded, temperature, top_k, top_p):
+    """Every character of every sample, across a chunk boundary, is the one the definitions
+    give (softmax of logits / T, top-k, nucleus, Gumbel-max) in float64: a wrong temperature
+    or filter changes the text."""
+    model, info = loaded
+    options = sampling.SamplingOptions(temperature, top_k, top_p)
+    texts = _generate(model, info, "ROMEO:", 80, options, num_samples=2, random_seed=3)
+    assert texts == _reference_texts(model, info, "ROMEO:", 80, options, num_samples=2, random_seed=3)
+
+
+@pytest.mark.parametrize("prime_window", [1, 7, 64, 1000])
+def test_long_seed_primed_in_windows_equals_one_pass(loaded, small_text, prime_window):
+    """Priming in windows that carry the state gives the text a one-pass float64 forward gives."""
+    model, info = loaded
+    seed = small_text[1000:1300]  # 300 characters: several windows, a partial last one
+    for options in (sampling.SamplingOptions(temperature=0), sampling.SamplingOptions(temperature=0.9, top_k=8)):
+        texts = _generate(model, info, seed, 30, options, num_samples=2, random_seed=1, prime_window=prime_window)
+        assert texts == _reference_texts(model, info, seed, 30, options, num_samples=2, random_seed=1)
+
+
+def test_priming_keeps_memory_flat_for_long_seeds_and_many_samples(tmp_path):
+    """A 10,000-character seed for 128 samples: priming runs once at batch 1 in windows, so
+    the peak memory barely moves (one pass over the whole seed per sample needed ~0.5 GB)."""
+    code = """
+import resource
+import numpy as np
+from shakegen.config import TrainConfig
+from shakegen.model import build_model
+from shakegen.sampling import Sampler, SamplingOptions
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+sampler = Sampler(build_model(8, TrainConfig(embedding_dim=4, rnn_units=8)), SamplingOptions(0.8))
+next(sampler.sample(np.ones(600, np.int32), 1, num_samples=128))  # trace and warm up first
+before = peak_mb()
+next(sampler.sample(np.arange(10_000) % 8, 1, num_samples=128))
+print(peak_mb() - before)
+"""
+    assert _peak_growth_mb(code, tmp_path) < 100
+
+
+def _peak_growth_mb(code: str, cwd) -> float:
+    """Run ``code`` in a fresh interpreter importing this very shakegen; the number it prints last."""
+    env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return float(result.stdout.split()[-1])
+
+
 def test_top_k_one_equals_greedy(loaded):
     model, info = loaded
     greedy = _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=0))
@@ -51,9 +162,22 @@ def test_top_k_one_equals_greedy(loaded):
     assert top1 == greedy
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 2e-38, 1.2e-38, 1e-38, 1e-40, 1e-45, 1e-300])
+def test_tiny_temperatures_are_greedy(shared_run, temperature):
+    """Logits / 1e-38 overflow to +inf; the sampler must still pick the most likely character.
+
+    The logits are made ten times larger (as a confident model's are; the greedy choice is
+    unchanged) so that several of them overflow even at temperatures just above 1.2e-38."""
+    model, info, _ = checkpoint.load_model(shared_run, "best")
+    model.dense.kernel.assign(model.dense.kernel * 10.0)
+    model.dense.bias.assign(model.dense.bias * 10.0)
+    greedy = _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=0))
+    assert _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=temperature)) == greedy
+
+
 @pytest.mark.parametrize(
     "top_p, kept",
-    [(0.5, [0]), (0.6, [0, 1]), (0.74, [0, 1]), (0.76, [0, 1, 2]), (0.95, [0, 1, 2, 3]), (1.0, [0, 1, 2, 3, 4])],
+    [(0.5, [0]), (0.6, [0, 1]), (0.74, [0, 1]), (0.76, [0, 1, 2]), (0.95, [0, 1, 2, 3]), (0.99, [0, 1, 2, 3, 4])],
 )
 def test_top_p_keeps_the_smallest_set_reaching_p(top_p, kept):
     probabilities = np.array([[0.5, 0.25, 0.15, 0.07, 0.03]])
@@ -79,40 +203,59 @@ def test_batch_of_n_equals_n_single_samples(loaded):
     assert len(set(batch)) == 3
 
 
-def test_sampling_follows_the_model_distribution(loaded):
-    """The first sampled character's frequencies match softmax(logits / T) (chi-square-free check)."""
+def _chi_square(counts, probabilities):
+    """Pearson's statistic and degrees of freedom, pooling cells expected fewer than 5 times."""
+    expected = counts.sum() * probabilities
+    big = expected >= 5
+    observed, expected = np.append(counts[big], counts[~big].sum()), np.append(expected[big], expected[~big].sum())
+    if expected[-1] == 0:  # nothing to pool
+        observed, expected = observed[:-1], expected[:-1]
+    return float(((observed - expected) ** 2 / expected).sum()), len(expected) - 1
+
+
+def _chi_square_limit(degrees: int, z: float = 5.0) -> float:
+    """The chi-square quantile at a normal z-score (Wilson–Hilferty); z = 5 is a 3e-7 tail."""
+    return degrees * (1 - 2 / (9 * degrees) + z * math.sqrt(2 / (9 * degrees))) ** 3
+
+
+def test_sampling_follows_the_model_distribution_at_its_temperature(loaded):
+    """The first sampled character's frequencies fit softmax(logits / T), and fit neither a
+    lower nor a higher temperature (±20%): the check can see a wrong one."""
     model, info = loaded
-    weights = model_weights(model)
-    seed = "ROMEO:\nI"
-    logits, _ = model_logits(weights, np.array([info.vocab.encode(seed)]))
-    probabilities = np.exp(logits[0, -1] / 0.7 - np.max(logits[0, -1] / 0.7))
-    probabilities /= probabilities.sum()
-    texts = _generate(model, info, seed, 1, sampling.SamplingOptions(temperature=0.7), num_samples=600, random_seed=0)
-    counts = np.bincount(info.vocab.encode("".join(texts)), minlength=len(info.vocab)) / 600
-    assert np.abs(counts - probabilities).max() < 0.07
+    seed = "First Citizen:\nBefo"  # a position where even the tiny model is fairly sure
+    logits, _ = model_logits(model_weights(model), np.array([info.vocab.encode(seed)]))
+    texts = _generate(model, info, seed, 1, sampling.SamplingOptions(temperature=0.7), num_samples=4000)
+    counts = np.bincount(info.vocab.encode("".join(texts)), minlength=len(info.vocab))
+
+    def fit(temperature):
+        statistic, degrees = _chi_square(counts, softmax(logits[0, -1] / temperature))
+        return statistic / _chi_square_limit(degrees)
+
+    assert fit(0.7) < 1
+    assert fit(0.55) > 1 and fit(0.9) > 1
 
 
 def _cli(*args):
     return CliRunner().invoke(main, ["generate", *args])
 
 
-def test_cli_piped_output_is_exactly_seed_plus_sample(trained_run):
-    result = _cli("--checkpoint", str(trained_run), "--seed", "ROMEO:", "--length", "77", "--random-seed", "1")
+def test_cli_piped_output_is_exactly_seed_plus_sample(shared_run):
+    result = _cli("--checkpoint", str(shared_run), "--seed", "ROMEO:", "--length", "77", "--random-seed", "1")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 77
     assert "char/s" in result.stderr
     again = _cli(
-        "--checkpoint", str(trained_run), "--seed", "ROMEO:", "--length", "77", "--random-seed", "1", "--no-stream"
+        "--checkpoint", str(shared_run), "--seed", "ROMEO:", "--length", "77", "--random-seed", "1", "--no-stream"
     )
     assert again.stdout == result.stdout
 
 
-def test_cli_json_and_seed_file(trained_run, tmp_path):
+def test_cli_json_and_seed_file(shared_run, tmp_path):
     seed_file = tmp_path / "seed.txt"
     seed_file.write_text("Citizen:\r\n")
     result = _cli(
         "--checkpoint",
-        str(trained_run),
+        str(shared_run),
         "--seed-file",
         str(seed_file),
         "--length",
@@ -125,13 +268,13 @@ def test_cli_json_and_seed_file(trained_run, tmp_path):
     assert len(samples) == 2 and all(s.startswith("Citizen:\n") and len(s) == 29 for s in samples)
 
 
-def test_cli_unknown_characters(trained_run):
-    result = _cli("--checkpoint", str(trained_run), "--seed", "ROMEO€é", "--length", "5")
+def test_cli_unknown_characters(shared_run):
+    result = _cli("--checkpoint", str(shared_run), "--seed", "ROMEO€é", "--length", "5")
     assert result.exit_code == 1
     assert "'€', 'é'" in result.output and "knows" in result.output and "--skip-unknown" in result.output
     assert "Traceback" not in result.output
     skipped = _cli(
-        "--checkpoint", str(trained_run), "--seed", "ROMEO€", "--length", "5", "--skip-unknown", "--random-seed", "2"
+        "--checkpoint", str(shared_run), "--seed", "ROMEO€", "--length", "5", "--skip-unknown", "--random-seed", "2"
     )
     assert skipped.exit_code == 0 and skipped.stdout.startswith("ROMEO") and "dropped" in skipped.stderr
 
@@ -142,16 +285,41 @@ def test_cli_unknown_characters(trained_run):
         (["--length", "0"], 2, "positive"),
         (["--length", "-5"], 2, "positive"),
         (["--temperature", "-1"], 2, "temperature"),
+        (["--temperature", "inf"], 2, "temperature must be a finite number"),
+        (["--temperature", "nan"], 2, "temperature must be a finite number"),
         (["--top-k", "0"], 2, "top-k"),
         (["--top-k", "1000"], 2, "top-k"),
         (["--top-p", "0"], 2, "top-p"),
         (["--top-p", "1.5"], 2, "top-p"),
+        (["--top-p", "nan"], 2, "top-p"),
+        (["--top-p", "inf"], 2, "top-p"),
+        (["--seed-file", "missing.txt"], 1, "Cannot read the seed file missing.txt"),
+        (["--seed-file", "seed.txt", "--encoding", "base64"], 1, "Unknown text encoding 'base64'"),
+        (["--seed-file", "seed.txt", "--encoding", "nope"], 1, "Unknown text encoding 'nope'"),
     ],
 )
-def test_cli_bad_options(trained_run, args, code, message):
-    result = _cli("--checkpoint", str(trained_run), "--seed", "A", *args)
+def test_cli_bad_options(shared_run, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seed.txt").write_text("ROMEO:")
+    seed = [] if "--seed-file" in args else ["--seed", "A"]
+    result = _cli("--checkpoint", str(shared_run), *seed, *args)
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_sampling_errors_are_shakegen_errors(loaded):
+    model, info = loaded
+    with pytest.raises(SamplingError, match="finite"):
+        sampling.SamplingOptions(temperature=math.inf).validate(len(info.vocab))
+    sampler = sampling.Sampler(model, sampling.SamplingOptions(0))
+    for bad in (lambda: next(sampler.sample([], 5)), lambda: next(sampler.sample([1], 0))):
+        with pytest.raises(SamplingError):
+            bad()
+    with pytest.raises(UnknownCharactersError) as unknown:
+        sampling.prepare_seed("ROMEO€", info)
+    assert isinstance(unknown.value, ShakegenError) and "--skip-unknown" in str(unknown.value)
+    with pytest.raises(SamplingError, match="empty"):
+        sampling.prepare_seed("€", info, skip_unknown=True)
 
 
 def test_cli_bad_run_folders(trained_run, tmp_path):
@@ -166,3 +334,31 @@ def test_cli_bad_run_folders(trained_run, tmp_path):
     (trained_run / "last.npz").write_bytes(b"PK\x03\x04 garbage")
     corrupt = _cli("--checkpoint", str(trained_run), "--seed", "A", "--which", "last")
     assert corrupt.exit_code == 1 and "damaged" in corrupt.output and "Traceback" not in corrupt.output
+
+
+BFLOAT16_SEEDS = ["First Citizen:", "ROMEO:", "\n", "We are accounted poor citizens", "What"]
+
+
+def test_bfloat16_run_samples_as_its_float32_weights(bfloat16_run):
+    """A run trained in mixed_bfloat16 is sampled in float32: its greedy text is the float32
+    (here float64) reference's, whichever way the model was loaded, on any processor."""
+    mixed, info, _ = checkpoint.load_model(bfloat16_run, "best")
+    assert not inference.is_float32(mixed)
+    weights = model_weights(mixed)  # float32 variables even under mixed precision
+    for seed in BFLOAT16_SEEDS:
+        expected = info.vocab.decode(sample_ids(weights, info.vocab.encode(seed), 200, 0))
+        assert _generate(mixed, info, seed, 200, sampling.SamplingOptions(temperature=0)) == [expected], seed
+        result = _cli("--checkpoint", str(bfloat16_run), "--seed", seed, "--length", "200", "--temperature", "0")
+        assert result.exit_code == 0 and result.stdout == seed + expected, seed
+
+
+def test_seed_file_is_read_in_the_runs_encoding(tmp_path, small_text):
+    text = small_text[:3000] + "Café, déjà vu: naïve façade!\n" * 40
+    run = train_tiny_run(tmp_path, text, encoding="latin-1", epochs=1)
+    seed_file = tmp_path / "seed.txt"
+    seed_file.write_bytes("Café déjà".encode("latin-1"))
+    result = _cli("--checkpoint", str(run), "--seed-file", str(seed_file), "--length", "10", "--random-seed", "1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Café déjà") and len(result.stdout) == len("Café déjà") + 10
+    utf8 = _cli("--checkpoint", str(run), "--seed-file", str(seed_file), "--length", "10", "--encoding", "utf-8")
+    assert utf8.exit_code == 1 and "not valid utf-8" in utf8.output and "--encoding" in utf8.output
