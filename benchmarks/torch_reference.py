@@ -24,7 +24,7 @@ Needs PyTorch (`pip install torch`, the CPU wheel is enough); never imported by 
    bfloat16 autocast), all starting from the same weights, alternating; median ratios.
 
     python benchmarks/torch_reference.py [--checkpoint RUN_DIR] [--rounds 5] [--steps 2]
-        [--skip-parity] [--skip-speed] [--units 1024]
+        [--skip-parity] [--skip-speed] [--units 1024] [--num-layers 1]
 """
 
 from __future__ import annotations
@@ -209,12 +209,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="train steps per timed run")
     parser.add_argument("--units", type=int, default=PRESETS["standard"].rnn_units)
+    parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--skip-parity", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # as many as TensorFlow uses
-    config = PRESETS["standard"].replace(rnn_units=args.units, rnn_kernel="fused")
+    config = PRESETS["standard"].replace(rnn_units=args.units, num_layers=args.num_layers, rnn_kernel="fused")
     if not args.skip_parity:
         if args.checkpoint:
             model, info, _ = checkpoint.load_model(args.checkpoint, "best")
@@ -224,7 +225,7 @@ def main():
             vocab = Vocabulary.from_characters(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
             model = build_model(len(vocab), config)
             randomise_biases(model)
-            print(f"Model: `standard` ({config.rnn_units} units) with random weights and random biases")
+            print(f"Model: `standard` ({config.num_layers} x {config.rnn_units} units), random weights and biases")
         parity(model, vocab, args.characters, args.sample_length)
     if not args.skip_speed:
         speed(config, args.rounds, args.steps)
