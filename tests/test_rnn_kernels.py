@@ -165,3 +165,14 @@ def test_a_resumed_run_may_change_the_kernel(tmp_path, small_data, small_config)
     train(small_config.replace(rnn_kernel="keras", max_steps=2), run_dir, small_data)
     result = train(None, run_dir, small_data, resume=True, changes={"rnn_kernel": "fused", "max_steps": 4})
     assert result.state.global_step == 4
+
+
+def test_cli_offers_the_kernel_choice():
+    from click.testing import CliRunner
+
+    from shakegen.cli import main
+
+    runner = CliRunner()
+    assert "--rnn-kernel [auto|fused|keras]" in runner.invoke(main, ["train", "--help"]).output
+    refused = runner.invoke(main, ["train", "--rnn-kernel", "cudnn"])
+    assert refused.exit_code == 2 and "cudnn" in refused.output
