@@ -22,9 +22,12 @@ Needs PyTorch (`pip install torch`, the CPU wheel is enough); never imported by 
 2. Speed. The `standard` model (embedding 256, 1 × GRU 1024, batch 64 × 100) trains with
    Adam on the same batches in shakegen (float32, fused loop) and in PyTorch (float32, and
    bfloat16 autocast), all starting from the same weights, alternating; median ratios.
+   PyTorch runs with 1 thread and with every core: on a loaded 2-core machine its OpenMP
+   threads wait on each other at every one of the many small per-step operations, and one
+   thread can be several times faster than two.
 
     python benchmarks/torch_reference.py [--checkpoint RUN_DIR] [--rounds 5] [--steps 2]
-        [--skip-parity] [--skip-speed] [--units 1024] [--num-layers 1]
+        [--skip-parity] [--skip-speed] [--units 1024] [--num-layers 1] [--shakegen-bfloat16] [--torch-threads 1,2]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from shakegen.model import build_model
 from shakegen.vocab import Vocabulary
 
 SHAKEGEN = "shakegen gru (fused), float32"
+SHAKEGEN_BF16 = "shakegen gru (fused), mixed_bfloat16"
 TORCH = "PyTorch nn.GRU, float32"
 TORCH_BF16 = "PyTorch nn.GRU, bfloat16 autocast"
 
@@ -139,27 +143,30 @@ def randomise_biases(model, seed: int = 0) -> None:
     model.dense.bias.assign(rng.normal(0, 0.3, size=model.dense.bias.shape).astype("float32"))
 
 
-def speed(config, rounds: int, steps: int) -> None:
+def speed(config, rounds: int, steps: int, shakegen_bfloat16: bool, torch_threads: list[int]) -> None:
     from train_speed import train_step_for
 
     vocab_size = 65
     model = build_model(vocab_size, config.replace(rnn_kernel="fused"))
-    torch_models = {}
-    for name in (TORCH, TORCH_BF16):
-        torch_models[name] = TorchCharModel(vocab_size, config.embedding_dim, config.rnn_units, config.num_layers)
-        copy_into_torch(model, torch_models[name])
     rng = np.random.default_rng(0)
     shape = (config.batch_size, config.seq_length)
     inputs_np, targets_np = rng.integers(0, vocab_size, shape), rng.integers(0, vocab_size, shape)
     inputs, targets = tf.constant(inputs_np, tf.int32), tf.constant(targets_np, tf.int32)
     torch_inputs, torch_targets = torch.from_numpy(inputs_np), torch.from_numpy(targets_np)
 
-    shakegen_step = train_step_for(lambda x: model(x)[0], model.trainable_variables)
+    def shakegen_step_for(precision: str):
+        copy = build_model(vocab_size, config.replace(rnn_kernel="fused", precision=precision))
+        copy.set_weights(model.get_weights())
+        step = train_step_for(lambda x: copy(x)[0], copy.trainable_variables)
+        return lambda: step(inputs, targets)
 
-    def torch_step_for(torch_model, bfloat16: bool):
+    def torch_step_for(bfloat16: bool, threads: int):
+        torch_model = TorchCharModel(vocab_size, config.embedding_dim, config.rnn_units, config.num_layers)
+        copy_into_torch(model, torch_model)
         optimizer = torch.optim.Adam(torch_model.parameters(), lr=1e-3)
 
         def step():
+            torch.set_num_threads(threads)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
                 logits, _ = torch_model(torch_inputs)
@@ -170,17 +177,20 @@ def speed(config, rounds: int, steps: int) -> None:
 
         return step
 
-    steps_by_name = {
-        SHAKEGEN: lambda: shakegen_step(inputs, targets),
-        TORCH: torch_step_for(torch_models[TORCH], False),
-        TORCH_BF16: torch_step_for(torch_models[TORCH_BF16], True),
-    }
+    steps_by_name = {SHAKEGEN: shakegen_step_for("float32")}
+    if shakegen_bfloat16:
+        steps_by_name[SHAKEGEN_BF16] = shakegen_step_for("mixed_bfloat16")
+    for threads in torch_threads:
+        steps_by_name[f"{TORCH}, {threads} thread(s)"] = torch_step_for(False, threads)
+        steps_by_name[f"{TORCH_BF16}, {threads} thread(s)"] = torch_step_for(True, threads)
     # Same weights, same batch: the first losses agree (bfloat16 up to its rounding).
     first = {name: float(step()) for name, step in steps_by_name.items()}
-    print("first-step loss: " + ", ".join(f"{name} {loss:.5f}" for name, loss in first.items()))
+    print("first-step loss: " + "; ".join(f"{name} {loss:.5f}" for name, loss in first.items()))
+    probe = TorchCharModel(vocab_size, 4, 4, 1)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        gru_out, _ = torch_models[TORCH_BF16].gru(torch_models[TORCH_BF16].embedding(torch_inputs[:1, :2]))
-    print(f"nn.GRU output dtype under bfloat16 autocast: {gru_out.dtype}")
+        print(
+            f"nn.GRU output dtype under bfloat16 autocast: {probe.gru(probe.embedding(torch_inputs[:1, :2]))[0].dtype}"
+        )
     for step in steps_by_name.values():  # warm-up
         step()
 
@@ -195,10 +205,10 @@ def speed(config, rounds: int, steps: int) -> None:
     print(
         f"Training: {config.num_layers} x GRU {config.rnn_units}, embedding {config.embedding_dim}, "
         f"batch {config.batch_size} x {config.seq_length}, Adam; {rounds} alternating rounds of {steps} steps; "
-        f"PyTorch {torch.__version__} on {torch.get_num_threads()} threads, TensorFlow {tf.__version__}"
+        f"PyTorch {torch.__version__}, TensorFlow {tf.__version__}"
     )
     rates = alternate({name: run(step) for name, step in steps_by_name.items()}, rounds, pause=1.0)
-    report(rates, TORCH, "chars/s")
+    report(rates, f"{TORCH}, {torch_threads[0]} thread(s)", "chars/s")
 
 
 def main():
@@ -212,9 +222,14 @@ def main():
     parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--skip-parity", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--shakegen-bfloat16", action="store_true", help="also time shakegen in mixed_bfloat16")
+    parser.add_argument(
+        "--torch-threads", default=None, help="comma-separated thread counts for PyTorch [default: 1 and every core]"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # as many as TensorFlow uses
+    cores = len(os.sched_getaffinity(0))  # TensorFlow uses them all
+    torch_threads = [int(n) for n in args.torch_threads.split(",")] if args.torch_threads else sorted({1, cores})
     config = PRESETS["standard"].replace(rnn_units=args.units, num_layers=args.num_layers, rnn_kernel="fused")
     if not args.skip_parity:
         if args.checkpoint:
@@ -228,7 +243,7 @@ def main():
             print(f"Model: `standard` ({config.num_layers} x {config.rnn_units} units), random weights and biases")
         parity(model, vocab, args.characters, args.sample_length)
     if not args.skip_speed:
-        speed(config, args.rounds, args.steps)
+        speed(config, args.rounds, args.steps, args.shakegen_bfloat16, torch_threads)
 
 
 if __name__ == "__main__":
