@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -248,7 +248,7 @@ def streaming_cross_entropy(
     return CrossEntropy(total, predicted)
 
 
-def window_starts(predicted: int, window: int, samples: int | None = None, random_seed: int = 0) -> np.ndarray:
+def window_starts(predicted: int, window: int, samples: int | None = None, random_seed: int = 0) -> Sequence[int]:
     """First input position of each window of the ``windows`` protocol.
 
     Without ``samples``: 0, window, 2 × window, ... — non-overlapping windows covering all
@@ -260,7 +260,7 @@ def window_starts(predicted: int, window: int, samples: int | None = None, rando
         EvaluationError: ``samples`` given for a text no longer than one window.
     """
     if samples is None:
-        return np.arange(0, predicted, window, dtype=np.int64)
+        return range(0, predicted, window)  # a range, not an array: no memory per window
     if predicted < window:
         raise EvaluationError(
             f"The text predicts {predicted:,} characters, fewer than one window of {window}; random windows need "
@@ -270,7 +270,7 @@ def window_starts(predicted: int, window: int, samples: int | None = None, rando
     return np.random.default_rng(random_seed).integers(0, predicted - window + 1, size=samples, dtype=np.int64)
 
 
-def _batches_of_windows(ids: np.ndarray, starts: np.ndarray, window: int, batch_size: int):
+def _batches_of_windows(ids: np.ndarray, starts: Sequence[int], window: int, batch_size: int):
     """(windows done, (inputs, targets, weights)) per batch of windows, built when needed."""
     predicted = len(ids) - 1
     width = min(window, predicted)
@@ -279,8 +279,8 @@ def _batches_of_windows(ids: np.ndarray, starts: np.ndarray, window: int, batch_
         inputs = np.zeros((len(chunk), width), np.int32)  # (windows, time)
         targets = np.zeros((len(chunk), width), np.int32)
         weights = np.zeros((len(chunk), width), np.float64)
-        for row, start in enumerate(chunk):
-            span = min(width, predicted - int(start))  # only the last window can be shorter
+        for row, start in enumerate(map(int, chunk)):
+            span = min(width, predicted - start)  # only the last window can be shorter
             inputs[row, :span] = ids[start : start + span]
             targets[row, :span] = ids[start + 1 : start + span + 1]
             weights[row, :span] = 1.0

@@ -1,31 +1,42 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
+import shakegen
 from shakegen import __version__
 from shakegen.cli import main
 
 
-def _modules_after(args, cwd):
+def _run_fresh(args, cwd) -> dict:
+    """Run the CLI in a fresh interpreter; what it returned or raised, and which TensorFlow or
+    Keras modules it imported. A raised exception is reported, never ignored: each test says
+    which outcome it expects."""
     code = (
         "import sys, json\n"
         "from shakegen.cli import main\n"
         "try:\n"
-        f"    main({args!r}, standalone_mode=False)\n"
-        "except (SystemExit, Exception):\n"
-        "    pass\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n"
+        f"    outcome = {{'returned': main({args!r}, standalone_mode=False)}}\n"
+        "except Exception as error:\n"
+        "    outcome = {'raised': type(error).__name__, 'message': str(error)}\n"
+        "outcome['modules'] = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print(json.dumps(outcome))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}  # this very shakegen
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_help_download_and_prepare_do_not_import_tensorflow(tmp_path):
-    assert _modules_after(["--help"], tmp_path) == []
-    assert _modules_after(["prepare", "--data-dir", str(tmp_path / "d")], tmp_path) == []
-    assert _modules_after(["download", "--url", "http://127.0.0.1:9/x", "--retries", "0"], tmp_path) == []
+    assert _run_fresh(["--help"], tmp_path) == {"returned": 0, "modules": []}
+    assert _run_fresh(["prepare", "--data-dir", str(tmp_path / "d")], tmp_path) == {"returned": None, "modules": []}
+    assert (tmp_path / "d" / "prepared" / "train.npy").is_file()
+    download = _run_fresh(["download", "--url", "http://127.0.0.1:9/x", "--retries", "0"], tmp_path)
+    assert download["raised"] == "ClickException" and "http://127.0.0.1:9/x" in download["message"]
+    assert download["modules"] == []
 
 
 def test_version_and_help_on_every_command():

@@ -1,15 +1,24 @@
+import gc
 import json
 import math
+import os
+import subprocess
+import sys
+import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint, evaluate, prepare
+import shakegen
+from shakegen import checkpoint, evaluate, inference, prepare
 from shakegen.cli import main
 from shakegen.config import TrainConfig
+from shakegen.errors import EvaluationError
 from shakegen.model import build_model
 from tests.reference import log_softmax, model_logits, model_weights
+from tests.runs import train_tiny_run
 
 
 def _eval_json(*args):
@@ -110,3 +119,236 @@ def test_missing_things(trained_run, tmp_path):
     assert unprepared.exit_code == 1 and "not prepared" in unprepared.output
     missing = CliRunner().invoke(main, ["eval", "--checkpoint", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+# --- protocols (issue 19) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory, small_text):
+    """A tiny run (conftest's configuration) trained once for the tests that only read it."""
+    return train_tiny_run(tmp_path_factory.mktemp("shared"), small_text)
+
+
+@pytest.fixture(scope="module")
+def shared_model(shared_run):
+    model, _, _ = checkpoint.load_model(shared_run, "best")
+    return model
+
+
+def _shared_ids(shared_run, split="val"):
+    data = prepare.load_prepared(shared_run.parent / "data")
+    return np.asarray(data.val if split == "val" else data.train)
+
+
+def _numpy_nll(weights, inputs, targets):
+    """Summed negative log-likelihood of ``targets`` (time,) after ``inputs`` (time,) from a zero state."""
+    logits, _ = model_logits(weights, np.asarray(inputs)[None, :])
+    return float(-log_softmax(logits[0])[np.arange(len(targets)), np.asarray(targets)].sum())
+
+
+def _numpy_windowed(weights, ids, starts, window):
+    total = count = 0
+    for start in starts:
+        stop = min(start + window, len(ids) - 1)
+        total += _numpy_nll(weights, ids[start:stop], ids[start + 1 : stop + 1])
+        count += stop - start
+    return total, count
+
+
+@pytest.mark.parametrize("window, batch_size", [(50, None), (50, 5), (64, 3), (1, None)])
+def test_windowed_figure_equals_numpy(shared_model, shared_run, window, batch_size):
+    """Non-overlapping windows covering the split, each from a zero state, every position
+    counted (the last window is shorter): the float64 NumPy forward pass gives the same."""
+    ids = _shared_ids(shared_run)
+    predicted = len(ids) - 1
+    result = evaluate.windowed_cross_entropy(shared_model, ids, window=window, batch_size=batch_size)
+    total, count = _numpy_windowed(model_weights(shared_model), ids, range(0, predicted, window), window)
+    assert predicted % window != 0 or window == 1  # a partial last window is part of the check
+    assert result.count == count == predicted
+    assert result.loss == pytest.approx(total / count, rel=1e-6)
+
+
+def test_random_windows_equal_numpy_and_follow_the_seed(shared_model, shared_run):
+    """--samples K: K full windows at starts drawn uniformly from every start whose window fits."""
+    ids = _shared_ids(shared_run, "train")
+    window, samples = 40, 25
+    result = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
+    starts = np.random.default_rng(3).integers(0, len(ids) - 1 - window + 1, size=samples)
+    total, count = _numpy_windowed(model_weights(shared_model), ids, starts, window)
+    assert result.count == count == samples * window
+    assert result.loss == pytest.approx(total / count, rel=1e-6)
+    again = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
+    other = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=4)
+    assert again == result and other.loss != result.loss
+
+
+def test_window_as_long_as_the_text_equals_streaming(shared_model, shared_run):
+    ids = _shared_ids(shared_run)
+    streaming = evaluate.streaming_cross_entropy(shared_model, ids, streams=1, window=37)
+    for window in (len(ids) - 1, 10 * len(ids)):
+        windowed = evaluate.windowed_cross_entropy(shared_model, ids, window=window)
+        assert windowed.count == streaming.count
+        assert windowed.loss == pytest.approx(streaming.loss, rel=1e-7)
+
+
+def test_windowed_figure_of_a_trained_model_is_not_lower_than_streaming(shared_model, shared_run):
+    """Cold windows predict their first characters almost blind: a model that uses context
+    scores worse on them, and the shorter the window the worse."""
+    ids = _shared_ids(shared_run, "train")
+    streaming = evaluate.streaming_cross_entropy(shared_model, ids, streams=1).loss
+    by_window = [evaluate.windowed_cross_entropy(shared_model, ids, window=window).loss for window in (256, 32, 4)]
+    assert streaming <= by_window[0] <= by_window[1] <= by_window[2]
+    assert by_window[2] - streaming > 0.02
+
+
+def test_cli_names_the_protocol(shared_run):
+    data_dir = str(shared_run.parent / "data")
+    streaming = _eval_json("--checkpoint", str(shared_run), "--data-dir", data_dir)
+    assert (streaming["protocol"], streaming["window"], streaming["samples"]) == ("streaming", None, None)
+    windows = _eval_json("--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows")
+    assert (windows["protocol"], windows["window"], windows["samples"]) == ("windows", 256, None)
+    model, _, _ = checkpoint.load_model(shared_run, "best")
+    ids = _shared_ids(shared_run)
+    total, count = _numpy_windowed(model_weights(model), ids, range(0, len(ids) - 1, 256), 256)
+    assert windows["characters"] == count and windows["loss"] == pytest.approx(total / count, rel=1e-6)
+    sampled = _eval_json(
+        "--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows", "--window", "64",
+        "--samples", "9", "--random-seed", "5",
+    )  # fmt: skip
+    assert (sampled["window"], sampled["samples"], sampled["random_seed"], sampled["characters"]) == (64, 9, 5, 576)
+    table = CliRunner().invoke(
+        main,
+        ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows", "--window", "64"],
+    )
+    assert table.exit_code == 0 and "non-overlapping windows of 64" in table.output
+    table = CliRunner().invoke(main, ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir])
+    assert table.exit_code == 0 and "streaming" in table.output
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--window", "64"], 2, "applies to --protocol windows only"),
+        (["--samples", "3"], 2, "applies to --protocol windows only"),
+        (["--protocol", "windows", "--random-seed", "3"], 2, "add --samples"),
+        (["--protocol", "windows", "--window", "0"], 2, "--window"),
+        (["--protocol", "windows", "--samples", "0"], 2, "--samples"),
+        (["--protocol", "cold"], 2, "--protocol"),
+        (["--protocol", "windows", "--window", "5000", "--samples", "2"], 1, "fewer than one window of 5000"),
+    ],
+)
+def test_cli_protocol_errors(shared_run, args, code, message):
+    data_dir = str(shared_run.parent / "data")
+    result = CliRunner().invoke(main, ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir, *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_library_errors_are_evaluation_errors(shared_model):
+    for call in (
+        lambda: evaluate.streaming_cross_entropy(shared_model, np.array([1])),
+        lambda: evaluate.windowed_cross_entropy(shared_model, np.array([1, 2, 3]), window=0),
+        lambda: evaluate.windowed_cross_entropy(shared_model, np.array([1, 2, 3]), batch_size=0),
+        lambda: evaluate.Protocol("cold").validate(),
+    ):
+        with pytest.raises(EvaluationError):
+            call()
+
+
+# --- float32 evaluation, caches, memory (issue 14 items 6 and 12) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def bfloat16_run(tmp_path_factory, small_text):
+    return train_tiny_run(tmp_path_factory.mktemp("bf16"), small_text, precision="mixed_bfloat16", epochs=4)
+
+
+def test_bfloat16_run_is_evaluated_in_float32(bfloat16_run):
+    """Its figure is its float32 weights' figure (NumPy's, to 1e-6; bfloat16 arithmetic is
+    ~3e-5 off) under either protocol, and does not depend on the window size."""
+    mixed, _, _ = checkpoint.load_model(bfloat16_run, "best")
+    assert not inference.is_float32(mixed)
+    weights = model_weights(mixed)
+    ids = np.asarray(prepare.load_prepared(bfloat16_run.parent / "data").val)
+    expected = _numpy_nll(weights, ids[:-1], ids[1:]) / (len(ids) - 1)
+    by_window = [evaluate.streaming_cross_entropy(mixed, ids, window=w, streams=1).loss for w in (7, 64, 4096)]
+    assert by_window == pytest.approx([expected] * 3, rel=1e-6)
+    assert max(by_window) - min(by_window) < 1e-6 * by_window[0]
+    total, count = _numpy_windowed(weights, ids, range(0, len(ids) - 1, 50), 50)
+    assert evaluate.windowed_cross_entropy(mixed, ids, window=50).loss == pytest.approx(total / count, rel=1e-6)
+    report = _eval_json("--checkpoint", str(bfloat16_run), "--data-dir", str(bfloat16_run.parent / "data"))
+    assert report["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_evaluation_caches_do_not_keep_models_alive(precision):
+    model = build_model(8, TrainConfig(embedding_dim=4, rnn_units=8, precision=precision))
+    ids = np.arange(300) % 8
+    evaluate.streaming_cross_entropy(model, ids)
+    evaluate.windowed_cross_entropy(model, ids, window=32)
+    alive = [weakref.ref(model), weakref.ref(inference.float32_model(model))]  # the model, and its float32 twin
+    del model
+    gc.collect()
+    gc.collect()  # the twin becomes garbage only once the first collection has freed the model
+    assert [ref() for ref in alive] == [None, None]
+
+
+def test_evaluation_memory_does_not_grow_with_the_text(tmp_path):
+    """40 million characters: windows are built as they are fed, so the peak memory barely
+    moves when evaluation starts (the whole-text arrays took 16 bytes per character, 640 MB)."""
+    code = """
+import resource
+import numpy as np
+from shakegen import evaluate
+from shakegen.config import TrainConfig
+from shakegen.model import build_model
+
+class Started(Exception):
+    pass
+
+def stop(done, total):
+    raise Started
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+model = build_model(8, TrainConfig(embedding_dim=4, rnn_units=8))
+evaluate.streaming_cross_entropy(model, np.ones(40_000, np.uint8), streams=32)  # trace and warm up first
+evaluate.windowed_cross_entropy(model, np.ones(40_000, np.uint8))
+ids = np.ones(40_000_000, np.uint8)
+before = peak_mb()
+for measure in (evaluate.streaming_cross_entropy, evaluate.windowed_cross_entropy):
+    try:
+        measure(model, ids, progress=stop)
+    except Started:
+        pass
+print(peak_mb() - before)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) < 100
+
+
+def test_unigram_baseline_counts_in_pieces(monkeypatch):
+    counts = np.array([5, 0, 3, 9])
+    ids = np.random.default_rng(0).integers(0, 4, 1000).astype(np.uint8)
+    probabilities = (counts + 1.0) / (counts.sum() + 4)
+    expected = -np.log(probabilities[ids]).mean()
+    monkeypatch.setattr(evaluate, "BINCOUNT_CHUNK", 7)
+    assert evaluate.unigram_cross_entropy(counts, ids) == pytest.approx(expected, rel=1e-12)
+
+
+# --- --text in the run's encoding (issue 14 item 11) ------------------------------------------
+
+
+def test_text_is_read_in_the_runs_encoding(tmp_path, small_text):
+    text = small_text[:3000] + "Café, déjà vu: naïve façade!\n" * 40
+    run = train_tiny_run(tmp_path, text, encoding="latin-1", epochs=1)
+    sample = tmp_path / "sample.txt"
+    sample.write_bytes("Un café, déjà: façade naïve.\r\n".encode("latin-1"))
+    report = _eval_json("--checkpoint", str(run), "--text", str(sample))
+    assert report["characters"] == len("Un café, déjà: façade naïve.\n") - 1 and report["left_out_characters"] == 0
+    utf8 = CliRunner().invoke(main, ["eval", "--checkpoint", str(run), "--text", str(sample), "--encoding", "utf-8"])
+    assert utf8.exit_code == 1 and "not valid utf-8" in utf8.output and "Traceback" not in utf8.output

@@ -3,7 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shakegen.vocab import UnknownCharactersError, Vocabulary
+from shakegen import vocab as vocab_module
+from shakegen.errors import ShakegenError
+from shakegen.vocab import UnknownCharactersError, Vocabulary, VocabularyError
 
 
 @given(st.text(min_size=1))
@@ -36,3 +38,25 @@ def test_unknown_characters_are_listed():
 def test_json_round_trip():
     vocab = Vocabulary.from_characters("hello\n")
     assert Vocabulary.from_json(vocab.to_json()) == vocab
+
+
+def test_encode_in_pieces_equals_one_piece(monkeypatch):
+    text = "the quick brown fox jumps over the lazy dog\n" * 7
+    vocab = Vocabulary.from_characters(text)
+    whole = vocab.encode(text)
+    monkeypatch.setattr(vocab_module, "ENCODE_CHUNK", 5)
+    assert vocab.encode(text).tolist() == whole.tolist() == [vocab.char_to_id[char] for char in text]
+    with pytest.raises(UnknownCharactersError) as info:
+        vocab.encode(text + "ZZé")  # unknown characters only in the last piece
+    assert info.value.unknown == ["Z", "é"]
+
+
+def test_errors_are_shakegen_errors():
+    with pytest.raises(VocabularyError) as info:
+        Vocabulary(("b", "a"))
+    assert isinstance(info.value, ShakegenError) and isinstance(info.value, ValueError)
+    error = UnknownCharactersError(["€"], 65, where="The checkpoint at run", subject="Seed text", advice="remove them")
+    assert isinstance(error, ShakegenError)
+    assert str(error) == (
+        "Seed text has characters the model does not know: '€'. The checkpoint at run knows 65 characters; remove them."
+    )
