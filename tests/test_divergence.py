@@ -28,8 +28,8 @@ def _poison_at(monkeypatch, step: int, poison, after_step: bool = False):
     """Apply ``poison(model)`` just before (or just after) the given 1-based step of this process."""
     real = REAL_TRAIN_STEP
 
-    def make(model, optimizer, config, strategy):
-        step_function = real(model, optimizer, config, strategy)
+    def make(model, *args, **kwargs):
+        step_function = real(model, *args, **kwargs)
         calls = 0
 
         def poisoned_step(batch):
