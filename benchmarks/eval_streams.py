@@ -1,6 +1,14 @@
-"""How far the parallel-stream evaluation is from one exact stream, and how much faster it is.
+"""Evaluation protocols side by side on one checkpoint: figures and seconds.
 
-python benchmarks/eval_streams.py --checkpoint checkpoints/quick [--data-dir data]
+streaming, 1 stream      every character predicted from all the text before it (exact)
+streaming, N streams     the default: N pieces side by side, each after a 512-character burn-in
+windows of W             non-overlapping windows from a zero state covering the split
+random windows of W      --samples windows at random starts (nanoGPT's estimate), seeded
+
+The relative difference of the parallel streams from one stream is the price of their speed;
+the gap between the streaming and the windowed figures is what a protocol changes.
+
+python benchmarks/eval_streams.py --checkpoint checkpoints/quick [--data-dir data] [--window 256] [--samples 2400]
 """
 
 from __future__ import annotations
@@ -11,27 +19,45 @@ import time
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 import numpy as np
 
-from shakegen import checkpoint, evaluate, prepare
+from shakegen import evaluate, inference, prepare
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--which", default="best", choices=("best", "last"))
     parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--window", type=int, default=evaluate.EVAL_WINDOW)
+    parser.add_argument("--samples", type=int, default=2400, help="random windows (nanoGPT: 200 batches of 12)")
     args = parser.parse_args()
-    model, _, _ = checkpoint.load_model(args.checkpoint, "best")
+    model, _, _ = inference.load_model(args.checkpoint, args.which)
     ids = np.asarray(prepare.load_prepared(args.data_dir).val)
+    streams = evaluate.default_streams(len(ids) - 1)
+    measures = {
+        "streaming, 1 stream": lambda part: evaluate.streaming_cross_entropy(model, part, streams=1),
+        f"streaming, {streams} streams": lambda part: evaluate.streaming_cross_entropy(model, part, streams=streams),
+        f"windows of {args.window}": lambda part: evaluate.windowed_cross_entropy(model, part, args.window),
+        f"{args.samples} random windows of {args.window}": lambda part: evaluate.windowed_cross_entropy(
+            model, part, args.window, samples=args.samples, random_seed=0
+        ),
+    }
+    print(f"{args.checkpoint} ({args.which}), val split of {len(ids):,} characters")
+    part = ids[: 8 * args.window + 1]  # trace every shape first
+    for count in (1, streams):
+        evaluate.streaming_cross_entropy(model, part, streams=count)
+    evaluate.windowed_cross_entropy(model, part, args.window)
     results = {}
-    for streams in (1, evaluate.default_streams(len(ids) - 1)):
-        evaluate.streaming_cross_entropy(model, ids[:2000], streams=streams)  # trace first
+    for name, measure in measures.items():
         started = time.perf_counter()
-        results[streams] = evaluate.streaming_cross_entropy(model, ids, streams=streams)
+        results[name] = measure(ids)
         print(
-            f"{streams:>2} stream(s): loss {results[streams].loss:.6f} nats/char, "
-            f"perplexity {results[streams].perplexity:.5f}, {time.perf_counter() - started:.1f} s"
+            f"{name:<32} loss {results[name].loss:.6f} nats/char  perplexity {results[name].perplexity:.5f}  "
+            f"{results[name].count:>9,} predictions  {time.perf_counter() - started:6.1f} s"
         )
-    exact, fast = results[1], results[max(results)]
-    print(f"relative difference of the loss: {abs(fast.loss - exact.loss) / exact.loss:.2e}")
+    exact, fast = results["streaming, 1 stream"], results[f"streaming, {streams} streams"]
+    windowed = results[f"windows of {args.window}"]
+    print(f"relative difference, {streams} streams vs 1 stream: {abs(fast.loss - exact.loss) / exact.loss:.2e}")
+    print(f"windows of {args.window} minus streaming (1 stream): {windowed.loss - exact.loss:+.4f} nats/char")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,26 @@
 
 (a) the per-character ``model.predict`` on the whole window (textgenrnn, the Keras example),
 (b) the TensorFlow tutorial's compiled one-step function called from a Python loop,
-(c) shakegen's sampler: the seed primed in one pass, then a compiled while loop in chunks.
+(c) shakegen's sampler: the seed primed at batch 1 in windows, then a compiled while loop in chunks.
+
+With --prime, also the priming of a long seed for many samples, each way in a fresh child
+process (seconds and peak memory growth):
+
+(old) the whole seed at once, tiled to every sample, keeping every position's logits,
+(new) shakegen's: the seed once at batch 1 in windows of 256 carrying the state, last logits
+      only, the state then tiled to every sample.
 
     python benchmarks/generate_speed.py [--rounds 3] [--length 2000]
+    python benchmarks/generate_speed.py --prime [--prime-length 2000] [--prime-samples 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -35,13 +47,56 @@ def keras_copy(ours, config):
     return model
 
 
+def prime_child(way: str, seed_length: int, samples: int) -> None:
+    """In a fresh process: prime one way and print (seconds, peak memory growth in MB)."""
+    ours = build_model(VOCAB, PRESETS["standard"])
+    seed_ids = np.random.default_rng(0).integers(0, VOCAB, seed_length).astype(np.int32)
+    whole = tf.function(lambda ids: ours(ids, training=False), reduce_retracing=True)
+    sampler = Sampler(ours, SamplingOptions(temperature=0.8))
+
+    def prime(ids, count):
+        if way == "old":  # (count, time, vocab) logits and (count, time, 3 × units) projections held at once
+            logits, states = whole(tf.constant(np.tile(ids[None, :], (count, 1))))
+            return logits[:, -1, :], states
+        logits, states = sampler.prime(ids)
+        return tf.tile(logits, (count, 1)), [tf.tile(state, (count, 1)) for state in states]
+
+    prime(seed_ids[:300], samples)  # trace, and let the allocator settle, before measuring
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    logits, _ = prime(seed_ids, samples)
+    logits.numpy()
+    seconds = time.perf_counter() - started
+    print(seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+
+
+def compare_priming(seed_length: int, samples: int) -> None:
+    print(f"Priming a {seed_length:,}-character seed for {samples} samples (standard model), fresh process each:")
+    figures = {}
+    for way in ("old", "new"):
+        command = [sys.executable, __file__, "--child-prime", way]
+        command += ["--prime-length", str(seed_length), "--prime-samples", str(samples)]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        figures[way] = [float(value) for value in result.stdout.split()[-2:]]
+        print(f"  {way}: {figures[way][0]:7.2f} s, peak memory +{figures[way][1]:8,.0f} MB")
+    print(f"  old / new: {figures['old'][0] / figures['new'][0]:.2f}x the time")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--length", type=int, default=2000, help="characters for (c)")
     parser.add_argument("--tutorial-length", type=int, default=400, help="characters for (b)")
     parser.add_argument("--predict-length", type=int, default=20, help="characters for (a), it is slow")
+    parser.add_argument("--prime", action="store_true", help="compare the priming of a long seed instead")
+    parser.add_argument("--prime-length", type=int, default=2000, help="seed characters for --prime")
+    parser.add_argument("--prime-samples", type=int, default=32, help="samples for --prime")
+    parser.add_argument("--child-prime", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_prime:
+        return prime_child(args.child_prime, args.prime_length, args.prime_samples)
+    if args.prime:
+        return compare_priming(args.prime_length, args.prime_samples)
     config = PRESETS["standard"]
     ours = build_model(VOCAB, config)
     plain = keras_copy(ours, config)

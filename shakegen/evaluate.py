@@ -364,6 +364,19 @@ def unigram_cross_entropy(counts: np.ndarray, ids: np.ndarray) -> float:
     return float(-(frequencies * np.log(probabilities)).sum() / max(len(ids), 1))
 
 
+def _looks_binary(path, encoding: str, sniff_bytes: int = 8192) -> bool:
+    """NUL bytes near the start, in an encoding where text never holds them (UTF-16 and -32 do)."""
+    import codecs
+
+    try:
+        if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+            return False
+    except LookupError:
+        return False  # reading it will say the encoding is unknown
+    with open(path, "rb") as handle:
+        return b"\x00" in handle.read(sniff_bytes)
+
+
 def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.ndarray, int]:
     """Encode a text file as the run's corpus was read and cleaned; unknown characters left out."""
     from pathlib import Path
@@ -377,6 +390,11 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
         raise EvaluationError(f"The text to evaluate, {path}, {what}; pass an existing text file with --text.")
     options = info.data.get("options", {})
     encoding = encoding or options.get("encoding") or "utf-8"
+    if _looks_binary(path, encoding):
+        raise EvaluationError(
+            f"{path} looks like a binary file (it holds NUL bytes), not {encoding} text; pass a text file with --text "
+            "(or its encoding with --encoding)."
+        )
     pieces, unknown, left_out = [], {}, 0
     for text in iter_clean_chunks(
         path,

@@ -103,7 +103,11 @@ def test_several_checkpoints_side_by_side(trained_run, small_data):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("", "no text"), ("€€€ ¤¤", "fewer than 2 characters the model knows")],
+    [
+        ("", "no text"),
+        ("€€€ ¤¤", "fewer than 2 characters the model knows"),
+        ("First\x00\x00Citizen", "looks like a binary file"),
+    ],
 )
 def test_bad_texts(trained_run, tmp_path, content, message):
     text = tmp_path / "t.txt"
@@ -119,6 +123,8 @@ def test_missing_things(trained_run, tmp_path):
     assert unprepared.exit_code == 1 and "not prepared" in unprepared.output
     missing = CliRunner().invoke(main, ["eval", "--checkpoint", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+    no_text = CliRunner().invoke(main, ["eval", "--checkpoint", str(trained_run), "--text", str(tmp_path / "no.txt")])
+    assert no_text.exit_code == 1 and "does not exist; pass an existing text file with --text" in no_text.output
 
 
 # --- protocols (issue 19) -------------------------------------------------------------------
