@@ -166,7 +166,7 @@ class Sampler:
         self.prime_window = prime_window
         self.vocab_size = self.model.vocab_size
         self._chunk = tf.function(self._chunk_graph, reduce_retracing=True)
-        self._prime_window = tf.function(self._prime_graph, reduce_retracing=True)
+        self._prime_step = tf.function(self._prime_graph, reduce_retracing=True)
 
     def _prime_graph(self, ids, states):
         logits, states = self.model(ids, states=states, training=False)
@@ -183,7 +183,7 @@ class Sampler:
         logits = None
         for start in range(0, len(seed_ids), self.prime_window):
             window = np.asarray(seed_ids[start : start + self.prime_window], np.int32)[None, :]  # (1, time)
-            logits, states = self._prime_window(tf.constant(window), states)
+            logits, states = self._prime_step(tf.constant(window), states)
         return logits, states
 
     def _choose(self, logits, noise):
