@@ -208,18 +208,14 @@ def _safe_exp(value: float) -> float:
 
 
 def eval_table(rows: list[dict]) -> Table:
-    """One column per evaluated checkpoint, so runs compare side by side; the title names the protocol."""
+    """One column per evaluated checkpoint, so runs compare side by side; the first line and the
+    caption name the protocol, so a figure is never read against one measured another way."""
     first = rows[0]
     if first.get("protocol", "streaming") == "streaming":
-        protocol = "streaming: state carried through the whole text, every character in context"
-    elif first.get("samples") is None:
-        protocol = f"windows: non-overlapping windows of {first['window']}, each from a zero state"
+        caption = "streaming: the state is carried through the whole text, every character in context"
     else:
-        protocol = (
-            f"windows: {first['samples']:,} random windows of {first['window']}, each from a zero state, "
-            f"random seed {first['random_seed']}"
-        )
-    table = Table(title=f"Perplexity on the {first['text']} ({protocol})", title_justify="left")
+        caption = "windows: each window starts from a zero state, every position counts"
+    table = Table(title=f"Perplexity on the {first['text']}", caption=caption, title_justify="left")
     table.add_column("")
     for row in rows:
         table.add_column(f"{row['run']}\n({row['which']})", justify="right")
@@ -227,6 +223,14 @@ def eval_table(rows: list[dict]) -> Table:
     def line(label, render):
         table.add_row(label, *(render(row) for row in rows))
 
+    def protocol(row):
+        if row.get("protocol", "streaming") == "streaming":
+            return "streaming"
+        if row.get("samples") is None:
+            return f"windows of {row['window']}"
+        return f"{row['samples']:,} random windows of {row['window']} (seed {row['random_seed']})"
+
+    line("protocol", protocol)
     line("characters evaluated", lambda r: f"{r['characters']:,}")
     line("cross-entropy (nats/char)", lambda r: f"{r['loss']:.4f}")
     line("[bold]perplexity", lambda r: f"[bold]{r['perplexity']:.3f}")

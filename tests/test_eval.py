@@ -227,9 +227,9 @@ def test_cli_names_the_protocol(shared_run):
         main,
         ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows", "--window", "64"],
     )
-    assert table.exit_code == 0 and "non-overlapping windows of 64" in table.output
+    assert table.exit_code == 0 and "windows of 64" in table.output and "zero state" in table.output
     table = CliRunner().invoke(main, ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir])
-    assert table.exit_code == 0 and "streaming" in table.output
+    assert table.exit_code == 0 and "streaming" in table.output and "zero state" not in table.output
 
 
 @pytest.mark.parametrize(
