@@ -17,6 +17,7 @@ the same text as its weights do in float32, on any processor.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from shakegen import inference
-from shakegen.corpus import clean_text
 from shakegen.errors import SamplingError
 from shakegen.model import step_function
 from shakegen.vocab import UnknownCharactersError
@@ -68,24 +68,115 @@ class SamplingOptions:
         return self
 
 
-def filter_logits(logits, top_k: int | None, top_p: float | None):
+def filter_logits(logits, top_k=None, top_p=None):
     """Set to -inf every logit outside the top-k and outside the top-p nucleus.
 
     The nucleus is the smallest set of most probable characters whose probability reaches
     ``top_p`` (all characters tied with its least probable member are kept too).
+
+    Args:
+        logits: (batch, vocab).
+        top_k: keep the k largest; None or 0 keeps every character.
+        top_p: keep the nucleus reaching p; None or 1 keeps every character.
+        Either may be a Python number or a scalar tensor: the choice is made in the graph, so
+        one compiled loop serves every option (and an exported SavedModel takes them as inputs).
     """
-    negative_infinity = tf.constant(-np.inf, logits.dtype)
-    if top_k is not None:
-        kth = tf.math.top_k(logits, k=top_k).values[..., -1:]
-        logits = tf.where(logits < kth, negative_infinity, logits)
-    if top_p is not None and top_p < 1:
-        probabilities = tf.nn.softmax(logits)
-        ordered = tf.sort(probabilities, direction="DESCENDING")
-        before = tf.cumsum(ordered, axis=-1, exclusive=True)
-        kept = tf.where(before < top_p, ordered, tf.ones_like(ordered))  # 1 never lowers the minimum
-        threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
-        logits = tf.where(probabilities < threshold, negative_infinity, logits)
-    return logits
+    top_k = tf.convert_to_tensor(0 if top_k is None else top_k, tf.int32)
+    top_p = tf.convert_to_tensor(1.0 if top_p is None else top_p, tf.float32)
+    logits = tf.cond(top_k > 0, lambda: _keep_top_k(logits, top_k), lambda: logits)
+    return tf.cond(top_p < 1, lambda: _keep_nucleus(logits, top_p), lambda: logits)
+
+
+def _keep_top_k(logits, top_k):
+    kth = tf.math.top_k(logits, k=top_k).values[..., -1:]
+    return tf.where(logits < kth, tf.constant(-np.inf, logits.dtype), logits)
+
+
+def _keep_nucleus(logits, top_p):
+    probabilities = tf.nn.softmax(logits)
+    ordered = tf.sort(probabilities, direction="DESCENDING")
+    before = tf.cumsum(ordered, axis=-1, exclusive=True)
+    kept = tf.where(before < top_p, ordered, tf.ones_like(ordered))  # 1 never lowers the minimum
+    threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
+    return tf.where(probabilities < threshold, tf.constant(-np.inf, logits.dtype), logits)
+
+
+def sample_next(logits, noise, temperature, top_k, top_p):
+    """Next ids (batch,) drawn by Gumbel-max from logits (batch, vocab) and uniform noise (batch, vocab).
+
+    ``temperature`` (at least ``GREEDY_BELOW``), ``top_k`` and ``top_p`` are scalars, tensors
+    or numbers; top_k 0 and top_p 1 filter nothing.
+    """
+    # Shifted so the largest is 0: dividing by a tiny temperature then gives -inf at worst,
+    # never +inf, and the most likely character stays finite (greedy in the limit).
+    shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+    filtered = filter_logits(shifted / temperature, top_k, top_p)
+    gumbel = -tf.math.log(-tf.math.log(noise))
+    return tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
+
+
+def option_tensors(options: "SamplingOptions") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(temperature, top_k, top_p) as the scalars ``sample_chunk`` takes: 0 for greedy, 0 and 1 for no filter."""
+    temperature = 0.0 if options.greedy else options.temperature
+    top_k = 0 if options.top_k is None else options.top_k
+    top_p = 1.0 if options.top_p is None else options.top_p
+    return (tf.constant(temperature, tf.float32), tf.constant(top_k, tf.int32), tf.constant(top_p, tf.float32))
+
+
+def feed_seed_window(model, ids, states):
+    """Feed one window of the seed, ids (batch, time), from ``states``.
+
+    Returns:
+        (logits after its last character (batch, vocab), states [(batch, units)] per layer).
+    """
+    logits, states = model(ids, states=states, training=False)
+    return logits[:, -1, :], states  # only the last position's logits leave the graph
+
+
+def sample_chunk(model, logits, states, row_seeds, chunk_index, temperature, top_k, top_p):
+    """Draw ``CHUNK`` characters for a batch of streams in one compiled while loop.
+
+    Args:
+        logits: (batch, vocab) for the next character; states: [(batch, units)] per layer.
+        row_seeds: (batch,) int32; the noise of row i depends only on (row_seeds[i], chunk_index).
+        chunk_index: int32 scalar, the position of this chunk in the sample (0, 1, ...).
+        temperature, top_k, top_p: scalar tensors (see ``option_tensors``); a temperature
+            below ``GREEDY_BELOW`` is greedy (argmax), top_k 0 and top_p 1 filter nothing.
+    Returns:
+        (ids (batch, CHUNK) int32, logits and states after the last of them).
+    """
+    step = step_function(model)
+    batch = tf.shape(logits)[0]
+    temperature = tf.convert_to_tensor(temperature, tf.float32)
+
+    def loop(choose):
+        def body(t, logits, states, chosen):
+            ids = choose(t, logits)
+            logits, states = step(ids, states)
+            return t + 1, logits, states, chosen.write(t, ids)
+
+        chosen = tf.TensorArray(tf.int32, size=CHUNK)
+        _, logits_out, states_out, chosen = tf.while_loop(
+            lambda t, *_: t < CHUNK, body, (tf.constant(0), logits, states, chosen)
+        )
+        return tf.reshape(tf.transpose(chosen.stack()), (batch, CHUNK)), logits_out, states_out
+
+    def greedy():
+        return loop(lambda t, logits: tf.argmax(logits, axis=-1, output_type=tf.int32))
+
+    def sample():
+        tiny = np.finfo(np.float32).tiny
+        noise = tf.map_fn(  # (batch, CHUNK, vocab)
+            lambda seed: tf.random.stateless_uniform(
+                (CHUNK, model.vocab_size), seed=tf.stack([seed, chunk_index]), minval=tiny, maxval=1.0
+            ),
+            row_seeds,
+            fn_output_signature=tf.float32,
+        )
+        return loop(lambda t, logits: sample_next(logits, noise[:, t, :], temperature, top_k, top_p))
+
+    # Decided once per chunk, outside the loop: greedy draws no noise at all.
+    return tf.cond(temperature < GREEDY_BELOW, greedy, sample)
 
 
 def read_seed_file(path, encoding: str | None = None) -> str:
@@ -126,11 +217,7 @@ def prepare_seed(seed_text: str, info, skip_unknown: bool = False) -> tuple[str,
         UnknownCharactersError: unknown characters without ``skip_unknown``.
         SamplingError: nothing left after cleaning.
     """
-    options = info.data.get("options", {})
-    seed_text = clean_text(
-        seed_text, lowercase=options.get("lowercase", False), strip_punctuation=options.get("strip_punctuation", False)
-    )
-    unknown = info.vocab.unknown_characters(seed_text)
+    _, known, unknown = info.text_as_seen(seed_text)
     if unknown and not skip_unknown:
         raise UnknownCharactersError(
             unknown,
@@ -139,8 +226,7 @@ def prepare_seed(seed_text: str, info, skip_unknown: bool = False) -> tuple[str,
             where=f"The checkpoint at {info.run_dir}",
             advice="remove them or pass --skip-unknown",
         )
-    if unknown:
-        seed_text = seed_text.translate({ord(char): None for char in unknown})
+    seed_text = known
     if not seed_text:
         raise SamplingError(
             "The seed text is empty after cleaning and dropping unknown characters; give a seed the model knows."
@@ -165,12 +251,9 @@ class Sampler:
         self.options = options
         self.prime_window = prime_window
         self.vocab_size = self.model.vocab_size
-        self._chunk = tf.function(self._chunk_graph, reduce_retracing=True)
-        self._prime_step = tf.function(self._prime_graph, reduce_retracing=True)
-
-    def _prime_graph(self, ids, states):
-        logits, states = self.model(ids, states=states, training=False)
-        return logits[:, -1, :], states  # only the last position's logits leave the graph
+        self._option_tensors = option_tensors(options)
+        self._chunk = tf.function(functools.partial(sample_chunk, self.model), reduce_retracing=True)
+        self._prime_step = tf.function(functools.partial(feed_seed_window, self.model), reduce_retracing=True)
 
     def prime(self, seed_ids) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Feed the seed at batch 1, window by window, carrying the state.
@@ -185,43 +268,6 @@ class Sampler:
             window = np.asarray(seed_ids[start : start + self.prime_window], np.int32)[None, :]  # (1, time)
             logits, states = self._prime_step(tf.constant(window), states)
         return logits, states
-
-    def _choose(self, logits, noise):
-        """Next ids (batch,) from logits (batch, vocab) and uniform noise (batch, vocab)."""
-        options = self.options
-        if options.greedy:
-            return tf.argmax(logits, axis=-1, output_type=tf.int32)
-        # Shifted so the largest is 0: dividing by a tiny temperature then gives -inf at worst,
-        # never +inf, and the most likely character stays finite (greedy in the limit).
-        shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
-        logits = filter_logits(shifted / options.temperature, options.top_k, options.top_p)
-        gumbel = -tf.math.log(-tf.math.log(noise))
-        return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
-
-    def _chunk_graph(self, logits, states, row_seeds, chunk_index):
-        step = step_function(self.model)
-        batch = tf.shape(logits)[0]
-        tiny = np.finfo(np.float32).tiny
-        # (batch, CHUNK, vocab) noise; row i depends only on (row_seeds[i], chunk_index).
-        noise = tf.map_fn(
-            lambda seed: tf.random.stateless_uniform(
-                (CHUNK, self.vocab_size), seed=tf.stack([seed, chunk_index]), minval=tiny, maxval=1.0
-            ),
-            row_seeds,
-            fn_output_signature=tf.float32,
-        )
-        chosen = tf.TensorArray(tf.int32, size=CHUNK)
-
-        def body(t, logits, states, chosen):
-            ids = self._choose(logits, noise[:, t, :])
-            logits, states = step(ids, states)
-            return t + 1, logits, states, chosen.write(t, ids)
-
-        _, logits, states, chosen = tf.while_loop(
-            lambda t, *_: t < CHUNK, body, (tf.constant(0), logits, states, chosen)
-        )
-        ids = tf.reshape(tf.transpose(chosen.stack()), (batch, CHUNK))
-        return ids, logits, states
 
     def sample(
         self, seed_ids: np.ndarray, length: int, num_samples: int = 1, random_seed: int = 0
@@ -250,7 +296,9 @@ class Sampler:
         produced = 0
         chunk_index = 0
         while produced < length:
-            ids, logits, states = self._chunk(logits, states, row_seeds, tf.constant(chunk_index, tf.int32))
+            ids, logits, states = self._chunk(
+                logits, states, row_seeds, tf.constant(chunk_index, tf.int32), *self._option_tensors
+            )
             take = min(CHUNK, length - produced)
             yield ids.numpy()[:, :take]
             produced += take
