@@ -16,7 +16,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
 from shakegen.config import PRESETS
-from shakegen.train import train
+from shakegen.training import train
 
 
 def main():

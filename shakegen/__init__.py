@@ -1,3 +1,14 @@
-"""shakegen: character-level text generation with a GRU language model."""
+"""shakegen: character-level text generation with a GRU language model.
+
+The public API (TensorFlow is imported only when a model is loaded or trained):
+
+    import shakegen
+    model = shakegen.load("checkpoints/quick")
+    print(model.generate("ROMEO:", length=300, temperature=0.8, random_seed=7))
+"""
 
 __version__ = "0.1.0"
+
+from shakegen.api import EvaluationReport, TextModel, load, train  # noqa: E402
+
+__all__ = ["EvaluationReport", "TextModel", "load", "train", "__version__"]

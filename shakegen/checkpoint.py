@@ -67,6 +67,30 @@ class RunInfo:
     data: dict
     parameters: int
 
+    def clean(self, text: str) -> str:
+        """``text`` cleaned as this run's corpus was (line ends, controls, NFC, its options)."""
+        from shakegen.corpus import clean_text
+
+        options = self.data.get("options", {})
+        return clean_text(
+            text, lowercase=options.get("lowercase", False), strip_punctuation=options.get("strip_punctuation", False)
+        )
+
+    def drop_unknown(self, text: str) -> tuple[str, list[str]]:
+        """(``text`` without the characters this run does not know, those characters in order of appearance)."""
+        unknown = self.vocab.unknown_characters(text)
+        return (text.translate({ord(char): None for char in unknown}) if unknown else text), unknown
+
+    def text_as_seen(self, text: str) -> tuple[str, str, list[str]]:
+        """Text as this run sees it, the one rule sampling and evaluation share.
+
+        Returns:
+            (the cleaned text, the cleaned text without unknown characters, the unknown characters).
+        """
+        cleaned = self.clean(text)
+        known, unknown = self.drop_unknown(cleaned)
+        return cleaned, known, unknown
+
 
 def is_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a run: a config and at least one saved checkpoint."""

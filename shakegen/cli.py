@@ -306,7 +306,7 @@ def train(
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
-    from shakegen import train as training
+    from shakegen import training
 
     config = PRESETS[preset].replace(**overrides)
     changes = {name: value for name, value in overrides.items() if value is not None}

@@ -21,7 +21,7 @@ from shakegen import checkpoint, fileio
 from shakegen.config import CELLS, ConfigError, TrainConfig
 from shakegen.events import CellStarted
 from shakegen.plots import compare_png
-from shakegen.train import train
+from shakegen.training import train
 
 RUN_FIELDS = (
     "cell",

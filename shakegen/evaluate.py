@@ -402,10 +402,9 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
         lowercase=options.get("lowercase", False),
         strip_punctuation=options.get("strip_punctuation", False),
     ):
-        missing = info.vocab.unknown_characters(text)
+        known, missing = info.drop_unknown(text)  # chunks arrive cleaned as the run's corpus was
         if missing:
             unknown.update(dict.fromkeys(missing))
-            known = text.translate({ord(char): None for char in missing})
             left_out += len(text) - len(known)
             text = known
         pieces.append(info.vocab.encode(text))
@@ -469,16 +468,21 @@ def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol
         character), ``perplexity``, ``bits_per_character``, the uniform and unigram
         baselines, and when the checkpoint was reached.
     """
-    from shakegen import checkpoint
-
     protocol.validate()
     model, info, saved_state = inference.load_model(run_dir, which)
-    last_state = checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last"))
+    return {"run": str(run_dir), **report(model, info, which, saved_state, ids, protocol, progress)}
+
+
+def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol: Protocol, progress=None) -> dict:
+    """The figures of a loaded run's ``model`` on ``ids`` (see ``evaluate_checkpoint``)."""
+    from shakegen import checkpoint
+
+    last_state = checkpoint.read_state(checkpoint.checkpoint_path(info.run_dir, "last"))
     result = cross_entropy(model, ids, protocol, progress=progress)
     counts = info.data.get("train_counts")
     unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
     return {
-        "run": str(run_dir),
+        "run": str(info.run_dir),
         "which": which,
         **protocol.to_json(),
         "cell": info.config.cell,
@@ -493,3 +497,28 @@ def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol
         "step": saved_state.get("step") if which == "best" else last_state.get("global_step"),
         "training_minutes": last_state.get("elapsed_seconds", 0.0) / 60,
     }
+
+
+def string_ids(info, text: str, strict: bool = False) -> tuple[np.ndarray, int]:
+    """Encode a string as the run sees text (``RunInfo.text_as_seen``); unknown characters left out.
+
+    Raises:
+        UnknownCharactersError: unknown characters with ``strict``.
+        EvaluationError: fewer than 2 known characters.
+    """
+    from shakegen.vocab import UnknownCharactersError
+
+    if not isinstance(text, str):
+        raise EvaluationError(f"The text to evaluate must be a string, got {type(text).__name__}.")
+    cleaned, known, unknown = info.text_as_seen(text)
+    if unknown and strict:
+        raise UnknownCharactersError(
+            unknown,
+            len(info.vocab),
+            subject=f"The text ({len(cleaned) - len(known):,} characters)",
+            where=f"The checkpoint at {info.run_dir}",
+            advice="pass strict=False to leave them out of the figure",
+        )
+    if len(known) < 2:
+        raise EvaluationError("The text has fewer than 2 characters the model knows; nothing to evaluate.")
+    return info.vocab.encode(known), len(cleaned) - len(known)

@@ -39,7 +39,7 @@ def small_config():
 @pytest.fixture
 def trained_run(tmp_path, small_data, small_config):
     """A small model trained for two epochs; returns its run folder."""
-    from shakegen.train import train
+    from shakegen.training import train
 
     run_dir = tmp_path / "run"
     train(small_config, run_dir, small_data)

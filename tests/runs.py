@@ -16,7 +16,7 @@ def train_tiny_run(folder: Path, text: str, *, encoding: str = "utf-8", **overri
     """
     from shakegen import prepare
     from shakegen.config import TrainConfig
-    from shakegen.train import train
+    from shakegen.training import train
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

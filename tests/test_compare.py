@@ -68,7 +68,7 @@ def test_cell_list_is_checked():
 
 @pytest.mark.parametrize("cell", ["classic", "gru1", "gru2", "gru3"])
 def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_config, cell):
-    from shakegen.train import train
+    from shakegen.training import train
 
     run_dir = tmp_path / cell
     train(small_config.replace(cell=cell, epochs=1), run_dir, small_data)

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint
-from shakegen import train as training
+from shakegen import checkpoint, training
 from shakegen.cli import main
 from shakegen.errors import TrainingDiverged
 from shakegen.events import Stepped
-from shakegen.train import ExplosionGuard, train
+from shakegen.training import ExplosionGuard, train
 
 RUN_FILES = ("last.npz", "best.npz", "history.csv")
 
@@ -145,7 +144,7 @@ def test_guard_rule():
 def test_huge_finite_best_loss_renders(capsys):
     from shakegen import ui
     from shakegen.events import Finished
-    from shakegen.train import TrainState
+    from shakegen.training import TrainState
 
     ui.TrainDisplay()(Finished("epochs", TrainState(best_val_loss=1e6, best_epoch=1.0)))
     assert "perplexity inf" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from shakegen import checkpoint, fileio
 from shakegen.cli import main
 from shakegen.errors import CheckpointError, CheckpointWriteError, TrainingInterrupted
 from shakegen.events import Started, Stepped
-from shakegen.train import train
+from shakegen.training import train
 
 # Trains in a child process, slowed by a sleep per step so the parent can kill it mid-epoch.
 CHILD = textwrap.dedent(
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     import json, sys, time
     from shakegen.config import TrainConfig
     from shakegen.events import Stepped
-    from shakegen.train import train
+    from shakegen.training import train
 
     config = TrainConfig(**json.loads(sys.argv[1]))
     slow = lambda event: time.sleep(0.05) if isinstance(event, Stepped) else None

@@ -136,7 +136,7 @@ def test_models_with_either_kernel_share_weights_loss_and_gradients(variant, tmp
 def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
     trained_with, loaded_with, tmp_path, small_data, small_config
 ):
-    from shakegen.train import train
+    from shakegen.training import train
 
     run_dir = tmp_path / "run"
     train(small_config.replace(rnn_kernel=trained_with, max_steps=3), run_dir, small_data)
@@ -159,7 +159,7 @@ def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
 
 
 def test_a_resumed_run_may_change_the_kernel(tmp_path, small_data, small_config):
-    from shakegen.train import train
+    from shakegen.training import train
 
     run_dir = tmp_path / "run"
     train(small_config.replace(rnn_kernel="keras", max_steps=2), run_dir, small_data)

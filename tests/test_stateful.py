@@ -10,7 +10,7 @@ from shakegen.config import ConfigError
 from shakegen.dataset import epoch_window_starts, steps_per_epoch
 from shakegen.errors import TrainingInterrupted
 from shakegen.events import Stepped
-from shakegen.train import train
+from shakegen.training import train
 
 
 def test_stream_layout():

@@ -9,7 +9,7 @@ from shakegen import checkpoint
 from shakegen.cli import main
 from shakegen.config import PRESETS, ConfigError, TrainConfig
 from shakegen.events import Stepped, Validated
-from shakegen.train import TrainingInterrupted, train
+from shakegen.training import TrainingInterrupted, train
 
 
 def _weights(run_dir, which="last"):

@@ -1,0 +1,324 @@
+"""The Python API: load a run and sample or score text with it, or train one.
+
+    import shakegen
+    model = shakegen.load("checkpoints/quick")                  # a run folder; None: the latest run
+    model.generate("ROMEO:", length=300, temperature=0.8, top_p=0.9, random_seed=7)    # -> str
+    model.generate("ROMEO:", num_samples=3, random_seed=7)                             # -> list[str]
+    for chunk in model.stream("JULIET:", length=1000): ...                             # as it is sampled
+    model.evaluate("Some text to score.")                       # -> EvaluationReport
+    shakegen.train(preset="quick", run_dir="checkpoints/mine", epochs=2)               # -> TrainResult
+
+The command line calls these same functions (``cli.py`` is a thin face over them), so the
+API and ``shakegen generate``/``eval`` give the same text and figures for the same options.
+Bad arguments raise ``ValueError`` subclasses (``shakegen.errors``) naming the value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from shakegen.errors import CheckpointError, SamplingError
+
+PRETRAINED = "pretrained"
+DEFAULT_CHECKPOINTS = Path("checkpoints")
+
+
+def resolve_run(run: str | os.PathLike | None) -> Path:
+    """The run folder a user means: a path, ``"pretrained"``, or ``None`` for the latest run.
+
+    Raises:
+        CheckpointError: no run there (the message says how to train one).
+    """
+    from shakegen import checkpoint
+
+    if run is None:
+        return checkpoint.latest_run(DEFAULT_CHECKPOINTS)
+    if str(run) == PRETRAINED and not Path(run).exists():
+        raise CheckpointError(
+            "No pretrained model ships with this version of shakegen yet. Train one with "
+            "`shakegen train --preset quick` and pass its run folder (for example checkpoints/quick)."
+        )
+    return Path(run)
+
+
+def load(run: str | os.PathLike | None = None, which: str = "best") -> "TextModel":
+    """Load a run folder's model for sampling and scoring.
+
+    Args:
+        run: a run folder written by ``shakegen train``; ``None`` for the most recently trained
+            run under ``checkpoints/``.
+        which: ``"best"`` (lowest validation loss) or ``"last"`` weights.
+    Raises:
+        CheckpointError: no run there, a damaged one, or an unknown ``which``.
+    """
+    if which not in ("best", "last"):
+        raise CheckpointError(f"Unknown checkpoint {which!r}; expected 'best' or 'last'.")
+    return TextModel(resolve_run(run), which)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Cross-entropy of a run on a text: ``loss`` in nats per character, ``perplexity`` =
+    exp(loss), ``bits_per_character`` = loss / ln 2, over ``characters`` predictions, under
+    ``protocol`` (``streaming``, or ``windows`` of ``window`` characters from a zero state)."""
+
+    run: str
+    which: str
+    text: str  # what was evaluated: "val split", "train split", a file name or "text"
+    protocol: str
+    window: int | None
+    samples: int | None
+    random_seed: int | None
+    cell: str
+    parameters: int
+    characters: int
+    loss: float
+    perplexity: float
+    bits_per_character: float
+    uniform_perplexity: float
+    unigram_perplexity: float | None
+    epoch: float | None
+    step: int | None
+    training_minutes: float
+    left_out_characters: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class TextModel:
+    """A trained run, ready to sample and score. Built by ``shakegen.load``."""
+
+    def __init__(self, run_dir: Path, which: str):
+        from shakegen.backend import import_tensorflow
+
+        import_tensorflow()
+        from shakegen import inference
+
+        # float32 whatever the run was trained in: texts and figures depend only on the weights.
+        self.model, self.info, self.saved_state = inference.load_model(run_dir, which)
+        self.run_dir, self.which = Path(run_dir), which
+        self.last_random_seed: int | None = None
+        self._samplers: dict = {}
+
+    def __repr__(self) -> str:
+        config = self.info.config
+        return (
+            f"<shakegen.TextModel {self.run_dir} ({self.which}): {config.num_layers} × {config.cell} "
+            f"GRU({config.rnn_units}), {self.info.parameters:,} parameters, {len(self.vocabulary)} characters>"
+        )
+
+    @property
+    def vocabulary(self) -> str:
+        """The characters the model knows, in id order."""
+        return "".join(self.info.vocab.chars)
+
+    @property
+    def config(self):
+        """The run's hyperparameters (a ``TrainConfig``)."""
+        return self.info.config
+
+    # -- sampling: the building blocks the CLI uses, then generate and stream on top ------------
+
+    def sampling_options(self, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None):
+        """Validated sampling options. Raises SamplingError naming the bad value."""
+        from shakegen import sampling
+
+        return sampling.SamplingOptions(temperature, top_k, top_p).validate(len(self.info.vocab))
+
+    def seed_text(self, seed: str, skip_unknown: bool = False) -> tuple[str, list[str]]:
+        """The seed as the model sees it (cleaned as its corpus was) and the characters dropped.
+
+        Raises:
+            UnknownCharactersError: characters the model does not know, unless ``skip_unknown``.
+        """
+        from shakegen import sampling
+
+        if not isinstance(seed, str):
+            raise SamplingError(f"The seed must be a string, got {type(seed).__name__}.")
+        return sampling.prepare_seed(seed, self.info, skip_unknown)
+
+    def sample_blocks(
+        self, seed: str, length: int, options, num_samples: int = 1, random_seed: int | None = None
+    ) -> Iterator[list[str]]:
+        """Yield, as they are sampled, blocks of new text: one string per sample each time.
+
+        ``seed`` must already be as ``seed_text`` returns it. Sample i uses random seed
+        ``random_seed + i``; ``None`` draws one (kept in ``last_random_seed``).
+        """
+        from shakegen import sampling
+
+        for name, value in (("length", length), ("num_samples", num_samples)):
+            if not isinstance(value, int) or value < 1:
+                raise SamplingError(f"{name} must be a positive integer, got {value!r}.")
+        if random_seed is None:
+            random_seed = int.from_bytes(os.urandom(4), "little") >> 1
+        self.last_random_seed = random_seed
+        key = (options.temperature, options.top_k, options.top_p)
+        if key not in self._samplers:
+            self._samplers[key] = sampling.Sampler(self.model, options)
+        vocab = self.info.vocab
+        for block in self._samplers[key].sample(vocab.encode(seed), length, num_samples, random_seed):
+            yield [vocab.decode(row) for row in block]
+
+    def generate(
+        self,
+        seed: str | None = None,
+        length: int = 500,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        num_samples: int | None = None,
+        random_seed: int | None = None,
+        skip_unknown: bool = False,
+    ) -> str | list[str]:
+        """Sample text: the seed followed by ``length`` new characters.
+
+        Args:
+            seed: text to start from; ``None`` starts after a newline and returns only the new text.
+            temperature: 0 is greedy; lower is safer, higher more surprising.
+            top_k, top_p: sample only among the k most likely characters, or the most likely
+                ones whose probability reaches p.
+            num_samples: ``None`` returns one string; a number returns a list of that many.
+            random_seed: the same seed and options always give the same text (sample i uses
+                ``random_seed + i``); ``None`` draws one, kept in ``last_random_seed``.
+            skip_unknown: drop seed characters the model does not know instead of raising.
+        Raises:
+            SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
+        """
+        options = self.sampling_options(temperature, top_k, top_p)
+        prefix, seed = ("", "\n") if seed is None else (None, seed)
+        seed, _ = self.seed_text(seed, skip_unknown)
+        prefix = seed if prefix is None else prefix
+        count = 1 if num_samples is None else num_samples
+        pieces: list[list[str]] = [[] for _ in range(count)]
+        for block in self.sample_blocks(seed, length, options, count, random_seed):
+            for parts, text in zip(pieces, block, strict=True):
+                parts.append(text)
+        texts = [prefix + "".join(parts) for parts in pieces]
+        return texts[0] if num_samples is None else texts
+
+    def stream(
+        self,
+        seed: str | None = None,
+        length: int = 500,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        random_seed: int | None = None,
+        skip_unknown: bool = False,
+    ) -> Iterator[str]:
+        """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
+        options = self.sampling_options(temperature, top_k, top_p)
+        prefix, seed = ("", "\n") if seed is None else (None, seed)
+        seed, _ = self.seed_text(seed, skip_unknown)
+        if prefix is None and seed:
+            yield seed
+        for block in self.sample_blocks(seed, length, options, 1, random_seed):
+            yield block[0]
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        text: str | None = None,
+        *,
+        path: str | os.PathLike | None = None,
+        split: str | None = None,
+        data_dir: str | os.PathLike = "data",
+        protocol: str = "streaming",
+        window: int = 256,
+        samples: int | None = None,
+        random_seed: int = 0,
+        strict: bool = False,
+        encoding: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EvaluationReport:
+        """Cross-entropy, perplexity and bits per character on one text.
+
+        Give exactly one of ``text`` (a string), ``path`` (a text file, read in the run's
+        corpus encoding unless ``encoding``) or ``split`` (``"val"`` or ``"train"`` of the
+        prepared corpus in ``data_dir``). Text is cleaned as the run's corpus was; characters
+        the model does not know are left out and counted (``strict`` refuses them).
+
+        Args:
+            protocol: ``"streaming"`` (the state carried through the whole text) or
+                ``"windows"`` (every ``window`` characters from a zero state, nanoGPT's way;
+                ``samples`` random windows instead of all, drawn with ``random_seed``).
+        """
+        from shakegen import evaluate
+
+        given = [name for name, value in (("text", text), ("path", path), ("split", split)) if value is not None]
+        if len(given) != 1:
+            raise evaluate.EvaluationError(
+                f"Give exactly one of text, path or split to evaluate; got {', '.join(given) or 'none'}."
+            )
+        chosen = evaluate.Protocol(protocol, window, samples, random_seed).validate()
+        if text is not None:
+            ids, left_out = evaluate.string_ids(self.info, text, strict)
+            what = "text"
+        else:
+            ids, left_out = evaluate.evaluation_ids(
+                self.info, split=split, text_path=path, data_dir=data_dir, strict=strict, encoding=encoding
+            )
+            what = str(path) if path is not None else f"{split} split"
+        row = evaluate.report(self.model, self.info, self.which, self.saved_state, ids, chosen, progress)
+        return EvaluationReport(text=what, left_out_characters=left_out, **row)
+
+
+def train(
+    preset: str = "quick",
+    run_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike = "data",
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    strategy: str = "one",
+    progress=None,
+    **overrides,
+):
+    """Train a run (or resume one) and return its ``TrainResult`` (run folder, state, history).
+
+    Args:
+        preset: ``tiny``, ``quick`` or ``standard``; ``overrides`` change any of its fields
+            (``epochs=2``, ``rnn_units=256``, ``dropout=0.2``, ... — see ``TrainConfig``).
+        run_dir: the run folder; default ``checkpoints/<preset>``.
+        resume: continue the run in ``run_dir``; only how long and how fast to train may change.
+        overwrite: start over in a ``run_dir`` that already holds a run.
+        progress: called with each ``shakegen.events`` instance as training goes.
+    Raises:
+        ConfigError: an unknown preset or field, a bad value, or a run folder that conflicts.
+        TrainingDiverged, TrainingInterrupted, CheckpointWriteError: see ``shakegen.training.train``.
+    """
+    from dataclasses import fields
+
+    from shakegen.backend import import_tensorflow
+    from shakegen.config import PRESETS, ConfigError, TrainConfig
+
+    if preset not in PRESETS:
+        raise ConfigError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
+    known = {field.name for field in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown training option(s) {', '.join(unknown)}; expected fields of TrainConfig: {', '.join(sorted(known))}."
+        )
+    import_tensorflow()
+    from shakegen import training
+
+    config = PRESETS[preset].replace(**overrides)
+    changes = {name: value for name, value in overrides.items() if value is not None}
+    run_dir = Path(run_dir) if run_dir is not None else DEFAULT_CHECKPOINTS / preset
+    return training.train(
+        config,
+        run_dir,
+        data_dir,
+        resume=resume,
+        changes=changes,
+        overwrite=overwrite,
+        strategy=strategy,
+        progress=progress,
+    )

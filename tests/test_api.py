@@ -1,0 +1,136 @@
+"""The Python API: the same text and figures as the command line, and clear ValueErrors."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import shakegen
+from shakegen.cli import main
+from shakegen.errors import CheckpointError, ConfigError, EvaluationError, SamplingError
+from shakegen.vocab import UnknownCharactersError
+
+
+def _cli_texts(run_dir, *options):
+    args = ["generate", "--checkpoint", str(run_dir), "--json", *options]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "options, cli_options",
+    [
+        (
+            dict(temperature=0.8, top_p=0.9, random_seed=7),
+            ["--temperature", "0.8", "--top-p", "0.9", "--random-seed", "7"],
+        ),
+        (dict(temperature=1.3, top_k=5, random_seed=3), ["--temperature", "1.3", "--top-k", "5", "--random-seed", "3"]),
+        (dict(temperature=0.0, random_seed=1), ["--temperature", "0", "--random-seed", "1"]),
+    ],
+    ids=["top-p", "top-k", "greedy"],
+)
+def test_generate_equals_the_cli(trained_run, options, cli_options):
+    model = shakegen.load(trained_run)
+    text = model.generate("First", length=150, **options)
+    assert isinstance(text, str) and text.startswith("First") and len(text) == len("First") + 150
+    assert [text] == _cli_texts(trained_run, "--seed", "First", "--length", "150", *cli_options)
+    assert "".join(model.stream("First", length=150, **options)) == text
+    several = model.generate("First", length=80, num_samples=3, **options)
+    assert several == _cli_texts(trained_run, "--seed", "First", "--length", "80", "--num-samples", "3", *cli_options)
+    assert several[1] == model.generate("First", length=80, **{**options, "random_seed": options["random_seed"] + 1})
+
+
+def test_stream_yields_as_it_samples(trained_run):
+    chunks = list(shakegen.load(trained_run).stream("All:", length=200, random_seed=0))
+    assert chunks[0] == "All:" and len(chunks) == 1 + math.ceil(200 / 64)  # the seed, then 64-character blocks
+    assert sum(len(chunk) for chunk in chunks[1:]) == 200
+
+
+def test_no_seed_starts_after_a_newline_and_returns_only_new_text(trained_run):
+    model = shakegen.load(trained_run)
+    text = model.generate(length=50, random_seed=4)
+    assert len(text) == 50 and text == _cli_texts(trained_run, "--length", "50", "--random-seed", "4")[0]
+    assert model.generate(length=20) and model.last_random_seed is not None
+
+
+def test_evaluate_equals_the_cli(trained_run, small_data, tmp_path):
+    model = shakegen.load(trained_run, which="last")
+    report = model.evaluate(split="val", data_dir=small_data)
+    result = CliRunner().invoke(
+        main, ["eval", "--checkpoint", str(trained_run), "--which", "last", "--data-dir", str(small_data), "--json"]
+    )
+    cli = json.loads(result.stdout)
+    assert report.loss == pytest.approx(cli["loss"], rel=1e-6) and report.characters == cli["characters"]
+    assert report.perplexity == pytest.approx(math.exp(report.loss))
+    assert report.bits_per_character == pytest.approx(report.loss / math.log(2))
+    windows = model.evaluate(split="val", data_dir=small_data, protocol="windows", window=64)
+    assert windows.protocol == "windows" and windows.window == 64 and windows.loss >= report.loss
+    # A string is scored as the same text in a file.
+    text = (small_data.parent / "small.txt").read_text()[-2000:]
+    (tmp_path / "piece.txt").write_text(text)
+    from_string = model.evaluate(text + "€")  # an unknown character is left out and counted
+    from_file = model.evaluate(path=tmp_path / "piece.txt")
+    assert from_string.loss == pytest.approx(from_file.loss, rel=1e-6) and from_string.left_out_characters == 1
+    assert from_string.to_json()["loss"] == from_string.loss
+
+
+def test_bad_arguments_raise_value_errors_naming_the_fix(trained_run):
+    model = shakegen.load(trained_run)
+    with pytest.raises(SamplingError, match="temperature"):
+        model.generate("First", temperature=-1)
+    with pytest.raises(SamplingError, match="top-p"):
+        model.generate("First", top_p=1.5)
+    with pytest.raises(SamplingError, match="length must be a positive integer"):
+        model.generate("First", length=0)
+    with pytest.raises(UnknownCharactersError, match="'€'.*--skip-unknown"):
+        model.generate("First €")
+    assert model.generate("First €", length=5, skip_unknown=True, random_seed=0).startswith("First ")
+    with pytest.raises(EvaluationError, match="exactly one of text, path or split"):
+        model.evaluate("some text", split="val")
+    with pytest.raises(UnknownCharactersError):
+        model.evaluate("First €", strict=True)
+    for error in (SamplingError, UnknownCharactersError, EvaluationError, CheckpointError, ConfigError):
+        assert issubclass(error, ValueError)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        shakegen.load(trained_run.parent / "nowhere")
+    with pytest.raises(CheckpointError, match="'best' or 'last'"):
+        shakegen.load(trained_run, which="middle")
+    with pytest.raises(ConfigError, match="Unknown training option.*rnn_unit"):
+        shakegen.train("tiny", run_dir=trained_run.parent / "x", rnn_unit=3)
+    with pytest.raises(ConfigError, match="Unknown preset"):
+        shakegen.train("huge")
+
+
+def test_train_from_python(tmp_path, small_data):
+    result = shakegen.train("tiny", run_dir=tmp_path / "run", data_dir=small_data, max_steps=4, rnn_units=12)
+    assert result.state.global_step == 4 and (tmp_path / "run" / "best.npz").is_file()
+    model = shakegen.load(tmp_path / "run")
+    assert model.config.rnn_units == 12 and "F" in model.vocabulary and "12" in repr(model)
+
+
+def test_importing_shakegen_does_not_import_tensorflow():
+    code = "import sys, shakegen; assert 'tensorflow' not in sys.modules; print(shakegen.load.__doc__.split()[0])"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "Load"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python example, as written, against a tiny run at checkpoints/quick."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("```python\nimport shakegen")
+    example = readme[start + len("```python\n") : readme.index("```", start + 10)]
+    monkeypatch.chdir(tmp_path)  # the embedded corpus is prepared in tmp_path/data
+    shakegen.train("tiny", run_dir="checkpoints/quick", max_steps=3, val_characters=2000)
+    namespace = {}
+    shortened = example.replace('preset="quick"', 'preset="tiny"').replace(
+        "epochs=2", "max_steps=3, val_characters=2000"
+    )
+    exec(compile(shortened, "README.md", "exec"), namespace)
+    assert np.isfinite(namespace["report"].loss) and len(namespace["samples"]) == 3
+    assert namespace["run"].state.global_step == 3
