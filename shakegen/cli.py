@@ -427,6 +427,7 @@ def generate(
     import json
     import os
     import sys
+    import time
 
     if seed_text is not None and seed_file is not None:
         raise click.BadParameter("give --seed or --seed-file, not both.", param_hint="--seed-file")
@@ -436,20 +437,19 @@ def generate(
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
-    from shakegen import checkpoint, inference, sampling
+    from shakegen import api, sampling
 
-    run_dir = checkpoint_dir or checkpoint.latest_run()
+    model = api.load(checkpoint_dir, which)  # float32 whatever the run was trained in
+    info = model.info
     try:
-        options = sampling.SamplingOptions(temperature, top_k, top_p).validate(len(checkpoint.read_run(run_dir).vocab))
+        options = model.sampling_options(temperature, top_k, top_p)
     except sampling.SamplingError as error:
         raise click.BadParameter(str(error)) from None
-    # float32 whatever the run was trained in: the text depends only on the weights.
-    model, info, _ = inference.load_model(run_dir, which)
     if seed_file is not None:
         seed_text = sampling.read_seed_file(seed_file, encoding or info.data.get("options", {}).get("encoding"))
     elif seed_text is None:
         seed_text = "\n"
-    seed_text, dropped = sampling.prepare_seed(seed_text, info, skip_unknown)
+    seed_text, dropped = model.seed_text(seed_text, skip_unknown)
     if dropped:
         ui.message(f"[yellow]Warning:[/] dropped characters the model does not know: {', '.join(map(repr, dropped))}.")
     if random_seed is None:
@@ -464,14 +464,16 @@ def generate(
         out.write(prefix)
         out.flush()
 
-    def on_chunk(texts):
+    started = time.perf_counter()
+    pieces: list[list[str]] = [[] for _ in range(num_samples)]
+    for block in model.sample_blocks(seed_text, length, options, num_samples, random_seed):
+        for parts, text in zip(pieces, block, strict=True):
+            parts.append(text)
         if stream:
-            out.write(texts[0])
+            out.write(block[0])
             out.flush()
-
-    sampler = sampling.Sampler(model, options)
-    result = sampling.generate_text(sampler, info.vocab, seed_text, length, num_samples, random_seed, on_chunk)
-    texts = [prefix + text for text in result.texts]
+    seconds = time.perf_counter() - started
+    texts = [prefix + "".join(parts) for parts in pieces]
     if as_json:
         out.write(json.dumps(texts, ensure_ascii=False) + "\n")
     elif stream:
@@ -484,9 +486,8 @@ def generate(
             if out.isatty() or num_samples > 1:
                 out.write("\n")
     out.flush()
-    ui.message(
-        f"[dim]{result.characters:,} characters in {result.seconds:.2f} s ({result.characters_per_second:,.0f} char/s)[/]"
-    )
+    characters = length * num_samples
+    ui.message(f"[dim]{characters:,} characters in {seconds:.2f} s ({characters / max(seconds, 1e-9):,.0f} char/s)[/]")
 
 
 @main.command(name="eval")
@@ -594,27 +595,32 @@ def eval_command(
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
-    from shakegen import checkpoint, evaluate
+    from shakegen import api, evaluate
 
-    measure = evaluate.Protocol(
-        protocol, window or evaluate.EVAL_WINDOW, samples, 0 if random_seed is None else random_seed
-    ).validate()
-    runs = list(checkpoints) or [checkpoint.latest_run()]
+    measure = dict(
+        protocol=protocol,
+        window=window or evaluate.EVAL_WINDOW,
+        samples=samples,
+        random_seed=0 if random_seed is None else random_seed,
+    )
+    evaluate.Protocol(measure["protocol"], measure["window"], measure["samples"], measure["random_seed"]).validate()
+    runs = list(checkpoints) or [api.resolve_run(None)]
     kinds = ["best", "last"] if which == "both" else [which]
+    what = {"path": text_path} if text_path else {"split": split}
     rows = []
     for run_dir in runs:
-        info = checkpoint.read_run(run_dir)
-        ids, left_out = evaluate.evaluation_ids(
-            info, split=split, text_path=text_path, data_dir=data_dir, strict=strict, encoding=encoding
-        )
-        if left_out:
-            ui.message(f"[yellow]Left out {left_out:,} characters {run_dir} does not know (--strict refuses them).[/]")
-        for kind in kinds:
+        for index, kind in enumerate(kinds):
+            model = api.load(run_dir, kind)
             with ui.byte_progress(f"Evaluating {run_dir} ({kind})") as update:
-                row = evaluate.evaluate_checkpoint(run_dir, kind, ids, measure, progress=update)
-            row["text"] = str(text_path) if text_path else f"{split} split"
-            row["left_out_characters"] = left_out
-            rows.append(row)
+                report = model.evaluate(
+                    **what, data_dir=data_dir, strict=strict, encoding=encoding, progress=update, **measure
+                )
+            if report.left_out_characters and index == 0:
+                ui.message(
+                    f"[yellow]Left out {report.left_out_characters:,} characters {run_dir} does not know "
+                    "(--strict refuses them).[/]"
+                )
+            rows.append(report.to_json())
     if as_json:
         click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
@@ -693,3 +699,52 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
         display.close()
     ui.console.print(ui.compare_table(rows))
     ui.message(f"Wrote {out_dir}/compare.csv, compare.json and compare.png.")
+
+
+@main.command()
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder to export. [default: the most recently trained run under checkpoints/]",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Weights with the best validation loss, or the latest.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the SavedModel (new or empty; see --overwrite).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a SavedModel already in --out.")
+def export(checkpoint_dir, which, out_dir, overwrite) -> None:
+    """Export a run as a TensorFlow SavedModel that samples and scores without shakegen.
+
+    Its `generate` signature gives exactly the text `shakegen generate` gives for the same
+    seed, length, temperature, top-k, top-p and random seed (without the seed); `log_prob`
+    scores a text as `shakegen eval --text` does.
+
+    \b
+    Example:
+      shakegen export --checkpoint checkpoints/quick --out exported/quick
+      python -c 'import tensorflow as tf; m = tf.saved_model.load("exported/quick"); print(m.signatures)'
+    """
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    from shakegen import checkpoint
+    from shakegen import export as exporting
+
+    run_dir = checkpoint_dir or checkpoint.latest_run()
+    result = exporting.export_run(run_dir, out_dir, which, overwrite=overwrite)
+    ui.message(
+        f"Exported {result.run_dir} ({which}) to {result.out_dir}: signatures {', '.join(result.signatures)}; "
+        "load it with tf.saved_model.load."
+    )
