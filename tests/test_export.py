@@ -1,0 +1,342 @@
+"""The SavedModel export, served in a process where shakegen cannot be imported.
+
+The exported graphs are compared with the command line's own output for the same inputs:
+``generate`` with ``shakegen generate --json`` character for character, ``log_prob`` with
+``shakegen eval --text`` (and with a NumPy forward pass).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from shakegen import checkpoint, export, sampling
+from shakegen.cli import main
+from shakegen.corpus import clean_text
+from tests.reference import log_softmax, model_logits, model_weights
+from tests.runs import train_tiny_run
+
+# Makes `import shakegen` fail in the serving process, however shakegen is installed.
+BLOCK_SHAKEGEN = """
+import importlib.abc
+import sys
+
+
+class BlockShakegen(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "shakegen" or name.startswith("shakegen."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+
+sys.meta_path.insert(0, BlockShakegen())
+"""
+
+# Reads {"exports": {name: folder}, "cases": [...], "score_text": str, "bad": {...}} on stdin and
+# prints what each SavedModel gives, as JSON. Plain TensorFlow only.
+SERVE = (
+    BLOCK_SHAKEGEN
+    + """
+import json
+
+try:
+    import shakegen  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("shakegen is importable here: this check would prove nothing")
+
+import tensorflow as tf
+
+request = json.load(sys.stdin)
+
+
+def arguments(case):
+    return dict(
+        seed=tf.constant(case["seed"]),
+        length=tf.constant(case["length"], tf.int32),
+        temperature=tf.constant(case["temperature"], tf.float32),
+        top_k=tf.constant(case["top_k"], tf.int32),
+        top_p=tf.constant(case["top_p"], tf.float32),
+        random_seed=tf.constant(case["random_seed"], tf.int64),
+    )
+
+
+results = {}
+for name, folder in request["exports"].items():
+    loaded = tf.saved_model.load(folder)
+    generate = loaded.signatures["generate"]
+    texts = [generate(**arguments(case))["text"].numpy().decode("utf-8") for case in request["cases"][name]]
+    first = request["cases"][name][0]
+    by_function = loaded.generate(**arguments(first))["text"].numpy().decode("utf-8")
+    scores = {key: value.numpy().item() for key, value in loaded.signatures["log_prob"](text=tf.constant(request["score_text"])).items()}
+    errors = {}
+    for label, case in request["bad"].items():
+        try:
+            if "text" in case:
+                loaded.signatures["log_prob"](text=tf.constant(case["text"]))
+            else:
+                generate(**arguments({**first, **case}))
+            errors[label] = None
+        except tf.errors.InvalidArgumentError as error:
+            errors[label] = error.message
+    metadata = {key: value.numpy().decode("utf-8") for key, value in loaded.signatures["metadata"]().items()}
+    results[name] = dict(
+        texts=texts, by_function=by_function, scores=scores, errors=errors, metadata=metadata,
+        signatures=sorted(loaded.signatures),
+    )
+print(json.dumps(results))
+"""
+)
+
+
+def case(seed, length, temperature, top_k=0, top_p=1.0, random_seed=0):
+    return dict(seed=seed, length=length, temperature=temperature, top_k=top_k, top_p=top_p, random_seed=random_seed)
+
+
+def float32_cases(small_text):
+    return [
+        case("First Citizen:\nBefore", 90, 0.0),  # greedy
+        case("ROMEO:", 150, 0.8, top_k=5, random_seed=3),  # three chunks, the last cut short
+        case("First Citizen:\r\nWe", 70, 1.0, top_p=0.9, random_seed=7),  # a seed the CLI cleans
+        case("All:\nSpeak", 65, 0.7, top_k=10, top_p=0.8, random_seed=2**31 + 5),  # seed beyond int32
+        case("Citizen", 30, 1.3, random_seed=-3),
+        case(small_text[1000:1600], 40, 0.9, top_k=8, random_seed=1),  # primed in three windows
+    ]
+
+
+BFLOAT16_CASES = [case("ROMEO:", 80, 0.0), case("First", 100, 0.75, top_p=0.95, random_seed=11)]
+
+BAD = {
+    "unknown": {"seed": "ROMEO€é€"},
+    "empty seed": {"seed": "\x01"},  # only a control character: nothing left after cleaning
+    "length": {"length": 0},
+    "negative temperature": {"temperature": -1.0},
+    "nan temperature": {"temperature": float("nan")},
+    "top_k": {"top_k": 1000},
+    "top_p zero": {"top_p": 0.0},
+    "top_p above one": {"top_p": 1.5},
+    "short text": {"text": "A"},
+    "unknown in text": {"text": "First Citizen: €"},
+}
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, small_text):
+    """A float32 run and a mixed_bfloat16 one of another shape (two layers of the classic cell)."""
+    return {
+        "float32": train_tiny_run(tmp_path_factory.mktemp("float32"), small_text),
+        "bfloat16": train_tiny_run(
+            tmp_path_factory.mktemp("bfloat16"), small_text, precision="mixed_bfloat16", cell="classic", num_layers=2
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory):
+    """Each run exported by the command line."""
+    folders = {}
+    for name, run in runs.items():
+        folders[name] = tmp_path_factory.mktemp("exports") / name
+        result = _cli("export", "--checkpoint", run, "--out", folders[name])
+        assert result.exit_code == 0, result.output
+        assert str(folders[name]) in result.stderr and "generate" in result.stderr
+    return folders
+
+
+@pytest.fixture(scope="module")
+def score_text(small_text):
+    return small_text[2000:5000]  # one stream for eval (fewer than 8,192 predictions), six windows of 512
+
+
+@pytest.fixture(scope="module")
+def served(exported, small_text, score_text, tmp_path_factory):
+    """What each SavedModel gives, computed in a fresh process where `import shakegen` fails."""
+    request = {
+        "exports": {name: str(folder) for name, folder in exported.items()},
+        "cases": {"float32": float32_cases(small_text), "bfloat16": BFLOAT16_CASES},
+        "score_text": score_text,
+        "bad": BAD,
+    }
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path_factory.mktemp("elsewhere"),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _cli_continuation(run, options) -> str:
+    """What `shakegen generate --json` prints for ``options``, minus the (cleaned) seed."""
+    args = ["generate", "--checkpoint", run, "--seed", options["seed"], "--length", options["length"]]
+    args += ["--temperature", options["temperature"], f"--random-seed={options['random_seed']}", "--json"]
+    if options["top_k"]:
+        args += ["--top-k", options["top_k"]]
+    if options["top_p"] < 1:
+        args += ["--top-p", options["top_p"]]
+    result = _cli(*args)
+    assert result.exit_code == 0, result.output
+    [text] = json.loads(result.stdout)
+    seed = clean_text(options["seed"])
+    assert text.startswith(seed)
+    return text[len(seed) :]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_generate_equals_the_cli(runs, served, small_text, index):
+    options = float32_cases(small_text)[index]
+    text = served["float32"]["texts"][index]
+    assert len(text) == options["length"]
+    assert text == _cli_continuation(runs["float32"], options)
+
+
+@pytest.mark.parametrize("index", range(len(BFLOAT16_CASES)))
+def test_bfloat16_run_generates_as_the_cli_in_float32(runs, served, index):
+    options = BFLOAT16_CASES[index]
+    assert served["bfloat16"]["texts"][index] == _cli_continuation(runs["bfloat16"], options)
+
+
+def test_samples_depend_on_the_options(served, small_text):
+    """The cases are not degenerate: every sampled text differs from the others and from greedy."""
+    texts = served["float32"]["texts"]
+    lengths = [options["length"] for options in float32_cases(small_text)]
+    prefixes = {text[: min(lengths)] for text in texts}
+    assert len(prefixes) == len(texts)
+    assert served["float32"]["by_function"] == texts[0]  # the module's function, as the signature
+
+
+def test_log_prob_equals_eval_and_a_numpy_forward_pass(runs, served, score_text, tmp_path):
+    scores = served["float32"]["scores"]
+    path = tmp_path / "score.txt"
+    path.write_text(score_text, encoding="utf-8")
+    result = _cli("eval", "--checkpoint", runs["float32"], "--text", path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert scores["characters"] == report["characters"] == len(score_text) - 1
+    assert scores["loss"] == pytest.approx(report["loss"], rel=1e-5)
+    assert scores["cross_entropy"] == pytest.approx(report["loss"] * report["characters"], rel=1e-5)
+    assert scores["log_prob"] == -scores["cross_entropy"]
+
+    model, info, _ = checkpoint.load_model(runs["float32"], "best")
+    ids = info.vocab.encode(score_text)
+    logits, _ = model_logits(model_weights(model), ids[None, :-1])
+    expected = -log_softmax(logits[0])[np.arange(len(ids) - 1), ids[1:]].sum()
+    assert scores["cross_entropy"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("unknown", "Seed text has characters the model does not know"),
+        ("empty seed", "seed text is empty"),
+        ("length", "length must be a positive number"),
+        ("negative temperature", "temperature must be a finite number"),
+        ("nan temperature", "temperature must be a finite number"),
+        ("top_k", "top_k must be between 1 and the vocabulary size"),
+        ("top_p zero", "top_p must be a number in (0, 1]"),
+        ("top_p above one", "top_p must be a number in (0, 1]"),
+        ("short text", "at least 2 characters"),
+        ("unknown in text", "Text has characters the model does not know"),
+    ],
+)
+def test_bad_inputs_fail_with_a_clear_message(served, label, message):
+    error = served["float32"]["errors"][label]
+    assert error is not None, f"{label}: no error"
+    assert message in error
+    if label == "unknown":
+        assert "€é" in error  # each unknown character once, in order
+
+
+def test_vocabulary_and_config_are_stored(runs, served, exported):
+    info = checkpoint.read_run(runs["float32"])
+    metadata = served["float32"]["metadata"]
+    assert metadata["vocabulary"] == "".join(info.vocab.chars)
+    stored = json.loads(metadata["config"])
+    assert stored["which"] == "best" and stored["format"] == export.FORMAT
+    assert stored["run_config"]["config"] == info.config.to_json()
+    assert stored["sampling"] == {"chunk": sampling.CHUNK, "prime_window": sampling.PRIME_WINDOW}
+    assets = exported["float32"] / "assets"
+    assert json.loads((assets / export.VOCABULARY_ASSET).read_text(encoding="utf-8")) == list(info.vocab.chars)
+    assert json.loads((assets / export.METADATA_ASSET).read_text(encoding="utf-8")) == stored
+    assert served["float32"]["signatures"] == ["generate", "log_prob", "metadata"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\r\nb\rc\n\r\nd",
+        "\ufeff\ufeffBOM at the start, \ufeff kept inside\x00\x07\x1b\x7f\x85\x9f\tend",
+        "Déjà vu, naïve FAÇADE! ¿Qué? «Ça» — 'quoted' (brackets) [x] {y} ΣΑΣ ǅ",
+    ],
+)
+@pytest.mark.parametrize("lowercase, strip_punctuation", [(False, False), (True, False), (False, True), (True, True)])
+def test_graph_cleaning_equals_the_corpus_cleaning(text, lowercase, strip_punctuation):
+    options = dict(lowercase=lowercase, strip_punctuation=strip_punctuation)
+    cleaned = export.clean_text_graph(tf.constant(text), **options).numpy().decode("utf-8")
+    assert cleaned == clean_text(text, **options)
+
+
+def test_cli_errors_are_one_line(runs, exported, tmp_path):
+    missing = _cli("export", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "out")
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert not (tmp_path / "out").exists()
+
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):  # a folder that is not a SavedModel is never replaced
+        refused = _cli("export", "--checkpoint", runs["float32"], "--out", occupied, *extra)
+        assert refused.exit_code == 1 and "not empty" in refused.output
+    assert (occupied / "notes.txt").read_text() == "mine"
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert "is a file" in _cli("export", "--checkpoint", runs["float32"], "--out", a_file).output
+
+    again = _cli("export", "--checkpoint", runs["float32"], "--out", exported["float32"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    for result in (missing, refused, again):
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert _cli("export", "--checkpoint", runs["float32"]).exit_code == 2  # --out is required
+
+
+def test_overwrite_replaces_a_savedmodel_atomically(runs, tmp_path, monkeypatch):
+    out = tmp_path / "model"
+    export.export_run(runs["float32"], out, "last")
+    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "last"
+
+    real_save = tf.saved_model.save
+
+    def failing_save(module, folder, **options):
+        real_save(module, folder, **options)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", failing_save)
+    with pytest.raises(export.ExportError, match="No space left on device"):
+        export.export_run(runs["float32"], out, "best", overwrite=True)
+    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "last"  # untouched
+    monkeypatch.setattr(tf.saved_model, "save", real_save)
+
+    result = export.export_run(runs["float32"], out, "best", overwrite=True)
+    assert result.out_dir == out and json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "best"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
+
+
+def test_errors_are_shakegen_errors():
+    from shakegen.errors import ShakegenError
+
+    assert issubclass(export.ExportError, ShakegenError) and issubclass(export.ExportError, ValueError)
