@@ -277,6 +277,11 @@ def load(path: Path, model, optimizer=None) -> dict:
             )
         if not np.issubdtype(arrays[key].dtype, np.floating) and np.issubdtype(variable.dtype, np.floating):
             raise CheckpointError(f"Checkpoint {path} is damaged: {variable.path} holds {arrays[key].dtype} values.")
+        if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
+            raise CheckpointError(
+                f"Checkpoint {path} is damaged: {variable.path} holds NaN or infinite values. "
+                "Use the other checkpoint (--which) or retrain."
+            )
         variable.assign(arrays[key])
     if optimizer is not None:
         saved = sorted(key for key in arrays if key.startswith("optimizer/"))

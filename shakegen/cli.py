@@ -12,7 +12,8 @@ from shakegen.distribute import STRATEGIES
 from shakegen.errors import ShakegenError, TrainingInterrupted
 
 # Library errors derive from ShakegenError; OSError covers the machine's own (disk full, permissions).
-EXPECTED_ERRORS = (ShakegenError, OSError, ValueError)
+# Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ShakegenError, OSError)
 
 
 def data_dir_option(help_text: str):

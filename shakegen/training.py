@@ -66,6 +66,7 @@ class TrainState:
     train_nll_sum: float = 0.0  # summed training cross-entropy (nats) since the last validation
     train_count: int = 0  # characters in that sum
     stop_reason: str | None = None
+    best_val_loss_windows: float | None = None  # the best weights on nanoGPT's protocol, at the end
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -488,6 +489,19 @@ class Trainer:
         self.log.validation(row)
         self.emit(events.Validated(row, improved, time.perf_counter() - started))
 
+    def _best_windowed_loss(self) -> float | None:
+        """The best weights scored as nanoGPT scores (windows of 256 from a zero state), for the summary.
+
+        The streaming figure (history.csv) picks the best checkpoint; this one is for comparing
+        with other tools, which measure that way.
+        """
+        from shakegen import evaluate, inference
+
+        if not self.chief or not checkpoint.checkpoint_path(self.run_dir, "best").is_file():
+            return None
+        model, _, _ = inference.load_model(self.run_dir, "best")
+        return evaluate.windowed_cross_entropy(model, self.val_ids, window=evaluate.EVAL_WINDOW).loss
+
     def _carried_arrays(self) -> list:
         return [variable.numpy() for variable in self.carried]
 
@@ -513,6 +527,7 @@ class Trainer:
 
     def finish(self, reason: str) -> TrainResult:
         self.state.stop_reason = reason
+        self.state.best_val_loss_windows = self._best_windowed_loss()
         self.save_last()
         self.emit(events.Finished(reason, self.state))
         return TrainResult(self.run_dir, self.state, self.history)

@@ -191,11 +191,14 @@ class TrainDisplay:
         }
         state = event.state
         best = (
-            f" Best val loss {state.best_val_loss:.4f} (perplexity {_safe_exp(state.best_val_loss):.3f}) "
-            f"at epoch {state.best_epoch:.3g}."
+            f" Best val loss {state.best_val_loss:.4f} streaming (perplexity {_safe_exp(state.best_val_loss):.3f}) "
+            f"at epoch {state.best_epoch:.3g}"
             if state.best_val_loss is not None
             else ""
         )
+        if best and state.best_val_loss_windows is not None:
+            best += f"; {state.best_val_loss_windows:.4f} in windows of 256 from a zero state (nanoGPT's protocol)"
+        best += "." if best else ""
         message(f"Stopped: {reasons.get(event.reason, event.reason)}.{best}")
 
     def close(self):

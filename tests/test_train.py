@@ -42,6 +42,16 @@ def test_run_folder_is_self_contained(trained_run, small_config):
     assert (trained_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_summary_gives_both_protocols(trained_run, small_data):
+    state = checkpoint.read_state(trained_run / "last.npz")
+    result = CliRunner().invoke(
+        main,
+        ["eval", "--checkpoint", str(trained_run), "--data-dir", str(small_data), "--protocol", "windows", "--json"],
+    )
+    windows = json.loads(result.stdout)
+    assert windows["window"] == 256 and state["best_val_loss_windows"] == pytest.approx(windows["loss"], rel=1e-6)
+
+
 def test_training_learns(trained_run):
     with open(trained_run / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
