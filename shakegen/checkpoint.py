@@ -250,8 +250,9 @@ def _open(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
-def read_state(path: Path) -> dict:
+def read_state(path: str | Path) -> dict:
     """The training state saved in a checkpoint, without touching its weights."""
+    path = Path(path)
     if not path.is_file():
         return {}
     try:
