@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import processor_description  # benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SHAKESPEARE = ROOT / "shakegen" / "data" / "tinyshakespeare.txt"
 STEPS = ("prepare", "train", "eval")
@@ -128,7 +130,7 @@ def main() -> None:
         make_corpus(corpus_path, args.size_mb, args.corpus)
     size = corpus_path.stat().st_size
     print(f"corpus: {args.corpus}, {size / 1e6:,.0f} MB ({corpus_path})")
-    print(f"code: {args.shakegen_root}; processor: {_processor()}")
+    print(f"code: {args.shakegen_root}; processor: {processor_description()}")
 
     commands = {
         "prepare": ["prepare", "--input", str(corpus_path), "--data-dir", str(data_dir)],
@@ -156,17 +158,6 @@ def main() -> None:
         print(f"prepared: {meta['characters']:,} characters, vocabulary {meta['vocab_size']} ({meta['dtype']} ids)")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _processor() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
-    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
-    features = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in flags]
-    return f"{name}, {os.cpu_count()} cores, {' '.join(features) or 'no AVX2'}"
 
 
 if __name__ == "__main__":
