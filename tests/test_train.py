@@ -146,9 +146,13 @@ def test_glorot_initialisation_is_explicit():
     limit = np.sqrt(6 / (65 + 32))  # Glorot uniform bound for a (65, 32) matrix
     assert np.abs(embedding).max() <= limit and np.abs(embedding).max() > 0.8 * limit
     kernel = model.rnn_layers[0].kernel.numpy()
-    assert np.abs(kernel).max() <= np.sqrt(6 / (32 + 72))
+    limit = np.sqrt(6 / (32 + 72))  # Glorot uniform bound for a (32, 3 × 24) matrix
+    assert 0.8 * limit < np.abs(kernel).max() <= limit
+    assert np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.15)  # uniform(-l, l) has std l / √3
     recurrent = model.rnn_layers[0].recurrent_kernel.numpy()  # Glorot by default (measured better)
-    assert np.abs(recurrent).max() <= np.sqrt(6 / (24 + 72))
+    limit = np.sqrt(6 / (24 + 72))
+    assert 0.8 * limit < np.abs(recurrent).max() <= limit
+    assert np.std(recurrent) == pytest.approx(limit / np.sqrt(3), rel=0.15)
     orthogonal = build_model(65, TrainConfig(embedding_dim=32, rnn_units=24, recurrent_initializer="orthogonal"))
     recurrent = orthogonal.rnn_layers[0].recurrent_kernel.numpy()  # as Keras: rows orthonormal
     np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(24), atol=1e-4)
