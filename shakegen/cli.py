@@ -10,6 +10,7 @@ from shakegen import __version__, corpus, ui
 from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS, RNN_KERNELS
 from shakegen.distribute import STRATEGIES
 from shakegen.errors import ShakegenError, TrainingInterrupted
+from shakegen.serve.limits import Limits as ServeLimits
 
 # Library errors derive from ShakegenError; OSError covers the machine's own (disk full, permissions).
 # Anything else is a bug and keeps its traceback.
@@ -749,3 +750,98 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
         f"Exported {result.run_dir} ({which}) to {result.out_dir}: signatures {', '.join(result.signatures)}; "
         "load it with tf.saved_model.load."
     )
+
+
+@main.command()
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder to serve, or 'pretrained'. [default: the most recently trained run under checkpoints/]",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Weights with the best validation loss, or the latest.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback lets other machines in (a warning is printed; use --token).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port; 0 picks a free one."
+)
+@click.option(
+    "--token",
+    envvar="SHAKEGEN_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' on every /v1 route (/healthz and the page stay open). "
+    "[env: SHAKEGEN_TOKEN]",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=ServeLimits.max_length,
+    show_default=True,
+    help="Most new characters per sample a request may ask for.",
+)
+@click.option(
+    "--max-seed-characters",
+    type=click.IntRange(min=1),
+    default=ServeLimits.max_seed_characters,
+    show_default=True,
+    help="Longest seed a request may send.",
+)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=1, max=1024),
+    default=ServeLimits.max_samples,
+    show_default=True,
+    help="Most samples one request may ask for.",
+)
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1),
+    default=ServeLimits.max_request_bytes,
+    show_default=True,
+    help="Largest request body (bounds the text sent to /v1/evaluate).",
+)
+def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_characters, max_samples, max_request_bytes):
+    """Serve a run over HTTP: a JSON API, text streamed as server-sent events, and a web page.
+
+    \b
+    POST /v1/generate  seed, length, temperature, top_k, top_p, random_seed, num_samples, stream
+    POST /v1/evaluate  text (protocol, window) -> loss, perplexity, bits per character
+    GET  /v1/model     the run's card;  GET /healthz;  GET /docs (works offline);  GET / (the page)
+
+    \b
+    Needs the serve extra: pip install 'shakegen[serve]'. Example:
+      shakegen serve --checkpoint checkpoints/quick
+      curl -s localhost:8000/v1/generate -H 'Content-Type: application/json' -d '{"seed": "ROMEO:", "length": 200}'
+    """
+    try:
+        from shakegen.serve import server
+    except ImportError as error:
+        raise click.ClickException(
+            f"shakegen serve needs the serve extra ({error.name or error} is missing): pip install 'shakegen[serve]'."
+        ) from None
+    limits = ServeLimits(max_length, max_seed_characters, max_samples, max_request_bytes)
+    if not server.is_loopback(host):
+        ui.message(
+            f"[yellow]Warning:[/] listening on {host}: other machines can reach this server"
+            + ("." if token else " and there is no --token; anyone who can reach it can use it.")
+        )
+    sock = server.bind(host, port)
+    from shakegen import api
+
+    try:
+        run_dir = api.resolve_run(checkpoint_dir)
+        ui.message(f"[dim]Loading {run_dir} ({which})...[/]")
+        server.serve(sock, run_dir, which, limits, token, message=lambda text: ui.console.print(text, soft_wrap=True))
+    finally:
+        sock.close()

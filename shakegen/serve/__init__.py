@@ -1,0 +1,11 @@
+"""``shakegen serve``: a JSON and server-sent-events API and a web page over the Python API.
+
+    limits.py   what one request may ask for (no third-party imports: the CLI reads its defaults)
+    schemas.py  the request bodies, validated into one-line errors naming the field and its range
+    worker.py   the one thread that runs the model, chunk by chunk, and the model's card
+    app.py      the FastAPI app: routes, bearer token, request-size cap, the page and offline docs
+    server.py   binding the socket and running uvicorn
+
+FastAPI and uvicorn are an optional extra (``pip install 'shakegen[serve]'``), imported only
+by ``app.py`` and ``server.py``, so the rest of shakegen never needs them.
+"""

@@ -1,0 +1,37 @@
+"""What one request to ``shakegen serve`` may ask for: caps set by the server's flags."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from shakegen.errors import ConfigError
+
+MAX_RANDOM_SEED = 2**31 - 1  # sample i uses (random_seed + i) mod 2**31
+MAX_TEMPERATURE = 10.0  # far past where text is noise; keeps the field's range finite
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on a request.
+
+    Args:
+        max_length: new characters per sample.
+        max_seed_characters: characters of the seed (before cleaning).
+        max_samples: samples in one request.
+        max_request_bytes: bytes of a request body (a text to evaluate is bounded by this).
+    """
+
+    max_length: int = 5000
+    max_seed_characters: int = 10_000
+    max_samples: int = 8
+    max_request_bytes: int = 1_048_576
+
+    def validate(self) -> "Limits":
+        """Return self, or raise ConfigError naming the bad cap."""
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        return self
+
+    def to_json(self) -> dict:
+        return asdict(self)

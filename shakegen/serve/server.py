@@ -1,0 +1,90 @@
+"""Binding the socket and running uvicorn for ``shakegen serve``.
+
+The socket is bound before the model is loaded, so a port in use fails at once, and
+``--port 0`` lets the system pick a free port, which is then printed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Callable
+
+from shakegen.errors import ShakegenError
+from shakegen.serve.limits import Limits
+
+
+class ServeError(ShakegenError, OSError):
+    """The server cannot listen where asked."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``.
+
+    Raises:
+        ServeError: the address is taken, not this machine's, or cannot be resolved.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise ServeError(f"Cannot listen on {host}:{port}: {error.strerror or error}. Check --host.") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        raise ServeError(
+            f"Cannot listen on {host}:{port}: {error.strerror or error}. "
+            "Choose another --port (0 picks a free one) or another --host."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    sock: socket.socket,
+    run,
+    which: str,
+    limits: Limits,
+    token: str | None = None,
+    message: Callable[[str], None] = lambda text: None,
+) -> None:
+    """Load ``run`` with the Python API and serve it on ``sock`` until interrupted.
+
+    Raises:
+        CheckpointError: no run there, or a damaged one.
+    """
+    import uvicorn
+
+    import shakegen
+    from shakegen.serve.app import create_app
+    from shakegen.serve.worker import ModelWorker
+
+    model = shakegen.load(run, which)
+    # The default options' sampler is compiled now, not on the first visitor's request.
+    model.generate("\n", length=1, random_seed=0)
+    worker = ModelWorker(model, limits.validate())
+    app = create_app(worker, token)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    message(
+        f"Serving {worker.card['run']} ({which}) on http://{shown}:{port}/ "
+        f"(API docs: http://{shown}:{port}/docs{'; token required on /v1' if token else ''}). Ctrl+C stops."
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        worker.close()
