@@ -74,32 +74,45 @@ def _mixed_block() -> bytes:
 
 def run_measured(
     args: list[str], shakegen_root: Path, log: Path, limit_seconds: float | None = None
-) -> tuple[float, float, int]:
-    """Run ``python -m shakegen <args>``; returns (seconds, peak RSS in MB, exit status).
+) -> tuple[float, float, float, int]:
+    """Run ``python -m shakegen <args>``; returns (seconds, peak RSS MB, peak anonymous RSS MB, exit status).
 
-    With ``limit_seconds`` the command is stopped (SIGTERM) after that long: the peak is then
-    the peak so far, which is what a flat-memory claim needs for a command that would run long.
+    Peak RSS (the kernel's, from wait4) includes pages of memory-mapped files the command
+    touched, such as the prepared splits: clean page cache, which the kernel reclaims under
+    pressure (and which this machine's 8 MB read-ahead makes large for random windows). The
+    anonymous peak, sampled from /proc every 0.1 s, is the memory the command itself holds.
+    With ``limit_seconds`` the command is stopped (SIGTERM) after that long: the peaks are then
+    the peaks so far, which is what a flat-memory claim needs for a command that would run long.
     """
     env = dict(os.environ, PYTHONPATH=str(shakegen_root), TF_CPP_MIN_LOG_LEVEL="3", NO_COLOR="1")
     started = time.perf_counter()
+    anonymous_kb = 0
     with open(log, "wb") as output:
         # cwd: `python -m` puts it first on sys.path, where it would shadow --shakegen-root.
         process = subprocess.Popen(
             [sys.executable, "-m", "shakegen", *args], stdout=output, stderr=output, env=env, cwd=log.parent
         )
-        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix all children).
         deadline = None if limit_seconds is None else started + limit_seconds
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG if deadline else 0)
+            # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would mix all children).
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            if time.perf_counter() > deadline:
+            anonymous_kb = max(anonymous_kb, _anonymous_kb(process.pid))
+            if deadline is not None and time.perf_counter() > deadline:
                 process.send_signal(signal.SIGTERM)
                 deadline = None  # now wait for it to exit
-            else:
-                time.sleep(0.2)
+            time.sleep(0.1)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, anonymous_kb / 1024, process.returncode
+
+
+def _anonymous_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith("RssAnon:")), 0)
+    except OSError:
+        return 0
 
 
 def main() -> None:
@@ -145,10 +158,13 @@ def main() -> None:
             continue
         log = workdir / f"{step}.log"
         limit = args.eval_seconds if step == "eval" and args.eval_seconds > 0 else None
-        seconds, peak_mb, status = run_measured(commands[step], args.shakegen_root, log, limit)
+        seconds, peak_mb, anonymous_mb, status = run_measured(commands[step], args.shakegen_root, log, limit)
         rate = f", {size / 1e6 / seconds:.1f} MB/s" if step == "prepare" else ""
         stopped = f" (stopped after {limit:g} s, as --eval-seconds asks)" if limit and seconds >= limit else ""
-        print(f"{step:<8} {seconds:7.1f} s{rate}, peak memory (max RSS of the child) {peak_mb:,.0f} MB{stopped}")
+        print(
+            f"{step:<8} {seconds:7.1f} s{rate}, peak memory (max RSS of the child) {peak_mb:,.0f} MB, "
+            f"of which anonymous at most {anonymous_mb:,.0f} MB{stopped}"
+        )
         if status != 0 and not stopped:
             print(f"  exit status {status}; last lines of {log}:")
             print("  " + "\n  ".join(log.read_text(errors="replace").splitlines()[-5:]))
