@@ -1,0 +1,225 @@
+"""Load on `shakegen serve`: N concurrent clients streaming the same length each, on loopback only.
+
+Starts `python -m shakegen serve` on 127.0.0.1, then for each client count (1, 4, 16 by
+default) runs --rounds rounds in which every client streams --length characters at once
+(server-sent events, a different random seed each). Reports time to the first sampled
+character, characters per second per client and in total, p50/p95 latency of a whole
+request, and checks that nothing was mixed or lost: every client's text must equal the
+Python API's text for its random seed (sample i of one batched ``model.generate`` call
+with random seed s is the text for random seed s + i).
+
+    python benchmarks/serve_load.py --checkpoint checkpoints/quick [--clients 1,4,16] [--length 500] [--rounds 3]
+    python benchmarks/serve_load.py --tiny        # a tiny run trained on the spot (seconds)
+
+Nothing leaves 127.0.0.1; every request has a timeout and the whole run a deadline (--max-seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from machine import processor_description
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(run_dir: Path, port: int, log_path: Path, deadline: float) -> subprocess.Popen:
+    command = [sys.executable, "-m", "shakegen", "serve", "--checkpoint", str(run_dir), "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"shakegen serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("shakegen serve did not answer /healthz in time.")
+
+
+def stream(port: int, body: dict, timeout: float, barrier: threading.Barrier | None = None) -> dict:
+    """One client: POST a streamed /v1/generate and time it. Returns the text and the timings."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    payload = json.dumps({**body, "stream": True})
+    if barrier is not None:
+        barrier.wait(timeout)
+    started = time.perf_counter()
+    connection.request("POST", "/v1/generate", body=payload, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    if response.status != 200:
+        raise SystemExit(f"/v1/generate answered {response.status}: {response.read()[:300]!r}")
+    decoder, buffer, text, first, finished = codecs.getincrementaldecoder("utf-8")(), "", "", None, None
+    seed_length = len(body.get("seed") or "")
+    while finished is None:
+        piece = response.read1(65536)
+        if not piece:
+            break
+        buffer += decoder.decode(piece)
+        while "\n\n" in buffer:
+            frame, buffer = buffer.split("\n\n", 1)
+            name = next(line[6:].strip() for line in frame.split("\n") if line.startswith("event:"))
+            data = json.loads(next(line[5:] for line in frame.split("\n") if line.startswith("data:")))
+            if name == "text":
+                text += data["text"]
+                if first is None and len(text) > seed_length:
+                    first = time.perf_counter()
+            elif name == "done":
+                finished = time.perf_counter()
+            elif name == "error":
+                raise SystemExit(f"stream error: {data['detail']}")
+    connection.close()
+    if finished is None:
+        raise SystemExit("a stream ended without its done event")
+    return {"text": text, "first": first - started, "latency": finished - started, "started": started, "end": finished}
+
+
+def load_round(port: int, clients: int, body: dict, base_seed: int, timeout: float) -> list[dict]:
+    barrier = threading.Barrier(clients)
+    results: list = [None] * clients
+
+    def client(index: int) -> None:
+        try:
+            results[index] = stream(port, {**body, "random_seed": base_seed + index}, timeout, barrier)
+        except BaseException as error:  # reported below, not lost in a thread
+            results[index] = error
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout * 2)
+    failures = [result for result in results if not isinstance(result, dict)]
+    if failures:
+        raise SystemExit(f"{len(failures)} of {clients} clients failed: {failures[0]!r}")
+    return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, help="Run folder to serve.")
+    parser.add_argument("--tiny", action="store_true", help="Train a tiny run in a temporary folder and serve it.")
+    parser.add_argument("--clients", default="1,4,16", help="Comma-separated concurrent client counts.")
+    parser.add_argument("--length", type=int, default=500, help="Characters each client streams.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per client count.")
+    parser.add_argument("--seed", default="ROMEO:", help="Seed text of every request.")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--timeout", type=float, default=300.0, help="Seconds any one request may take.")
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="Deadline for the whole benchmark.")
+    args = parser.parse_args()
+    counts = [int(count) for count in args.clients.split(",")]
+    if not (args.checkpoint or args.tiny) or not all(1 <= count <= 64 for count in counts) or args.length > 5000:
+        parser.error("give --checkpoint RUN or --tiny; client counts 1 to 64; --length at most 5000")
+    deadline = time.monotonic() + args.max_seconds
+    workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    run_dir = args.checkpoint
+    if args.tiny:
+        from shakegen import corpus
+        from tests.runs import train_tiny_run
+
+        run_dir = train_tiny_run(workdir, corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:6000])
+
+    import shakegen
+
+    # References first (the server is not up yet): sample i of a batch with random seed s is the
+    # text for random seed s + i, so one call gives every client's expected text.
+    model = shakegen.load(run_dir)
+    body = {"seed": args.seed, "length": args.length, "temperature": args.temperature}
+    plan, expected = [], {}
+    for count in counts:
+        for round_index in range(args.rounds):
+            base = 1000 * count + 100 * round_index
+            plan.append((count, base))
+            expected[base] = model.generate(
+                args.seed, length=args.length, temperature=args.temperature, num_samples=count, random_seed=base
+            )
+    del model
+
+    port = free_port()
+    load_before = os.getloadavg()
+    server = start_server(run_dir, port, workdir / "serve.log", deadline)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=args.timeout)
+        connection.request("GET", "/v1/model")
+        card = json.loads(connection.getresponse().read())
+        stream(port, {**body, "random_seed": 1}, args.timeout)  # warm-up
+        print(f"processor: {processor_description()}")
+        print(
+            f"run: {run_dir} ({card['num_layers']} x {card['cell']} GRU({card['rnn_units']}), "
+            f"{card['parameters']:,} parameters); {args.length} characters per client, seed {args.seed!r}, "
+            f"temperature {args.temperature:g}, {args.rounds} rounds per row; load average before: "
+            f"{load_before[0]:.2f}"
+        )
+        print()
+        print(
+            "| clients | first character p50 / p95 (s) | latency p50 / p95 (s) "
+            "| characters/s per client (median) | characters/s in total | mixed or lost |"
+        )
+        print("|---:|---:|---:|---:|---:|---|")
+        all_equal = True
+        for count in counts:
+            results, totals, wrong = [], [], 0
+            for row_count, base in plan:
+                if row_count != count:
+                    continue
+                if time.monotonic() > deadline:
+                    raise SystemExit("--max-seconds reached")
+                round_results = load_round(port, count, body, base, args.timeout)
+                wrong += sum(result["text"] != text for result, text in zip(round_results, expected[base], strict=True))
+                span = max(r["end"] for r in round_results) - min(r["started"] for r in round_results)
+                totals.append(count * args.length / span)
+                results += round_results
+            all_equal &= wrong == 0
+            firsts = [result["first"] for result in results]
+            latencies = [result["latency"] for result in results]
+            per_client = [args.length / result["latency"] for result in results]
+            print(
+                f"| {count} | {percentile(firsts, 50):.3f} / {percentile(firsts, 95):.3f} "
+                f"| {percentile(latencies, 50):.3f} / {percentile(latencies, 95):.3f} "
+                f"| {np.median(per_client):,.0f} | {np.median(totals):,.0f} "
+                f"| {'none' if wrong == 0 else f'{wrong} of {len(results)} texts differ'} |"
+            )
+        print()
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(
+            "every client's text equals the Python API's for its random seed"
+            if all_equal
+            else "MIXED OR LOST: some texts differ"
+        )
+        if not all_equal:
+            raise SystemExit(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
