@@ -278,6 +278,7 @@ def train(
     overwrite: bool = False,
     strategy: str = "one",
     progress=None,
+    init_from: str | os.PathLike | None = None,
     **overrides,
 ):
     """Train a run (or resume one) and return its ``TrainResult`` (run folder, state, history).
@@ -289,6 +290,8 @@ def train(
         resume: continue the run in ``run_dir``; only how long and how fast to train may change.
         overwrite: start over in a ``run_dir`` that already holds a run.
         progress: called with each ``shakegen.events`` instance as training goes.
+        init_from: fine-tune a new run from this run folder's best weights (or ``"pretrained"``),
+            its vocabulary extended by the corpus's new characters (see ``shakegen.finetune``).
     Raises:
         ConfigError: an unknown preset or field, a bad value, or a run folder that conflicts.
         TrainingDiverged, TrainingInterrupted, CheckpointWriteError: see ``shakegen.training.train``.
@@ -321,4 +324,5 @@ def train(
         overwrite=overwrite,
         strategy=strategy,
         progress=progress,
+        init_from=init_from,
     )

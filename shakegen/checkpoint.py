@@ -2,7 +2,8 @@
 
 This module owns every file of a run folder: it names them, writes them and reads them;
 training, comparison, sampling and evaluation go through it. A run folder holds
-  config.json   every hyperparameter, the vocabulary, the data's SHA-256, parameter count
+  config.json   every hyperparameter, the vocabulary (in id order), the data's SHA-256, parameter
+                count, and for a fine-tuned run its parent (which run, its best.npz's SHA-256)
   last.npz      weights + optimizer state + training state (epoch, step, early stopping, time)
   best.npz      weights with the best validation loss, and when they were reached
   history.csv   one row per validation (once per epoch, or every --eval-every steps)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import hashlib
 import io
 import json
 import shutil
@@ -66,6 +68,7 @@ class RunInfo:
     vocab: Vocabulary
     data: dict
     parameters: int
+    parent: dict | None = None  # a fine-tuned run's base: run, path, sha256, val_loss, vocab_size
 
     def clean(self, text: str) -> str:
         """``text`` cleaned as this run's corpus was (line ends, controls, NFC, its options)."""
@@ -118,29 +121,39 @@ def lock_run(run_dir: str | Path) -> Iterator[None]:
         ) from None
 
 
-def start_run(run_dir: str | Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int) -> None:
+def start_run(
+    run_dir: str | Path,
+    config: TrainConfig,
+    vocab: Vocabulary,
+    data: dict,
+    parameters: int,
+    parent: dict | None = None,
+) -> None:
     """Clear ``run_dir`` of any earlier run's files and write the new run's config.json."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
-    write_run_config(run_dir, config, vocab, data, parameters)
+    write_run_config(run_dir, config, vocab, data, parameters, parent)
 
 
-def write_run_config(run_dir: Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int) -> None:
-    fileio.write_json(
-        Path(run_dir) / CONFIG_FILE,
-        {
-            "format": FORMAT,
-            "shakegen_version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "config": config.to_json(),
-            "vocab": vocab.to_json(),
-            "data": data,
-            "parameters": parameters,
-        },
-    )
+def write_run_config(
+    run_dir: Path, config: TrainConfig, vocab: Vocabulary, data: dict, parameters: int, parent: dict | None = None
+) -> None:
+    """Write config.json; ``parent`` (a fine-tuned run's base, see ``RunInfo.parent``) when given."""
+    values = {
+        "format": FORMAT,
+        "shakegen_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_json(),
+        "vocab": vocab.to_json(),
+        "data": data,
+        "parameters": parameters,
+    }
+    if parent is not None:
+        values["parent"] = parent
+    fileio.write_json(Path(run_dir) / CONFIG_FILE, values)
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
@@ -167,12 +180,15 @@ def read_run(run_dir: str | Path) -> RunInfo:
             raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
         if not isinstance(raw["config"], dict) or not isinstance(raw["data"], dict):
             raise ValueError("'config' and 'data' must be objects")
+        if not isinstance(raw["vocab"], list) or not isinstance(raw.get("parent", {}), dict):
+            raise ValueError("'vocab' must be a list and 'parent' an object")
         info = RunInfo(
             run_dir,
             TrainConfig.from_json(raw["config"]).validate(),
-            Vocabulary.from_json(raw["vocab"]),
+            Vocabulary.in_id_order(raw["vocab"]),  # a fine-tuned run's need not be sorted
             raw["data"],
             int(raw["parameters"]),
+            raw.get("parent"),
         )
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as error:
         raise CheckpointError(
@@ -248,6 +264,38 @@ def _open(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(
             f"Checkpoint {path} is damaged and cannot be read ({error}). Use the other checkpoint (--which) or retrain."
         ) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file (a checkpoint), read in blocks; how a fine-tuned run names its parent's weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """A checkpoint's weights keyed by variable path, without a model to load them into.
+
+    Raises:
+        CheckpointError: missing or damaged file, no weights, or weights that are not finite floats.
+    """
+    path = Path(path)
+    arrays = _open(path)
+    weights = {key.removeprefix("weights/"): value for key, value in arrays.items() if key.startswith("weights/")}
+    if not weights:
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged: it holds no weights. Use the other checkpoint or retrain."
+        )
+    for name, value in weights.items():
+        if not np.issubdtype(value.dtype, np.floating) or not np.isfinite(value).all():
+            raise CheckpointError(
+                f"Checkpoint {path} is damaged: {name} holds {value.dtype} values that are not finite floats. "
+                "Use the other checkpoint or retrain."
+            )
+    _state_of(arrays, path)
+    return weights
 
 
 def read_state(path: str | Path) -> dict:

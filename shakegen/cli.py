@@ -286,6 +286,13 @@ def _preset_help(name: str, text: str) -> str:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
 @click.option(
+    "--init-from",
+    default=None,
+    metavar="RUN_DIR|pretrained",
+    help="Fine-tune: start from this run's best weights (its architecture; its vocabulary extended by the corpus's "
+    "new characters; a fresh optimizer; learning rate 1e-3 and --patience 3 unless given).",
+)
+@click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
     default="one",
@@ -294,7 +301,14 @@ def _preset_help(name: str, text: str) -> str:
     "auto picks mirrored when more than one GPU is visible.",
 )
 def train(
-    preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overwrite: bool, strategy: str, **overrides
+    preset: str,
+    run_dir: Path | None,
+    data_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    init_from: str | None,
+    strategy: str,
+    **overrides,
 ) -> None:
     """Train the GRU language model and checkpoint it in a run folder.
 
@@ -303,6 +317,7 @@ def train(
       shakegen train --preset quick
       shakegen train --preset standard --epochs 30 --run-dir checkpoints/big
       shakegen train --resume --run-dir checkpoints/quick --epochs 8
+      shakegen train --init-from checkpoints/quick --data-dir data/mine --run-dir checkpoints/mine
       TF_CONFIG='{...}' shakegen train --strategy multi-worker --run-dir /shared/run
     """
     from shakegen.backend import import_tensorflow
@@ -324,6 +339,7 @@ def train(
             overwrite=overwrite,
             strategy=strategy,
             progress=display,
+            init_from=init_from,
         )
     except TrainingInterrupted as interrupted:
         display.close()
@@ -830,6 +846,8 @@ def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_charact
         raise click.ClickException(
             f"shakegen serve needs the serve extra ({error.name or error} is missing): pip install 'shakegen[serve]'."
         ) from None
+    if token is not None and not token.strip():
+        raise click.BadParameter("is empty; give a token, or unset SHAKEGEN_TOKEN for none.", param_hint="--token")
     limits = ServeLimits(max_length, max_seed_characters, max_samples, max_request_bytes)
     if not server.is_loopback(host):
         ui.message(

@@ -69,13 +69,15 @@ def epoch_dataset(
     first_slice: int = 0,
     slice_count: int = 1,
     stateful: bool = False,
+    id_table: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
 
     Every global batch is cut into ``slices`` equal parts (one per replica); this pipeline
     yields parts ``first_slice .. first_slice + slice_count - 1`` of each global batch, in
     order. With the defaults it yields whole batches. ``data`` may be a memory map: windows
-    are gathered batch by batch, so memory stays flat.
+    are gathered batch by batch, so memory stays flat. ``id_table`` maps ``data``'s ids to the
+    model's (a fine-tuned run's vocabulary is not the prepared one's), window by window too.
     """
     starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch, stateful)[skip_batches:]
     part = batch_size // slices
@@ -84,7 +86,8 @@ def epoch_dataset(
     offsets = np.arange(seq_length + 1)
 
     def gather(batch_starts):
-        windows = np.asarray(data[batch_starts[:, None] + offsets], dtype=np.int32)  # (part, seq + 1)
+        windows = data[batch_starts[:, None] + offsets]  # (part, seq + 1)
+        windows = np.asarray(windows if id_table is None else id_table[windows], dtype=np.int32)
         return windows[:, :-1], windows[:, 1:]
 
     dataset = tf.data.Dataset.from_tensor_slices(starts)

@@ -437,7 +437,7 @@ def evaluation_ids(
         strict: refuse characters the model does not know instead of leaving them out.
     Raises:
         EvaluationError: empty text, no known character, or a split that was never prepared
-            or was prepared from another vocabulary.
+            or holds characters the run does not know.
         UnknownCharactersError: unknown characters with ``strict``.
         CorpusError: the file is not valid in its encoding, or the encoding is unknown.
     """
@@ -450,13 +450,16 @@ def evaluation_ids(
             f"The {split} split is not prepared in {prepare.prepared_dir(data_dir)}. Run `shakegen prepare` "
             "on the corpus the model was trained on, or evaluate a file with --text."
         )
+    from shakegen.vocab import translate
+
     data = prepare.load_prepared(data_dir)
-    if data.vocab != info.vocab:
+    if not info.vocab.covers(data.vocab):
         raise EvaluationError(
-            f"The prepared data in {prepare.prepared_dir(data_dir)} has a different vocabulary from the run at "
-            f"{info.run_dir}; prepare the corpus it was trained on, or use --text."
+            f"The prepared data in {prepare.prepared_dir(data_dir)} has characters the run at {info.run_dir} does not "
+            "know; prepare the corpus it was trained on, or use --text."
         )
-    return (data.train if split == "train" else data.val), 0
+    # The run's ids: a fine-tuned run's vocabulary extends the prepared one's, in another order.
+    return translate(data.train if split == "train" else data.val, data.vocab.translation_to(info.vocab)), 0
 
 
 def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:

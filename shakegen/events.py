@@ -27,6 +27,17 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class FineTuning:
+    """A new run starts from ``base``'s best weights; its vocabulary grew by ``added``."""
+
+    base: str  # the base's run folder
+    base_val_loss: float | None  # the base's best validation loss, on its own corpus
+    base_characters: int  # characters the base knows: they keep ids 0 .. base_characters - 1
+    added: tuple[str, ...]  # characters new to the base, appended in this order
+    unused: int  # characters the base knows that this corpus lacks (kept all the same)
+
+
+@dataclass(frozen=True)
 class Started:
     """Training is about to take its first step (of a new run or a resumed one)."""
 
@@ -92,7 +103,9 @@ class CellStarted:
     skipped: bool
 
 
-Event = Preparing | Notice | Started | Stepped | Validating | Validated | Checkpointed | Finished | CellStarted
+Event = (
+    Preparing | Notice | FineTuning | Started | Stepped | Validating | Validated | Checkpointed | Finished | CellStarted
+)
 Progress = Callable[[Event], None]
 
 

@@ -199,7 +199,9 @@ class ExportModule(tf.Module):
         self.model_weights = [weight.value for weight in model.weights]  # the tf.Variables the graphs read
         self._vocabulary_json = json.dumps(list(info.vocab.chars), ensure_ascii=False)
         self._metadata_json = json.dumps(metadata, ensure_ascii=False, indent=2)
-        self._codepoints = np.array([ord(char) for char in info.vocab.chars], np.int32)  # sorted, as ids
+        self._codepoints = np.array([ord(char) for char in info.vocab.chars], np.int32)  # in id order
+        # A fine-tuned run's ids are not in code point order: search a sorted copy, then map back.
+        self._search_order = np.argsort(self._codepoints, kind="stable").astype(np.int32)
         cleaning = metadata["cleaning"]
         self._cleaning = {"lowercase": cleaning["lowercase"], "strip_punctuation": cleaning["strip_punctuation"]}
         self._vocab_size = len(info.vocab)
@@ -237,9 +239,11 @@ class ExportModule(tf.Module):
         """Ids (n,) int32 of ``text`` cleaned as the run's corpus was; fails on unknown characters."""
         cleaned = clean_text_graph(text, **self._cleaning)
         codepoints = tf.strings.unicode_decode(cleaned, "UTF-8", errors="strict")  # (n,) int32
-        table = tf.constant(self._codepoints)
-        ids = tf.minimum(tf.searchsorted(table, codepoints, out_type=tf.int32), self._vocab_size - 1)
-        known = tf.equal(tf.gather(table, ids), codepoints)
+        order = tf.constant(self._search_order)
+        table = tf.constant(self._codepoints[self._search_order])  # sorted
+        found = tf.minimum(tf.searchsorted(table, codepoints, out_type=tf.int32), self._vocab_size - 1)
+        known = tf.equal(tf.gather(table, found), codepoints)
+        ids = tf.gather(order, found)
         unknown, _ = tf.unique(tf.boolean_mask(codepoints, tf.logical_not(known)))
         check = tf.debugging.Assert(
             tf.reduce_all(known),

@@ -11,6 +11,11 @@ through ``checkpoint`` (the folder's one owner).
 Reading order: ``train`` opens the run (``_open_run``), then alternates a span of steps
 (``Trainer.train_span``) and a validation (``Trainer.validate_and_save``) until a limit
 is reached, then finishes (``Trainer.finish``).
+
+A run's vocabulary is the prepared corpus's, except for a fine-tuned run (``init_from``,
+see finetune.py), whose vocabulary is its base's with the corpus's new characters appended:
+the prepared ids are then looked up in a table (``Trainer.id_table``) as batches are
+gathered, so the corpus on disk is never copied.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from shakegen import checkpoint, events, prepare
+from shakegen import checkpoint, events, finetune, prepare
 from shakegen.config import TrainConfig
-from shakegen.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from shakegen.errors import ConfigError, PreparedDataError, TrainingDiverged, TrainingInterrupted
 from shakegen.summaries import TrainingLog
+from shakegen.vocab import Vocabulary, translate
 
 # Fields a resumed run may change: how long and how fast to train, not what is trained.
 RESUMABLE_CHANGES = (
@@ -105,6 +111,7 @@ def train(
     overwrite: bool = False,
     strategy: str = "one",
     progress: events.Progress | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` with ``config``, or resume the run there.
 
@@ -112,19 +119,33 @@ def train(
         config: hyperparameters of a new run (ignored when resuming).
         resume: continue the saved run with its saved hyperparameters, except ``changes``
             (only ``RESUMABLE_CHANGES`` may differ; anything else is refused by name).
+        changes: the options the user gave explicitly (a fine-tuned run refuses the
+            architecture ones that differ from its base's, and keeps the others).
         overwrite: start over in a ``run_dir`` that already holds a run.
+        init_from: fine-tune: start a new run from this run folder's best weights (or
+            ``"pretrained"``), its architecture and vocabulary extended by the corpus's new
+            characters (see finetune.py). Not with ``resume``.
         strategy: ``one``, ``mirrored``, ``multi-worker`` or ``auto`` (see distribute.py). The
             global batch is split across replicas; only the chief writes the run folder.
         progress: called with an ``events`` instance as training goes.
 
     Raises:
         ConfigError: invalid hyperparameters, or a run folder that conflicts with the request.
+        CheckpointError: the ``init_from`` run is missing or damaged.
         TrainingInterrupted: Ctrl-C, SIGTERM or SIGHUP; a checkpoint was saved first.
         TrainingDiverged: the loss became non-finite or exploded; the previous checkpoint is kept.
         CheckpointWriteError: a checkpoint could not be written; the previous one is intact.
     """
     trainer = _open_run(
-        config, Path(run_dir), Path(data_dir), resume, changes or {}, overwrite, strategy, progress or events.ignore
+        config,
+        Path(run_dir),
+        Path(data_dir),
+        resume,
+        changes or {},
+        overwrite,
+        strategy,
+        progress or events.ignore,
+        init_from,
     )
     with trainer.holding_run_folder(), _signals_interrupt() as received, contextlib.closing(trainer):
         trainer.begin()
@@ -138,11 +159,27 @@ def train(
         return trainer.finish(reason)
 
 
-def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, emit) -> "Trainer":
-    """Refuse what conflicts with the run folder, then build the model and load or start the run."""
+def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, emit, init_from=None) -> "Trainer":
+    """Refuse what conflicts with the run folder, then build the model and load or start the run.
+
+    Everything that can be refused is refused here, before the run folder is touched.
+    """
+    if init_from is not None and resume:
+        raise ConfigError(
+            "--init-from starts a new run from another run's weights and --resume continues the run in --run-dir; "
+            "pass one of them."
+        )
+    base = finetune.open_base(init_from, run_dir) if init_from is not None else None
+    if base is not None:
+        config = finetune.fine_tuning_config(base, config, changes)
     has_run = checkpoint.is_run(run_dir)
     if resume and not has_run:
         raise ConfigError(f"Nothing to resume: {run_dir} holds no saved run. Train without --resume to start one.")
+    if base is not None and has_run and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a run. Pass --overwrite to replace it with the fine-tuned run, or choose another "
+            "--run-dir (to continue that run instead, pass --resume without --init-from)."
+        )
     # An --overwrite never reads the old run, so a damaged one can still be replaced.
     existing = checkpoint.read_run(run_dir) if has_run and (resume or not overwrite) else None
     config = existing.config.replace(**changes) if resume else config
@@ -152,6 +189,11 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
     # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
     strategy_object = distribute.make_strategy(strategy)
     chief = distribute.is_chief(strategy_object)
+    if base is not None and not prepare.is_prepared(data_dir):  # not the embedded corpus behind the user's back
+        raise PreparedDataError(
+            f"No prepared corpus in {prepare.prepared_dir(data_dir)} to fine-tune on. Prepare your text first: "
+            f"shakegen prepare --input YOUR_TEXT.txt --data-dir {data_dir}"
+        )
     # Only the chief prepares data and judges the run folder; other workers follow it.
     data = ensure_prepared(data_dir, emit) if chief else prepare.load_prepared(data_dir)
     if existing is not None and chief:
@@ -178,7 +220,13 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
         raise ConfigError(
             "--max-minutes is not supported with --strategy multi-worker (workers' clocks differ); use --epochs or --max-steps."
         )
-    return Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume)
+    if resume:
+        vocab = existing.vocab
+    elif base is not None:
+        vocab = finetune.run_vocabulary(base, data.vocab)
+    else:
+        vocab = data.vocab
+    return Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume, vocab=vocab, base=base)
 
 
 def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> prepare.PreparedData:
@@ -190,12 +238,19 @@ def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> pr
     return prepare.load_prepared(data_dir)
 
 
-def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab) -> None:
-    """Raise ConfigError naming what differs between a saved run and a requested one."""
-    if existing.vocab != vocab:
+def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab: Vocabulary) -> None:
+    """Raise ConfigError naming what differs between a saved run and a requested one.
+
+    The run's vocabulary must hold every character of the prepared data's ``vocab``: the
+    same one, or (a fine-tuned run) one that extends it.
+    """
+    if not existing.vocab.covers(vocab):
+        lacking = [char for char in vocab.chars if char not in existing.vocab.char_to_id]
+        shown = ", ".join(repr(char) for char in lacking[:10]) + (" …" if len(lacking) > 10 else "")
         raise ConfigError(
             f"The run in {existing.run_dir} was trained on a vocabulary of {len(existing.vocab)} characters, "
-            f"but the prepared data has {len(vocab)} (or different ones). Prepare the same corpus, or train into a new --run-dir."
+            f"but the prepared data has {len(lacking)} it lacks ({shown}). Prepare the same corpus, train into a "
+            "new --run-dir, or fine-tune the run on this corpus with --init-from."
         )
     mismatched = [
         f"{name} {getattr(existing.config, name)!r} (saved) vs {getattr(config, name)!r} (requested)"
@@ -209,12 +264,22 @@ def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab) -
         )
 
 
-def _data_info(data: prepare.PreparedData) -> dict:
+def _data_info(data: prepare.PreparedData, counts: np.ndarray) -> dict:
     """What config.json records about the data (eval's unigram baseline uses the counts)."""
     keys = ("source", "sha256", "characters", "train_characters", "val_characters", "options")
     info = {key: data.meta[key] for key in keys}
-    info["train_counts"] = _train_counts(data)
+    info["train_counts"] = counts.tolist()
     return info
+
+
+def _run_counts(data: prepare.PreparedData, id_table: np.ndarray | None, vocab_size: int) -> np.ndarray:
+    """Character counts of the training split indexed by the run's ids (0 for characters it lacks)."""
+    counts = np.asarray(_train_counts(data), np.int64)
+    if id_table is None:
+        return counts
+    by_run_id = np.zeros(vocab_size, np.int64)
+    by_run_id[id_table] = counts
+    return by_run_id
 
 
 def _train_counts(data: prepare.PreparedData) -> list[int]:
@@ -287,7 +352,7 @@ class ExplosionGuard:
 class Trainer:
     """One training process over one run folder: the model, its optimizer and the run's state."""
 
-    def __init__(self, config, run_dir, data, strategy, chief, emit, resumed):
+    def __init__(self, config, run_dir, data, strategy, chief, emit, resumed, vocab=None, base=None):
         import keras
 
         from shakegen.dataset import steps_per_epoch
@@ -295,17 +360,24 @@ class Trainer:
 
         self.config, self.run_dir, self.data = config, run_dir, data
         self.strategy, self.chief, self.emit, self.resumed = strategy, chief, emit, resumed
+        self.vocab = data.vocab if vocab is None else vocab  # the run's: ids in the model's order
+        self.id_table = data.vocab.translation_to(self.vocab)  # prepared id -> run id; None: the same
+        self.base = None if resumed else base
         keras.utils.set_random_seed(config.random_seed)
         self.steps_per_epoch = steps_per_epoch(len(data.train), config.seq_length, config.batch_size, config.stateful)
         self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
         with strategy.scope():
-            self.model = build_model(len(data.vocab), config)
+            self.model = build_model(len(self.vocab), config)
             self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
             self.optimizer.build(self.model.trainable_variables)
             self.carried = _carried_states(self.model, config)
         self.train_step = make_train_step(self.model, self.optimizer, config, strategy, self.carried)
-        self.val_ids = data.val[: config.val_characters] if config.val_characters else data.val
-        self.guard = ExplosionGuard(len(data.vocab), run_dir, config)
+        self.val_ids = translate(
+            data.val[: config.val_characters] if config.val_characters else data.val, self.id_table
+        )
+        self.guard = ExplosionGuard(len(self.vocab), run_dir, config)
+        # The base's weights fitted to this model now, so a damaged base is refused before the folder is touched.
+        self._base_weights = finetune.extended_weights(self.model, self.base, self.vocab) if self.base else None
         self.state = TrainState()
         self.history: list[dict] = []
         self._batches = None  # iterator over the rest of the current epoch
@@ -329,9 +401,14 @@ class Trainer:
             for variable, value in zip(self.carried, checkpoint.read_carried(last), strict=False):
                 variable.assign(value)
             self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
-        elif self.chief:
-            info = _data_info(self.data)
-            checkpoint.start_run(self.run_dir, self.config, self.data.vocab, info, self.model.count_params())
+        else:
+            counts = _run_counts(self.data, self.id_table, len(self.vocab))
+            if self.chief:
+                parent = self.base.record() if self.base else None
+                info = _data_info(self.data, counts)
+                checkpoint.start_run(self.run_dir, self.config, self.vocab, info, self.model.count_params(), parent)
+            if self.base is not None:
+                self._start_from_base(counts)
         if self.chief:
             self.log = TrainingLog(checkpoint.scalar_log(self.run_dir))
 
@@ -347,6 +424,22 @@ class Trainer:
                 replicas=self.strategy.num_replicas_in_sync,
                 val_characters=len(self.val_ids),
                 val_split_characters=len(self.data.val),
+            )
+        )
+
+    def _start_from_base(self, counts: np.ndarray) -> None:
+        """Assign the base's weights, set the new characters' output biases, and say what was added."""
+        sample = translate(self.data.train[: finetune.BIAS_SAMPLE_CHARACTERS], self.id_table)
+        finetune.start_from_base(self.model, self._base_weights, self.base, self.vocab, sample, counts)
+        self._base_weights = None
+        added = self.vocab.chars[len(self.base.info.vocab) :]
+        self.emit(
+            events.FineTuning(
+                base=str(self.base.info.run_dir),
+                base_val_loss=self.base.val_loss,
+                base_characters=len(self.base.info.vocab),
+                added=tuple(added),
+                unused=sum(1 for char in self.base.info.vocab.chars if char not in self.data.vocab.char_to_id),
             )
         )
 
@@ -416,7 +509,9 @@ class Trainer:
             for variable in self.carried:  # each epoch's streams start from nothing
                 variable.assign(np.zeros(variable.shape, np.float32))
         self._epoch_steps = len(windows)
-        self._batches = iter(distributed_epoch(self.strategy, self.data.train, config, self.state.epoch, skip))
+        self._batches = iter(
+            distributed_epoch(self.strategy, self.data.train, config, self.state.epoch, skip, self.id_table)
+        )
 
     def _epoch_finished(self) -> bool:
         return self.state.global_step - self.state.epoch_start_step >= self._epoch_steps
@@ -628,8 +723,11 @@ def make_train_step(model, optimizer, config: TrainConfig, strategy, carried: li
     return train_step
 
 
-def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int):
-    """The epoch's global batches, each replica fed its own slice of every global batch."""
+def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int, id_table=None):
+    """The epoch's global batches, each replica fed its own slice of every global batch.
+
+    ``id_table``: the prepared ids' run ids (a fine-tuned run's), looked up batch by batch.
+    """
     from shakegen.dataset import epoch_dataset
 
     replicas = strategy.num_replicas_in_sync
@@ -649,6 +747,7 @@ def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int
             first_slice=first,
             slice_count=local,
             stateful=config.stateful,
+            id_table=id_table,
         )
 
     return strategy.distribute_datasets_from_function(dataset_for)

@@ -81,6 +81,7 @@ class TrainDisplay:
             events.CellStarted: self.on_cell,
             events.Preparing: self.on_preparing,
             events.Notice: self.on_notice,
+            events.FineTuning: self.on_fine_tuning,
             events.Started: self.on_start,
             events.Stepped: self.on_step,
             events.Validating: self.on_validating,
@@ -101,6 +102,19 @@ class TrainDisplay:
 
     def on_notice(self, event: events.Notice):
         message(f"[yellow]Warning:[/] {event.message}")
+
+    def on_fine_tuning(self, event: events.FineTuning):
+        loss = f" (val loss {event.base_val_loss:.4f})" if event.base_val_loss is not None else ""
+        if event.added:
+            shown = " ".join(show_char(char) for char in event.added[:40]) + (" …" if len(event.added) > 40 else "")
+            grown = (
+                f"{len(event.added)} characters added to its {event.base_characters} "
+                f"(ids {event.base_characters}–{event.base_characters + len(event.added) - 1}): {shown}"
+            )
+        else:
+            grown = f"no characters added: the corpus uses only characters among its {event.base_characters}"
+        unused = f"; {event.unused} of its characters do not occur in this corpus and are kept" if event.unused else ""
+        message(f"Fine-tuning from {event.base}{loss}: {grown}{unused}.")
 
     def on_start(self, event: events.Started):
         config = event.config
