@@ -108,7 +108,8 @@ def test_sigterm_saves_and_exits_non_zero_then_resumes(tmp_path, small_data, lon
     _assert_same_weights(tmp_path / "straight", tmp_path / "run")
 
 
-def test_cli_sigterm_prints_the_resume_command(tmp_path, small_data):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_cli_signal_prints_the_resume_command(tmp_path, small_data, stop):
     args = ["train", "--preset", "tiny", "--epochs", "400", "--max-steps", "100000", "--data-dir", str(small_data)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "NO_COLOR": "1"}
     process = subprocess.Popen(
@@ -119,10 +120,11 @@ def test_cli_sigterm_prints_the_resume_command(tmp_path, small_data):
         text=True,
     )
     _wait_for_step(tmp_path / "run", 1, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1, output
-    assert "interrupted (SIGTERM)" in output and f"shakegen train --resume --run-dir {tmp_path / 'run'}" in output
+    assert f"interrupted ({stop.name})" in output and f"shakegen train --resume --run-dir {tmp_path / 'run'}" in output
+    assert checkpoint.read_state(tmp_path / "run" / "last.npz")["global_step"] >= 1
     assert "Traceback" not in output
 
 
