@@ -419,6 +419,8 @@ def test_serve_refuses_what_it_cannot_do_in_one_line(tiny_run, tmp_path, monkeyp
     pretrained = runner.invoke(main, ["serve", "--checkpoint", "pretrained", "--port", "0"])
     assert pretrained.exit_code == 1 and "No pretrained model ships" in pretrained.output
     nothing = runner.invoke(main, ["serve", "--port", "0"])  # no run under ./checkpoints
+    empty = runner.invoke(main, ["serve", "--checkpoint", str(tiny_run), "--port", "0", "--token", " "])
+    assert empty.exit_code == 2 and "--token" in empty.output
     assert nothing.exit_code == 1 and "No trained run found" in nothing.output
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

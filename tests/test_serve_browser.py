@@ -125,6 +125,9 @@ def test_page_streams_the_apis_text_and_fetches_nothing_from_outside(browser, se
 
 def test_page_reports_a_bad_field(browser, server):
     browser.get(server.url + "/")
+    WebDriverWait(browser, WAIT_SECONDS).until(  # the card sets the fields' limits; the server's answer is shown
+        lambda d: d.find_element(By.ID, "length").get_attribute("max") == str(LONG)
+    )
     fill(browser, "length", str(LONG + 1))
     browser.find_element(By.ID, "generate").click()
     assert wait_for_state(browser, "error") == "error"

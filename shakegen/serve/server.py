@@ -49,7 +49,6 @@ def bind(host: str, port: int) -> socket.socket:
             f"Cannot listen on {host}:{port}: {error.strerror or error}. "
             "Choose another --port (0 picks a free one) or another --host."
         ) from None
-    sock.set_inheritable(True)
     return sock
 
 

@@ -13,9 +13,9 @@ import asyncio
 import functools
 import math
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
@@ -179,13 +179,12 @@ def _last_state(model) -> dict:
 
 
 def _parent(model):
-    """The run a fine-tuned run started from, where the run records one; else None."""
+    """The run a fine-tuned run started from (its name, weights' SHA-256, validation loss), where
+    the run records one; else None. Never its path: that is the server's disk."""
     for holder in (model, model.info, model.info.data):
         parent = holder.get("parent") if isinstance(holder, dict) else getattr(holder, "parent", None)
+        if isinstance(parent, dict):
+            return {key: value for key, value in parent.items() if key != "path"}
         if parent is not None:
-            return parent if isinstance(parent, (str, dict)) else str(parent)
+            return Path(str(parent)).name
     return None
-
-
-def timed(started: float) -> float:
-    return round(time.perf_counter() - started, 4)
