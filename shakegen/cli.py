@@ -28,6 +28,28 @@ def data_dir_option(help_text: str):
     )
 
 
+def run_options(purpose: str):
+    """--checkpoint RUN and --which best|last, shared by every command that loads one run."""
+
+    def decorate(command):
+        command = click.option(
+            "--which",
+            type=click.Choice(["best", "last"]),
+            default="best",
+            show_default=True,
+            help="Weights with the best validation loss, or the latest.",
+        )(command)
+        return click.option(
+            "--checkpoint",
+            "checkpoint_dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=f"Run folder to {purpose}. [default: the most recently trained run under checkpoints/]",
+        )(command)
+
+    return decorate
+
+
 class ShakegenGroup(click.Group):
     """Turns expected library errors into one-line messages (exit 1); --debug shows the traceback."""
 
@@ -286,6 +308,13 @@ def _preset_help(name: str, text: str) -> str:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
 @click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
 @click.option(
+    "--init-from",
+    default=None,
+    metavar="RUN_DIR|pretrained",
+    help="Fine-tune: start from this run's best weights (its architecture; its vocabulary extended by the corpus's "
+    "new characters; a fresh optimizer; learning rate 1e-3 and --patience 3 unless given).",
+)
+@click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
     default="one",
@@ -294,7 +323,14 @@ def _preset_help(name: str, text: str) -> str:
     "auto picks mirrored when more than one GPU is visible.",
 )
 def train(
-    preset: str, run_dir: Path | None, data_dir: Path, resume: bool, overwrite: bool, strategy: str, **overrides
+    preset: str,
+    run_dir: Path | None,
+    data_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    init_from: str | None,
+    strategy: str,
+    **overrides,
 ) -> None:
     """Train the GRU language model and checkpoint it in a run folder.
 
@@ -303,27 +339,24 @@ def train(
       shakegen train --preset quick
       shakegen train --preset standard --epochs 30 --run-dir checkpoints/big
       shakegen train --resume --run-dir checkpoints/quick --epochs 8
+      shakegen train --init-from checkpoints/quick --data-dir data/mine --run-dir checkpoints/mine
       TF_CONFIG='{...}' shakegen train --strategy multi-worker --run-dir /shared/run
     """
-    from shakegen.backend import import_tensorflow
+    from shakegen import api
 
-    import_tensorflow()
-    from shakegen import training
-
-    config = PRESETS[preset].replace(**overrides)
-    changes = {name: value for name, value in overrides.items() if value is not None}
     run_dir = run_dir or Path("checkpoints") / preset
     display = ui.TrainDisplay()
     try:
-        training.train(
-            config,
+        api.train(
+            preset,
             run_dir,
             data_dir,
             resume=resume,
-            changes=changes,
             overwrite=overwrite,
             strategy=strategy,
             progress=display,
+            init_from=init_from,
+            **overrides,
         )
     except TrainingInterrupted as interrupted:
         display.close()
@@ -357,20 +390,7 @@ def _load_run(checkpoint_dir: Path | None, which: str):
     default=None,
     help="Encoding of --seed-file. [default: the encoding the run's corpus was prepared with]",
 )
-@click.option(
-    "--checkpoint",
-    "checkpoint_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run folder to sample from. [default: the most recently trained run under checkpoints/]",
-)
-@click.option(
-    "--which",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="Weights with the best validation loss, or the latest.",
-)
+@run_options("sample from")
 @click.option("--length", type=int, default=500, show_default=True, help="Characters to generate per sample.")
 @click.option(
     "--temperature",
@@ -704,20 +724,7 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
 
 
 @main.command()
-@click.option(
-    "--checkpoint",
-    "checkpoint_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run folder to export. [default: the most recently trained run under checkpoints/]",
-)
-@click.option(
-    "--which",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="Weights with the best validation loss, or the latest.",
-)
+@run_options("export")
 @click.option(
     "--out",
     "out_dir",
@@ -753,20 +760,7 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
 
 
 @main.command()
-@click.option(
-    "--checkpoint",
-    "checkpoint_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run folder to serve, or 'pretrained'. [default: the most recently trained run under checkpoints/]",
-)
-@click.option(
-    "--which",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="Weights with the best validation loss, or the latest.",
-)
+@run_options("serve, or 'pretrained'")
 @click.option(
     "--host",
     default="127.0.0.1",
