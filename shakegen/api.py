@@ -190,9 +190,7 @@ class TextModel:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
         """
         options = self.sampling_options(temperature, top_k, top_p)
-        prefix, seed = ("", "\n") if seed is None else (None, seed)
-        seed, _ = self.seed_text(seed, skip_unknown)
-        prefix = seed if prefix is None else prefix
+        prefix, seed = self._prompt(seed, skip_unknown)
         count = 1 if num_samples is None else num_samples
         pieces: list[list[str]] = [[] for _ in range(count)]
         for block in self.sample_blocks(seed, length, options, count, random_seed):
@@ -200,6 +198,13 @@ class TextModel:
                 parts.append(text)
         texts = [prefix + "".join(parts) for parts in pieces]
         return texts[0] if num_samples is None else texts
+
+    def _prompt(self, seed: str | None, skip_unknown: bool) -> tuple[str, str]:
+        """(what the returned text starts with, the seed to prime): no seed primes a newline, shown as nothing."""
+        if seed is None:
+            return "", "\n"
+        seed, _ = self.seed_text(seed, skip_unknown)
+        return seed, seed
 
     def stream(
         self,
@@ -213,10 +218,9 @@ class TextModel:
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
         options = self.sampling_options(temperature, top_k, top_p)
-        prefix, seed = ("", "\n") if seed is None else (None, seed)
-        seed, _ = self.seed_text(seed, skip_unknown)
-        if prefix is None and seed:
-            yield seed
+        prefix, seed = self._prompt(seed, skip_unknown)
+        if prefix:
+            yield prefix
         for block in self.sample_blocks(seed, length, options, 1, random_seed):
             yield block[0]
 
