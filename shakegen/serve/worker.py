@@ -80,7 +80,8 @@ class ModelWorker:
             SamplingError, UnknownCharactersError: bad options or seed.
         """
         options = self.model.sampling_options(temperature, top_k, top_p)
-        text, dropped = self.model.seed_text("\n" if seed is None else seed, skip_unknown)
+        # TextModel.generate's rule: no seed primes a newline and the text is only what follows it.
+        text, dropped = ("\n", []) if seed is None else self.model.seed_text(seed, skip_unknown)
         if random_seed is None:  # drawn as the CLI draws it, and reported so the text can be had again
             random_seed = int.from_bytes(os.urandom(4), "little") >> 1
         prefix = "" if seed is None else text
