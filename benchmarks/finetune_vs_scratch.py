@@ -26,7 +26,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
 import shakegen
-from shakegen import checkpoint, evaluate, prepare, training
+from shakegen import checkpoint, evaluate, finetune, prepare, training
 from shakegen.config import PRESETS
 
 SEED_TEXT = "And God said"
@@ -43,8 +43,9 @@ def zero_step_loss(base: Path, data_dir: Path, work: Path) -> float:
 
 
 def one_run(arm: str, minutes: float, args, learning_rate: float | None = None) -> dict:
-    run_dir = Path(args.work) / (f"{arm}-{minutes:g}min" + (f"-lr{learning_rate:g}" if learning_rate else ""))
-    changes = {"max_minutes": minutes, "learning_rate": learning_rate}
+    name = f"{arm}-{minutes:g}min" + (f"-lr{learning_rate:g}" if learning_rate else "")
+    run_dir = Path(args.work) / (name + (f"-{args.epochs}epochs" if args.epochs else ""))
+    changes = {"max_minutes": minutes, "learning_rate": learning_rate, "epochs": args.epochs}
     changes = {key: value for key, value in changes.items() if value is not None}
     config = PRESETS["quick"].replace(**changes)
     init_from = args.base if arm == "finetune" else None
@@ -54,6 +55,7 @@ def one_run(arm: str, minutes: float, args, learning_rate: float | None = None) 
         "arm": arm,
         "minutes": minutes,
         "learning_rate": checkpoint.read_run(run_dir).config.learning_rate,
+        "epochs": config.epochs,
         "best_val_loss": state.best_val_loss,
         "steps": state.global_step,
         "training_seconds": state.elapsed_seconds,
@@ -82,22 +84,21 @@ def plot(results: dict, path: Path) -> None:
     colors = {"scratch": "tab:blue", "finetune": "tab:orange"}
     labels = {"scratch": "from scratch", "finetune": "fine-tuned from the Shakespeare base"}
     rows = [row for row in results["runs"] if row["learning_rate"] == results["defaults"][row["arm"]]]
-    longest = max(row["minutes"] for row in rows)
     for arm in ("scratch", "finetune"):
-        mine = sorted((row for row in rows if row["arm"] == arm), key=lambda row: row["minutes"])
-        curve = next((row["history"] for row in mine if row["minutes"] == longest), [])
+        mine = sorted((row for row in rows if row["arm"] == arm), key=lambda row: row["training_seconds"])
+        longest = mine[-1]
+        curve = longest["history"]
         if arm == "finetune" and "zero_step_val_loss" in results:
             curve = [(0.0, results["zero_step_val_loss"]), *curve]
+        label = f"{labels[arm]}: every validation of the {longest['training_seconds'] / 60:.0f}-minute run"
+        axis.plot(*zip(*curve, strict=True), color=colors[arm], alpha=0.5, label=label)
         axis.plot(
-            *zip(*curve, strict=True), color=colors[arm], alpha=0.5, label=f"{labels[arm]}: {longest:g}-minute run"
-        )
-        axis.plot(
-            [row["minutes"] for row in mine],
+            [row["training_seconds"] / 60 for row in mine],
             [row["best_val_loss"] for row in mine],
             "o",
             color=colors[arm],
             markersize=8,
-            label=f"{labels[arm]}: best of a run of N minutes",
+            label=f"{labels[arm]}: best of each run, at the minutes it trained",
         )
     axis.set_xlabel("training minutes (optimizer steps only)")
     axis.set_ylabel("validation cross-entropy (nats/char)")
@@ -116,15 +117,20 @@ def main():
     parser.add_argument("--minutes", default="1,3,10")
     parser.add_argument("--learning-rates", default="", help="Fine-tuning rates to compare too, e.g. 3e-3,3e-4.")
     parser.add_argument("--sweep-minutes", type=float, default=3.0, help="Budget of the learning-rate comparison.")
+    parser.add_argument("--epochs", type=int, default=None, help="Epochs of both arms. [default: the preset's]")
+    parser.add_argument("--append", action="store_true", help="Add to <work>/results.json instead of starting it over.")
     parser.add_argument("--plot", default=None)
     parser.add_argument("--plot-only", action="store_true", help="Redraw the plot from results.json.")
+    parser.add_argument("--title", default=None, help="The plot's title. [default: the text's file name, its size]")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     args.data = work / "data"
     out = work / "results.json"
     if args.plot_only:
-        plot(json.loads(out.read_text()), Path(args.plot))
+        results = json.loads(out.read_text())
+        results["title"] = args.title or results["title"]
+        plot(results, Path(args.plot))
         return
     if not prepare.is_prepared(args.data):
         prepare.prepare_corpus(args.text, args.data)
@@ -138,8 +144,11 @@ def main():
         "new_characters": added,
         "base": str(args.base),
         "base_val_loss": checkpoint.read_state(Path(args.base) / "best.npz").get("val_loss"),
-        "defaults": {"scratch": PRESETS["quick"].learning_rate, "finetune": None},
-        "runs": [],
+        "defaults": {
+            "scratch": PRESETS["quick"].learning_rate,
+            "finetune": finetune.FINE_TUNING_DEFAULTS["learning_rate"],
+        },
+        "runs": json.loads(out.read_text())["runs"] if args.append and out.is_file() else [],
     }
     print(f"{results['processor']}; {data.meta['characters']:,} characters, new to the base: {''.join(added)}")
     results["zero_step_val_loss"] = zero_step_loss(Path(args.base), args.data, work)
@@ -148,27 +157,29 @@ def main():
         for arm in ("scratch", "finetune"):
             results["runs"].append(one_run(arm, minutes, args))
             out.write_text(json.dumps(results, indent=1))
-    results["defaults"]["finetune"] = next(row for row in results["runs"] if row["arm"] == "finetune")["learning_rate"]
     for rate in (float(value) for value in args.learning_rates.split(",") if value):
         results["runs"].append(one_run("finetune", args.sweep_minutes, args, learning_rate=rate))
         out.write_text(json.dumps(results, indent=1))
-    results["title"] = (
+    results["title"] = args.title or (
         f"{Path(args.text).name} ({data.meta['characters']:,} characters), quick preset; "
-        f"{results['processor'].split(',')[0]}"
+        f"{', '.join(results['processor'].split(', ')[:2])}"
     )
     out.write_text(json.dumps(results, indent=1))
-    print("\n| training minutes | from scratch | fine-tuned | fine-tuned on the base corpus |")
-    print("|---:|---:|---:|---:|")
-    for minutes in sorted({row["minutes"] for row in results["runs"]}):
+    print("\n| --max-minutes | epochs | minutes trained | from scratch | fine-tuned | fine-tuned, on the base corpus |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for minutes, epochs in sorted({(row["minutes"], row.get("epochs", 10)) for row in results["runs"]}):
         pair = {
             row["arm"]: row
             for row in results["runs"]
-            if row["minutes"] == minutes and row["learning_rate"] == results["defaults"][row["arm"]]
+            if (row["minutes"], row.get("epochs", 10)) == (minutes, epochs)
+            and row["learning_rate"] == results["defaults"][row["arm"]]
         }
         if len(pair) == 2:
+            used = " / ".join(f"{pair[arm]['training_seconds'] / 60:.1f}" for arm in ("scratch", "finetune"))
             print(
-                f"| {minutes:g} | {pair['scratch']['best_val_loss']:.4f} | {pair['finetune']['best_val_loss']:.4f} | "
-                f"{pair['finetune']['base_corpus_val_loss']:.4f} (base: {results['base_val_loss']:.4f}) |"
+                f"| {minutes:g} | {epochs} | {used} | {pair['scratch']['best_val_loss']:.4f} | "
+                f"{pair['finetune']['best_val_loss']:.4f} | {pair['finetune']['base_corpus_val_loss']:.4f} "
+                f"(base: {results['base_val_loss']:.4f}) |"
             )
     print(f"\nuniform guess: ln {len(data.vocab)} = {math.log(len(data.vocab)):.4f}")
     for row in results["runs"]:
