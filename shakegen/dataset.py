@@ -23,13 +23,13 @@ def epoch_window_starts(
     the right initial state for the next: ``starts[t + 1, b] == starts[t, b] + seq_length``.
     """
     rng = np.random.default_rng([random_seed, epoch])
-    offset = int(rng.integers(0, seq_length))
+    offset = int(rng.integers(0, seq_length))  # the first draw: see _epoch_offset
     if stateful:
-        return _stream_window_starts(num_characters, seq_length, batch_size, offset)
-    count = (num_characters - offset - 1) // seq_length
-    if count < batch_size:  # small corpora: fall back to offset 0 and wrap nothing
-        offset = 0
-        count = (num_characters - 1) // seq_length
+        offset, stream_length = _stream_layout(num_characters, seq_length, batch_size, offset)
+        steps = max(1, (stream_length - 1) // seq_length)
+        # (steps, batch): stream b starts at offset + b * stream_length, windows follow each other.
+        return offset + np.arange(batch_size)[None, :] * stream_length + seq_length * np.arange(steps)[:, None]
+    offset, count = _shuffled_layout(num_characters, seq_length, batch_size, offset)
     starts = offset + seq_length * rng.permutation(count)
     batches = len(starts) // batch_size
     if batches == 0:
@@ -39,23 +39,42 @@ def epoch_window_starts(
     return starts[: batches * batch_size].reshape(batches, batch_size)
 
 
-def _stream_window_starts(num_characters: int, seq_length: int, batch_size: int, offset: int) -> np.ndarray:
-    stream_length = (num_characters - offset) // batch_size
-    if (stream_length - 1) // seq_length < 1:  # too short for the epoch's offset: start at 0
-        offset, stream_length = 0, num_characters // batch_size
-    steps = max(1, (stream_length - 1) // seq_length)
-    # (steps, batch): stream b starts at offset + b * stream_length, windows follow each other.
-    return offset + np.arange(batch_size)[None, :] * stream_length + seq_length * np.arange(steps)[:, None]
-
-
-def minimum_stateful_characters(seq_length: int, batch_size: int) -> int:
-    """The shortest training split that gives every stream one window."""
-    return batch_size * (seq_length + 1)
+def epoch_batches(
+    num_characters: int, seq_length: int, batch_size: int, random_seed: int, epoch: int, stateful: bool = False
+) -> int:
+    """``len(epoch_window_starts(...))``, without drawing or holding the epoch's windows."""
+    offset = _epoch_offset(random_seed, epoch, seq_length)
+    if stateful:
+        _, stream_length = _stream_layout(num_characters, seq_length, batch_size, offset)
+        return max(1, (stream_length - 1) // seq_length)
+    _, count = _shuffled_layout(num_characters, seq_length, batch_size, offset)
+    return max(1, count // batch_size)
 
 
 def steps_per_epoch(num_characters: int, seq_length: int, batch_size: int, stateful: bool = False) -> int:
     """Batches per epoch (the same for every epoch's random offset, up to one)."""
-    return epoch_window_starts(num_characters, seq_length, batch_size, 0, 0, stateful).shape[0]
+    return epoch_batches(num_characters, seq_length, batch_size, 0, 0, stateful)
+
+
+def _epoch_offset(random_seed: int, epoch: int, seq_length: int) -> int:
+    return int(np.random.default_rng([random_seed, epoch]).integers(0, seq_length))
+
+
+def _shuffled_layout(num_characters: int, seq_length: int, batch_size: int, offset: int) -> tuple[int, int]:
+    """(offset, number of windows) of a shuffled epoch."""
+    count = (num_characters - offset - 1) // seq_length
+    if count < batch_size:  # small corpora: fall back to offset 0 and wrap nothing
+        offset = 0
+        count = (num_characters - 1) // seq_length
+    return offset, count
+
+
+def _stream_layout(num_characters: int, seq_length: int, batch_size: int, offset: int) -> tuple[int, int]:
+    """(offset, stream length) of a stateful epoch."""
+    stream_length = (num_characters - offset) // batch_size
+    if (stream_length - 1) // seq_length < 1:  # too short for the epoch's offset: start at 0
+        offset, stream_length = 0, num_characters // batch_size
+    return offset, stream_length
 
 
 def epoch_dataset(

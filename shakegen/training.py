@@ -493,11 +493,14 @@ class Trainer:
     def _open_epoch(self) -> None:
         if self._batches is not None:
             return
-        from shakegen.dataset import epoch_window_starts
+        from shakegen.dataset import epoch_batches
 
         skip = self.state.global_step - self.state.epoch_start_step
         config = self.config
-        windows = epoch_window_starts(
+        if skip == 0:
+            for variable in self.carried:  # each epoch's streams start from nothing
+                variable.assign(np.zeros(variable.shape, np.float32))
+        self._epoch_steps = epoch_batches(
             len(self.data.train),
             config.seq_length,
             config.batch_size,
@@ -505,10 +508,6 @@ class Trainer:
             self.state.epoch,
             config.stateful,
         )
-        if skip == 0:
-            for variable in self.carried:  # each epoch's streams start from nothing
-                variable.assign(np.zeros(variable.shape, np.float32))
-        self._epoch_steps = len(windows)
         self._batches = iter(
             distributed_epoch(self.strategy, self.data.train, config, self.state.epoch, skip, self.id_table)
         )
