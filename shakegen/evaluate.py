@@ -22,7 +22,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -108,31 +107,6 @@ class Protocol:
             "samples": self.samples if windowed else None,
             "random_seed": self.random_seed if windowed and self.samples is not None else None,
         }
-
-
-class PerplexityMetric(keras.metrics.Metric):
-    """Perplexity from summed cross-entropy over every predicted character.
-
-    ``update_state(nll_sum, count)`` adds a batch's summed NLL (nats) and its number of
-    predicted characters; ``result()`` is exp(total / count), never a mean of exp(loss).
-    """
-
-    def __init__(self, name="perplexity", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float64", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="int64", name="count")
-
-    def update_state(self, nll_sum, count):
-        self.total.assign_add(tf.cast(nll_sum, tf.float64))
-        self.count.assign_add(tf.cast(count, tf.int64))
-
-    def loss(self) -> float:
-        """Mean cross-entropy in nats per character so far."""
-        count = int(self.count.numpy())
-        return float(self.total.numpy()) / count if count else float("nan")
-
-    def result(self):
-        return tf.exp(self.total / tf.maximum(tf.cast(self.count, tf.float64), 1.0))
 
 
 def _window_function(model):

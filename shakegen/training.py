@@ -274,22 +274,12 @@ def _data_info(data: prepare.PreparedData, counts: np.ndarray) -> dict:
 
 def _run_counts(data: prepare.PreparedData, id_table: np.ndarray | None, vocab_size: int) -> np.ndarray:
     """Character counts of the training split indexed by the run's ids (0 for characters it lacks)."""
-    counts = np.asarray(_train_counts(data), np.int64)
+    counts = np.asarray(data.meta["train_counts"], np.int64)  # stored by prepare (counted once for older folders)
     if id_table is None:
         return counts
     by_run_id = np.zeros(vocab_size, np.int64)
     by_run_id[id_table] = counts
     return by_run_id
-
-
-def _train_counts(data: prepare.PreparedData) -> list[int]:
-    """Character counts of the training split: stored at prepare time, else counted in chunks."""
-    if "train_counts" in data.meta:
-        return list(data.meta["train_counts"])
-    counts = np.zeros(len(data.vocab), np.int64)
-    for start in range(0, len(data.train), 1 << 24):  # bounded memory on huge memory-mapped splits
-        counts += np.bincount(np.asarray(data.train[start : start + (1 << 24)]), minlength=len(data.vocab))
-    return counts.tolist()
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -462,6 +452,8 @@ class Trainer:
 
     def train_span(self) -> None:
         """Take optimizer steps until the epoch ends, a validation is due, or a limit is reached."""
+        from shakegen.evaluate import safe_exp
+
         self._open_epoch()
         characters_per_step = self.config.batch_size * self.config.seq_length
         clock = time.perf_counter()
@@ -483,7 +475,7 @@ class Trainer:
                     step=state.global_step - state.epoch_start_step,
                     steps=self._epoch_steps,
                     loss=loss,
-                    perplexity=_safe_exp(state.train_loss),
+                    perplexity=safe_exp(state.train_loss),
                     characters_per_second=characters_per_step / max(now - clock, 1e-9),
                 )
             )
@@ -625,10 +617,6 @@ class Trainer:
         self.save_last()
         self.emit(events.Finished(reason, self.state))
         return TrainResult(self.run_dir, self.state, self.history)
-
-
-def _safe_exp(value: float) -> float:
-    return math.exp(value) if value < 700 else math.inf
 
 
 @dataclass

@@ -220,7 +220,10 @@ class TrainDisplay:
 
 
 def _safe_exp(value: float) -> float:
-    """exp that shows inf for a huge loss instead of raising OverflowError."""
+    """exp that shows inf for a huge loss instead of raising OverflowError.
+
+    evaluate.safe_exp's twin: ui never imports TensorFlow, and evaluate does.
+    """
     return math.exp(value) if value < 700 else math.inf
 
 
