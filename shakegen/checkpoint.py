@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
-import hashlib
 import io
 import json
 import shutil
@@ -266,15 +265,6 @@ def _open(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file (a checkpoint), read in blocks; how a fine-tuned run names its parent's weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     """A checkpoint's weights keyed by variable path, without a model to load them into.
 
@@ -289,11 +279,7 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
             f"Checkpoint {path} is damaged: it holds no weights. Use the other checkpoint or retrain."
         )
     for name, value in weights.items():
-        if not np.issubdtype(value.dtype, np.floating) or not np.isfinite(value).all():
-            raise CheckpointError(
-                f"Checkpoint {path} is damaged: {name} holds {value.dtype} values that are not finite floats. "
-                "Use the other checkpoint or retrain."
-            )
+        _check_finite_floats(path, name, value)
     _state_of(arrays, path)
     return weights
 
@@ -324,13 +310,8 @@ def load(path: Path, model, optimizer=None) -> dict:
             raise CheckpointError(
                 f"Checkpoint {path} does not fit the model: {variable.path} expected shape {tuple(variable.shape)}, found {found}."
             )
-        if not np.issubdtype(arrays[key].dtype, np.floating) and np.issubdtype(variable.dtype, np.floating):
-            raise CheckpointError(f"Checkpoint {path} is damaged: {variable.path} holds {arrays[key].dtype} values.")
-        if np.issubdtype(arrays[key].dtype, np.floating) and not np.isfinite(arrays[key]).all():
-            raise CheckpointError(
-                f"Checkpoint {path} is damaged: {variable.path} holds NaN or infinite values. "
-                "Use the other checkpoint (--which) or retrain."
-            )
+        if np.issubdtype(variable.dtype, np.floating):
+            _check_finite_floats(path, variable.path, arrays[key])
         variable.assign(arrays[key])
     if optimizer is not None:
         saved = sorted(key for key in arrays if key.startswith("optimizer/"))
@@ -341,6 +322,15 @@ def load(path: Path, model, optimizer=None) -> dict:
         for key, variable in zip(saved, optimizer.variables, strict=True):
             variable.assign(arrays[key])
     return _state_of(arrays, path)
+
+
+def _check_finite_floats(path: Path, name: str, value: np.ndarray) -> None:
+    """Refuse a weight array that is not floating point, or holds NaN or infinite values."""
+    if not np.issubdtype(value.dtype, np.floating) or not np.isfinite(value).all():
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged: {name} holds {value.dtype} values that are not finite floats. "
+            "Use the other checkpoint (--which) or retrain."
+        )
 
 
 def _state_of(arrays: dict[str, np.ndarray], path: Path) -> dict:

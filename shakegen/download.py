@@ -15,6 +15,7 @@ from urllib3.util.retry import Retry
 
 from shakegen import corpus, fileio
 from shakegen.errors import ShakegenError
+from shakegen.fileio import file_sha256
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -44,14 +45,6 @@ class DownloadResult:
 def default_sha256(url: str) -> str | None:
     """The known hash of ``url``'s content, if it is the default corpus."""
     return corpus.TINY_SHAKESPEARE_SHA256 if url == corpus.TINY_SHAKESPEARE_URL else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CappedRetry(Retry):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shakegen import checkpoint
+from shakegen import checkpoint, fileio
 from shakegen.config import TrainConfig
 from shakegen.errors import CheckpointError, ConfigError
 from shakegen.vocab import Vocabulary
@@ -95,7 +95,7 @@ def open_base(init_from: str | Path, run_dir: Path) -> Base:
         weights = checkpoint.read_weights(best)
     except CheckpointError as error:
         raise CheckpointError(f"Cannot fine-tune from {init_from}: {error}") from None
-    return Base(str(init_from), info, weights, checkpoint.file_sha256(best), checkpoint.read_state(best))
+    return Base(str(init_from), info, weights, fileio.file_sha256(best), checkpoint.read_state(best))
 
 
 def fine_tuning_config(base: Base, config: TrainConfig, changes: dict) -> TrainConfig:
