@@ -11,9 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from machine import processor_description  # noqa: E402, F401  (re-exported for the benchmarks)
-
 from shakegen.backend import import_tensorflow  # noqa: E402
+from shakegen.machine import processor_description  # noqa: F401  (re-exported for the benchmarks)
 
 tf = import_tensorflow()
 

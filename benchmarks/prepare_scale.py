@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import processor_description  # benchmarks/machine.py
+from shakegen.machine import processor_description
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SHAKESPEARE = ROOT / "shakegen" / "data" / "tinyshakespeare.txt"

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import processor_description
+
+from shakegen.machine import processor_description
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

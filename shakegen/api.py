@@ -27,20 +27,28 @@ DEFAULT_CHECKPOINTS = Path("checkpoints")
 
 
 def resolve_run(run: str | os.PathLike | None) -> Path:
-    """The run folder a user means: a path, ``"pretrained"``, or ``None`` for the latest run.
+    """The run folder a user means: a path, ``"pretrained"``, or ``None`` for the latest run
+    under ``checkpoints/`` (the pretrained model when there is none).
 
     Raises:
         CheckpointError: no run there (the message says how to train one).
     """
-    from shakegen import checkpoint
+    from shakegen import checkpoint, pretrained
 
     if run is None:
-        return checkpoint.latest_run(DEFAULT_CHECKPOINTS)
+        try:
+            return checkpoint.latest_run(DEFAULT_CHECKPOINTS)
+        except CheckpointError:
+            if not pretrained.available():
+                raise
+            return pretrained.BUNDLE_DIR
     if str(run) == PRETRAINED and not Path(run).exists():
-        raise CheckpointError(
-            "No pretrained model ships with this version of shakegen yet. Train one with "
-            "`shakegen train --preset quick` and pass its run folder (for example checkpoints/quick)."
-        )
+        if not pretrained.available():
+            raise CheckpointError(
+                "No pretrained model ships with this installation of shakegen. Train one with "
+                "`shakegen train --preset quick` and pass its run folder (for example checkpoints/quick)."
+            )
+        return pretrained.BUNDLE_DIR
     return Path(run)
 
 
@@ -48,8 +56,9 @@ def load(run: str | os.PathLike | None = None, which: str = "best") -> "TextMode
     """Load a run folder's model for sampling and scoring.
 
     Args:
-        run: a run folder written by ``shakegen train``; ``None`` for the most recently trained
-            run under ``checkpoints/``.
+        run: a run folder written by ``shakegen train``, ``"pretrained"`` for the model that
+            ships with shakegen, or ``None`` for the most recently trained run under
+            ``checkpoints/`` (the pretrained model when there is none).
         which: ``"best"`` (lowest validation loss) or ``"last"`` weights.
     Raises:
         CheckpointError: no run there, a damaged one, or an unknown ``which``.

@@ -105,6 +105,8 @@ class GRULayer(keras.layers.Layer):
         inputs: (batch, time, features).
         initial_state: (batch, units) or None for zeros.
         projected: ``self.project(inputs)`` when the caller has it cheaper (fused kernel only).
+        weight_drop_seed: (2,) int32: in training, drop this fraction (``weight_drop``) of the
+            recurrent kernel's entries for the whole call (DropConnect, one mask per batch).
     Returns:
         (outputs (batch, time, units), final_state (batch, units) float32).
     """
@@ -117,6 +119,7 @@ class GRULayer(keras.layers.Layer):
         recurrent_initializer="orthogonal",
         bias_initializer="zeros",
         rnn_kernel: str = "auto",
+        weight_drop: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -130,7 +133,9 @@ class GRULayer(keras.layers.Layer):
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.rnn_kernel = rnn_kernel
-        self.kernel_in_use = choose_rnn_kernel(rnn_kernel, variant, self.compute_dtype)
+        self.weight_drop = weight_drop
+        # Weight-drop masks the recurrent kernel before the loop: only the fused loop can take that.
+        self.kernel_in_use = "fused" if weight_drop else choose_rnn_kernel(rnn_kernel, variant, self.compute_dtype)
         self.input_gates = variant in ("gru", "classic")
         self.state_gates = variant != "gru3"
         self.reset_after = variant == "gru"
@@ -188,6 +193,7 @@ class GRULayer(keras.layers.Layer):
             recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
             rnn_kernel=self.rnn_kernel,
+            weight_drop=self.weight_drop,
         )
         return config
 
@@ -280,7 +286,7 @@ class GRULayer(keras.layers.Layer):
             return constant_gates
         return tf.zeros((0,), tf.float32)
 
-    def call(self, inputs, initial_state=None, projected=None):
+    def call(self, inputs, initial_state=None, projected=None, weight_drop_seed=None):
         """Run the layer over ``inputs``, or over ``projected`` (= ``self.project(inputs)``)
         when the caller has it cheaper, e.g. gathered from a projected embedding table."""
         if self.kernel_in_use == "keras":
@@ -292,6 +298,10 @@ class GRULayer(keras.layers.Layer):
         batch = projected.shape[1] if projected.shape[1] is not None else tf.shape(projected)[1]
         h0 = tf.zeros((batch, self.units), tf.float32) if initial_state is None else tf.cast(initial_state, tf.float32)
         recurrent_kernel = tf.cast(self.recurrent_kernel, self.compute_dtype)
+        if weight_drop_seed is not None and self.weight_drop > 0:
+            recurrent_kernel = tf.nn.experimental.stateless_dropout(
+                recurrent_kernel, rate=self.weight_drop, seed=weight_drop_seed
+            )
         outputs, h_final = fused_sequence(self.form())(projected, h0, recurrent_kernel, self.loop_bias())
         return tf.cast(tf.transpose(outputs, (1, 0, 2)), self.compute_dtype), h_final
 

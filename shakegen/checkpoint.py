@@ -310,9 +310,11 @@ def load(path: Path, model, optimizer=None) -> dict:
             raise CheckpointError(
                 f"Checkpoint {path} does not fit the model: {variable.path} expected shape {tuple(variable.shape)}, found {found}."
             )
+        value = arrays[key]
         if np.issubdtype(variable.dtype, np.floating):
-            _check_finite_floats(path, variable.path, arrays[key])
-        variable.assign(arrays[key])
+            _check_finite_floats(path, variable.path, value)
+            value = value.astype(variable.dtype)  # the bundled model stores float16
+        variable.assign(value)
     if optimizer is not None:
         saved = sorted(key for key in arrays if key.startswith("optimizer/"))
         if len(saved) != len(optimizer.variables):

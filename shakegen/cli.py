@@ -44,10 +44,26 @@ def run_options(purpose: str):
             "checkpoint_dir",
             type=click.Path(path_type=Path),
             default=None,
-            help=f"Run folder to {purpose}. [default: the most recently trained run under checkpoints/]",
+            metavar="RUN_DIR|pretrained",
+            help=f"Run folder to {purpose}, or 'pretrained' for the model that ships with shakegen. "
+            "[default: the most recently trained run under checkpoints/, else the pretrained model]",
         )(command)
 
     return decorate
+
+
+def run_folder(checkpoint_dir: Path | None) -> Path:
+    """The run a command loads (api.resolve_run), saying so on stderr when it falls back to the
+    pretrained model because no run exists under checkpoints/."""
+    from shakegen import api, pretrained
+
+    run_dir = api.resolve_run(checkpoint_dir)
+    if checkpoint_dir is None and run_dir == pretrained.BUNDLE_DIR:
+        ui.message(
+            f"No trained run under {api.DEFAULT_CHECKPOINTS}/; using the pretrained model that ships with shakegen "
+            "(--checkpoint pretrained)."
+        )
+    return run_dir
 
 
 class ShakegenGroup(click.Group):
@@ -220,6 +236,12 @@ def _preset_help(name: str, text: str) -> str:
     "--dropout", type=float, default=None, help=_preset_help("dropout", "Dropout after each GRU layer, in [0, 1).")
 )
 @click.option(
+    "--weight-drop",
+    type=float,
+    default=None,
+    help=_preset_help("weight_drop", "Fraction of each recurrent kernel dropped per batch (DropConnect), in [0, 1)."),
+)
+@click.option(
     "--recurrent-initializer",
     type=click.Choice(RECURRENT_INITIALIZERS),
     default=None,
@@ -234,9 +256,7 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps in all.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training in all.")
-@click.option(
-    "--max-characters", type=int, default=None, help="Stop after training on this many characters in all."
-)
+@click.option("--max-characters", type=int, default=None, help="Stop after training on this many characters in all.")
 @click.option(
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
 )
@@ -366,17 +386,6 @@ def train(
     ui.message(f'Run folder: {run_dir} (generate with: shakegen generate --checkpoint {run_dir} --seed "ROMEO:")')
 
 
-def _load_run(checkpoint_dir: Path | None, which: str):
-    """Import TensorFlow quietly and load a run's model from its folder alone."""
-    from shakegen.backend import import_tensorflow
-
-    import_tensorflow()
-    from shakegen import checkpoint
-
-    run_dir = checkpoint_dir or checkpoint.latest_run()
-    return checkpoint.load_model(run_dir, which)
-
-
 @main.command()
 @click.option("--seed", "seed_text", default=None, help="Text to start from. [default: a newline]")
 @click.option(
@@ -461,7 +470,7 @@ def generate(
     import_tensorflow()
     from shakegen import api, sampling
 
-    model = api.load(checkpoint_dir, which)  # float32 whatever the run was trained in
+    model = api.load(run_folder(checkpoint_dir), which)  # float32 whatever the run was trained in
     info = model.info
     try:
         options = model.sampling_options(temperature, top_k, top_p)
@@ -518,7 +527,9 @@ def generate(
     "checkpoints",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Run folder(s) to evaluate; repeat to compare runs side by side. [default: the latest run]",
+    metavar="RUN_DIR|pretrained",
+    help="Run folder(s) to evaluate, or 'pretrained'; repeat to compare runs side by side. "
+    "[default: the latest run under checkpoints/, else the pretrained model]",
 )
 @click.option(
     "--which",
@@ -626,7 +637,7 @@ def eval_command(
         random_seed=0 if random_seed is None else random_seed,
     )
     evaluate.Protocol(measure["protocol"], measure["window"], measure["samples"], measure["random_seed"]).validate()
-    runs = list(checkpoints) or [api.resolve_run(None)]
+    runs = [api.resolve_run(run) for run in checkpoints] or [run_folder(None)]
     kinds = ["best", "last"] if which == "both" else [which]
     what = {"path": text_path} if text_path else {"split": split}
     rows = []
@@ -748,10 +759,9 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
     from shakegen.backend import import_tensorflow
 
     import_tensorflow()
-    from shakegen import checkpoint
     from shakegen import export as exporting
 
-    run_dir = checkpoint_dir or checkpoint.latest_run()
+    run_dir = run_folder(checkpoint_dir)
     result = exporting.export_run(run_dir, out_dir, which, overwrite=overwrite)
     ui.message(
         f"Exported {result.run_dir} ({which}) to {result.out_dir}: signatures {', '.join(result.signatures)}; "
@@ -833,10 +843,9 @@ def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_charact
             + ("." if token else " and there is no --token; anyone who can reach it can use it.")
         )
     sock = server.bind(host, port)
-    from shakegen import api
 
     try:
-        run_dir = api.resolve_run(checkpoint_dir)
+        run_dir = run_folder(checkpoint_dir)
         ui.message(f"[dim]Loading {run_dir} ({which})...[/]")
         server.serve(sock, run_dir, which, limits, token, message=lambda text: ui.console.print(text, soft_wrap=True))
     finally:

@@ -28,6 +28,7 @@ class TrainConfig:
     embedding_dim: int = 64
     rnn_units: int = 512
     dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on each recurrent kernel: one mask per batch (AWD-LSTM's lever)
     recurrent_initializer: str = "glorot_uniform"  # measured: benchmarks/recurrent_init.py
     seq_length: int = 128
     batch_size: int = 64
@@ -59,7 +60,9 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
         if self.clip_norm is not None and not 0 <= self.clip_norm < math.inf:
-            raise ConfigError(f"clip_norm must be a finite positive number, or 0 for no clipping; got {self.clip_norm!r}.")
+            raise ConfigError(
+                f"clip_norm must be a finite positive number, or 0 for no clipping; got {self.clip_norm!r}."
+            )
         if not 0 <= self.checkpoint_minutes < math.inf:
             raise ConfigError(
                 f"checkpoint_minutes must be a finite number of minutes, or 0 to save at validations only; "
@@ -69,8 +72,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
                 raise ConfigError(f"{name} must be a finite positive number or unset, got {value!r}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        for name in ("dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+        if self.weight_drop > 0 and self.rnn_kernel == "keras":
+            raise ConfigError(
+                "weight_drop needs shakegen's fused loop (Keras's GRU reads its recurrent kernel itself); "
+                "use --rnn-kernel fused or auto, or --weight-drop 0."
+            )
         if self.cell not in CELLS:
             raise ConfigError(f"Unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}.")
         if self.recurrent_initializer not in RECURRENT_INITIALIZERS:

@@ -420,6 +420,9 @@ def evaluation_ids(
     if text_path is not None:
         return _text_ids(info, text_path, encoding, strict)
     if not prepare.is_prepared(data_dir):
+        embedded = _embedded_split_ids(info, split)
+        if embedded is not None:
+            return embedded, 0
         raise EvaluationError(
             f"The {split} split is not prepared in {prepare.prepared_dir(data_dir)}. Run `shakegen prepare` "
             "on the corpus the model was trained on, or evaluate a file with --text."
@@ -434,6 +437,21 @@ def evaluation_ids(
         )
     # The run's ids: a fine-tuned run's vocabulary extends the prepared one's, in another order.
     return translate(data.train if split == "train" else data.val, data.vocab.translation_to(info.vocab)), 0
+
+
+def _embedded_split_ids(info, split: str) -> np.ndarray | None:
+    """A split of the embedded Tiny Shakespeare, encoded in memory, for a run trained on it
+    (the pretrained model scores its own split with nothing prepared); None for other runs."""
+    from shakegen import corpus, fileio
+
+    data = info.data
+    if data.get("sha256") != fileio.file_sha256(corpus.EMBEDDED_CORPUS):
+        return None
+    text = info.clean(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
+    if len(text) != data.get("characters") or info.vocab.unknown_characters(text):
+        return None
+    cut = data["train_characters"]
+    return info.vocab.encode(text[:cut] if split == "train" else text[cut:])
 
 
 def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:

@@ -42,6 +42,7 @@ class CharModel(keras.Model):
                 kernel_initializer="glorot_uniform",
                 recurrent_initializer=config.recurrent_initializer,
                 rnn_kernel=config.rnn_kernel,
+                weight_drop=config.weight_drop,
                 name=f"rnn_{index}",
                 dtype=policy,
             )
@@ -59,19 +60,25 @@ class CharModel(keras.Model):
         x = None
         for index, layer in enumerate(self.rnn_layers):
             initial_state = None if states is None else states[index]
+            # Each layer's masks have their own seeds: (seed, step·layers + layer) for dropout
+            # after it, the same negated minus one for weight-drop on its recurrent kernel.
+            stream = None if dropout_seed is None else dropout_seed[1] * len(self.rnn_layers) + index
+            recurrent = {}
+            if training and self.config.weight_drop > 0:
+                recurrent["weight_drop_seed"] = tf.stack([dropout_seed[0], -1 - stream])
             if index == 0 and layer.takes_projection:
                 # Embedding then input kernel is a lookup in their product: project the
                 # (vocab, embedding) table once instead of every (batch × time) embedding.
                 table = layer.project(self.embedding.embeddings)  # (vocab, k)
                 projected = tf.gather(table, tf.cast(inputs, tf.int32))  # (batch, time, k)
-                x, state = layer(projected, initial_state=initial_state, projected=projected)
+                x, state = layer(projected, initial_state=initial_state, projected=projected, **recurrent)
             elif index == 0:  # Keras's GRU (cuDNN) projects its inputs itself
                 x, state = layer(self.embedding(inputs), initial_state=initial_state)
             else:
-                x, state = layer(x, initial_state=initial_state)
+                x, state = layer(x, initial_state=initial_state, **recurrent)
             final_states.append(state)
             if training and self.config.dropout > 0:
-                seed = tf.stack([dropout_seed[0], dropout_seed[1] * len(self.rnn_layers) + index])
+                seed = tf.stack([dropout_seed[0], stream])
                 x = tf.nn.experimental.stateless_dropout(x, rate=self.config.dropout, seed=seed)
         logits = tf.cast(self.dense(x), tf.float32)
         return logits, final_states

@@ -51,6 +51,30 @@ def test_matches_numpy_equations(variant, with_state):
     np.testing.assert_allclose(state, expected_state, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["gru", "gru2"])
+def test_weight_drop_masks_the_recurrent_kernel_for_the_whole_call(variant):
+    """DropConnect: the entries whose gradient is exactly zero are the dropped ones; the outputs
+    are the NumPy equations' with those entries zeroed and the rest scaled by 1/(1 - rate)."""
+    layer = _random_layer(variant, seed=3, weight_drop=0.5)
+    x, h0 = _inputs(4, with_state=True)
+    kernel, recurrent_kernel, bias = (w.numpy() for w in layer.weights)
+    plain, _ = layer(x, initial_state=h0)  # no seed (inference): nothing dropped
+    expected_plain, _ = gru_sequence(variant, x.numpy(), kernel, recurrent_kernel, bias, h0.numpy())
+    np.testing.assert_allclose(plain, expected_plain, atol=1e-5)
+    probe = tf.constant(np.random.default_rng(5).normal(size=(BATCH, 20, UNITS)).astype("float32"))
+    with tf.GradientTape() as tape:
+        out, state = layer(x, initial_state=h0, weight_drop_seed=tf.constant([1, 2]))
+        loss = tf.reduce_sum(out * probe)
+    dropped = tape.gradient(loss, layer.recurrent_kernel).numpy() == 0
+    assert 0.4 < dropped.mean() < 0.6
+    masked = np.where(dropped, 0.0, recurrent_kernel / 0.5).astype("float32")
+    expected, expected_state = gru_sequence(variant, x.numpy(), kernel, masked, bias, h0.numpy())
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(state, expected_state, atol=1e-5)
+    other, _ = layer(x, initial_state=h0, weight_drop_seed=tf.constant([1, 3]))
+    assert not np.allclose(other, out)  # another step's seed, another mask
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parameter_counts_follow_the_equations(variant):
     layer = _random_layer(variant)

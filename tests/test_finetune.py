@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, finetune, prepare, training
+from shakegen import checkpoint, finetune, prepare, pretrained, training
 from shakegen.cli import main
 from shakegen.config import TrainConfig
 from shakegen.errors import CheckpointError, ConfigError, PreparedDataError, ShakegenError, TrainingInterrupted
@@ -295,7 +295,10 @@ def _damaged_copies(folder, base_run):
         ("unprepared", PreparedDataError, "Prepare your text first"),
     ],
 )
-def test_bad_input_is_refused_in_one_line_and_changes_nothing(folder, base_run, new_data, case, error, message):
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(
+    folder, base_run, new_data, case, error, message, monkeypatch
+):
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", folder / "no-bundle")  # as if none shipped
     damaged = _damaged_copies(folder, base_run) if case in ("garbled_best", "no_best", "bad_config", "misfit") else {}
     init_from = damaged.get(case, {"missing": folder / "nowhere", "pretrained": "pretrained"}.get(case, base_run))
     run_dir, data_dir, config, changes = folder / f"refused_{case}", new_data, _config(), {}
@@ -328,7 +331,8 @@ def test_into_a_folder_holding_a_run_needs_overwrite(folder, base_run, new_data)
     assert checkpoint.read_run(run_dir).parent["run"] == str(base_run)
 
 
-def test_command_line(folder, base_run, new_data):
+def test_command_line(folder, base_run, new_data, monkeypatch):
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", folder / "no-bundle")  # as if none shipped
     run_dir = folder / "cli_run"
     common = ["--data-dir", new_data, "--run-dir", run_dir, "--preset", "tiny", "--max-steps", "3"]
     result = CliRunner().invoke(main, ["train", "--init-from", base_run, *map(str, common)])

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 import shakegen  # noqa: E402
-from shakegen import corpus  # noqa: E402
+from shakegen import corpus, pretrained  # noqa: E402
 from shakegen.cli import main  # noqa: E402
 from tests.runs import train_tiny_run  # noqa: E402
 
@@ -415,9 +415,10 @@ def test_token_guards_every_v1_route(tiny_run):
 
 def test_serve_refuses_what_it_cannot_do_in_one_line(tiny_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", tmp_path / "no-bundle")  # as if none shipped
     runner = CliRunner()
-    pretrained = runner.invoke(main, ["serve", "--checkpoint", "pretrained", "--port", "0"])
-    assert pretrained.exit_code == 1 and "No pretrained model ships" in pretrained.output
+    bundled = runner.invoke(main, ["serve", "--checkpoint", "pretrained", "--port", "0"])
+    assert bundled.exit_code == 1 and "No pretrained model ships" in bundled.output
     nothing = runner.invoke(main, ["serve", "--port", "0"])  # no run under ./checkpoints
     empty = runner.invoke(main, ["serve", "--checkpoint", str(tiny_run), "--port", "0", "--token", " "])
     assert empty.exit_code == 2 and "--token" in empty.output

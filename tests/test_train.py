@@ -76,7 +76,7 @@ def test_same_seed_same_losses(tmp_path, small_data, small_config):
     ids=["after-epoch-1", "mid-epoch-2"],
 )
 def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_data, small_config, where):
-    config = small_config.replace(dropout=0.2)  # dropout masks must replay too
+    config = small_config.replace(dropout=0.2, weight_drop=0.3)  # dropout and weight-drop masks must replay too
     train(config, tmp_path / "straight", small_data)
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "resumed", small_data, progress=_interrupt_when(where))
@@ -123,6 +123,8 @@ def test_existing_run_is_not_overwritten_silently(trained_run, small_data, small
         ({"rnn_units": 0}, "rnn_units must be a positive integer"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\)"),
+        ({"weight_drop": 1.0}, r"weight_drop must be in \[0, 1\)"),
+        ({"weight_drop": 0.2, "rnn_kernel": "keras"}, "weight_drop needs shakegen's fused loop"),
         ({"seq_length": 100000}, "training split holds only"),
         ({"learning_rate": 0}, "learning_rate must be a finite positive number"),
         ({"learning_rate": float("inf")}, "learning_rate must be a finite positive number"),

@@ -1,4 +1,4 @@
-"""What machine a benchmark ran on (no TensorFlow import, so any script can use it)."""
+"""What machine this is (no TensorFlow import, so any script can use it): benchmarks and the pretrained card name it."""
 
 from __future__ import annotations
 

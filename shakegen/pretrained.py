@@ -1,0 +1,137 @@
+"""The pretrained model that ships inside the package, and how it is built from a run.
+
+The bundle is a run folder like any other (``config.json``, ``best.npz``, ``history.csv``) whose
+weights are stored in float16 to keep the package small, plus ``pretrained.json``: the command
+that trained it, when and on what processor, and its validation loss on the embedded corpus
+under both protocols, evaluated from the float16 weights as they ship (float32 arithmetic).
+``shakegen generate`` and ``eval`` fall back to it when no run exists under ``checkpoints/``;
+``--checkpoint pretrained`` (``shakegen.load("pretrained")``) names it anywhere.
+
+Build it from a finished run (see README.md, "The pretrained model"):
+
+    python -m shakegen.pretrained RUN_DIR --command "shakegen train ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shakegen import checkpoint, fileio
+from shakegen.errors import CheckpointError
+
+BUNDLE_DIR = Path(__file__).parent / "pretrained_model"
+CARD_FILE = "pretrained.json"
+MAX_BYTES = 10 * 1024 * 1024
+STORAGE_TOLERANCE = 0.002  # nats per character float16 storage may move the validation loss by
+
+
+def available(bundle_dir: Path | None = None) -> bool:
+    """Whether a pretrained model ships (in ``bundle_dir``, default ``BUNDLE_DIR``)."""
+    bundle_dir = BUNDLE_DIR if bundle_dir is None else bundle_dir
+    return (bundle_dir / checkpoint.CONFIG_FILE).is_file() and (bundle_dir / checkpoint.BEST_FILE).is_file()
+
+
+def card(bundle_dir: Path | None = None) -> dict:
+    """What ``pretrained.json`` records: command, date, processor and validation figures."""
+    path = (BUNDLE_DIR if bundle_dir is None else bundle_dir) / CARD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"The pretrained model's card {path} is missing or damaged ({error}).") from None
+
+
+def float16_arrays(path: Path) -> dict[str, np.ndarray]:
+    """A checkpoint's weights in float16 and its training state, without the optimizer's variables."""
+    weights = checkpoint.read_weights(path)
+    arrays = {f"weights/{name}": value.astype(np.float16) for name, value in weights.items()}
+    arrays["state"] = np.frombuffer(json.dumps(checkpoint.read_state(path)).encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def validation_figures(run_dir: Path, which: str = "best") -> dict[str, float]:
+    """Validation loss of a run on the embedded corpus's split, streaming and in windows of 256."""
+    from shakegen import api
+
+    model = api.load(run_dir, which)
+    figures = {}
+    for protocol in ("streaming", "windows"):
+        report = model.evaluate(split="val", data_dir=Path(run_dir) / "no-prepared-data", protocol=protocol, window=256)
+        figures[protocol] = report.loss
+    return figures
+
+
+def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> dict:
+    """Write the bundle for ``run_dir``'s ``which`` weights into ``out_dir``; return its card.
+
+    Raises:
+        CheckpointError: not a run trained on the embedded corpus, a bundle over ``MAX_BYTES``,
+            or float16 storage moving the validation loss by ``STORAGE_TOLERANCE`` or more.
+    """
+    from shakegen import corpus, machine
+
+    info = checkpoint.read_run(run_dir)
+    if info.data.get("sha256") != fileio.file_sha256(corpus.EMBEDDED_CORPUS):
+        raise CheckpointError(f"{run_dir} was not trained on the embedded Tiny Shakespeare; the bundle must be.")
+    staging = out_dir.with_name(out_dir.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(run_dir / checkpoint.CONFIG_FILE, staging / checkpoint.CONFIG_FILE)
+    shutil.copy2(run_dir / checkpoint.HISTORY_FILE, staging / checkpoint.HISTORY_FILE)
+    checkpoint.write_snapshot(
+        staging / checkpoint.BEST_FILE, float16_arrays(checkpoint.checkpoint_path(run_dir, which))
+    )
+    stored = validation_figures(staging)
+    original = validation_figures(run_dir, which)
+    moved = max(abs(stored[name] - original[name]) for name in stored)
+    if moved >= STORAGE_TOLERANCE:
+        raise CheckpointError(f"float16 storage moves the validation loss by {moved:.5f} nats; keep float32.")
+    state = checkpoint.read_state(staging / checkpoint.BEST_FILE)
+    values = {
+        "command": command,
+        "source_run": str(run_dir),
+        "which": which,
+        "built": datetime.date.today().isoformat(),
+        "processor": machine.processor_description(),
+        "storage": "float16",
+        "parameters": info.parameters,
+        "epoch": state.get("epoch"),
+        "training_minutes": round(state.get("elapsed_seconds", 0.0) / 60, 1),
+        "val_loss_streaming": stored["streaming"],
+        "val_loss_windows_256": stored["windows"],
+        "val_loss_streaming_float32_weights": original["streaming"],
+        "val_loss_windows_256_float32_weights": original["windows"],
+    }
+    fileio.write_json(staging / CARD_FILE, values)
+    size = sum(path.stat().st_size for path in staging.iterdir())
+    if size > MAX_BYTES:
+        raise CheckpointError(f"The bundle is {size / 2**20:.1f} MiB; at most {MAX_BYTES / 2**20:.0f} MiB ship.")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the bundled pretrained model from a finished run.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--command", required=True, help="the exact command that trained the run (for the card)")
+    parser.add_argument("--which", choices=checkpoint.WHICH, default="best")
+    parser.add_argument("--out", type=Path, default=None, help="default: the package's pretrained_model/")
+    args = parser.parse_args(argv)
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()
+    values = build(args.run_dir, args.out or BUNDLE_DIR, args.command, args.which)
+    json.dump(values, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

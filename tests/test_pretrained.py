@@ -1,0 +1,106 @@
+"""The pretrained model that ships in the package: its figure, its size, the fallback to it, and
+how a bundle is built from a run (float16 storage, the card's figures)."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import shakegen
+from shakegen import checkpoint, corpus, prepare, pretrained, training
+from shakegen.cli import main
+from shakegen.config import TrainConfig
+from shakegen.errors import CheckpointError
+
+
+def test_the_bundled_model_scores_the_figure_stored_with_it(tmp_path):
+    """Evaluated from nothing prepared (the embedded corpus's split, in memory), as a user would."""
+    assert pretrained.available(), "no pretrained model in shakegen/pretrained_model/"
+    card = pretrained.card()
+    size = sum(path.stat().st_size for path in pretrained.BUNDLE_DIR.iterdir())
+    assert size <= pretrained.MAX_BYTES
+    model = shakegen.load("pretrained")
+    assert model.run_dir == pretrained.BUNDLE_DIR and model.info.parameters == card["parameters"]
+    report = model.evaluate(split="val", data_dir=tmp_path / "data")
+    assert report.characters == model.info.data["val_characters"] - 1
+    assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-4)
+    # The weights ship in float16; float32 copies of them are what runs.
+    weights = checkpoint.read_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE)
+    assert all(value.dtype == np.float16 for value in weights.values())
+    assert abs(card["val_loss_streaming"] - card["val_loss_streaming_float32_weights"]) < pretrained.STORAGE_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    """A small run trained on the embedded Tiny Shakespeare (what a bundle must come from)."""
+    folder = tmp_path_factory.mktemp("embedded")
+    prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, folder / "data")
+    config = TrainConfig(embedding_dim=8, rnn_units=16, seq_length=32, batch_size=16, epochs=1, max_steps=30)
+    training.train(config, folder / "run", folder / "data")
+    return folder / "run"
+
+
+def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, tmp_path):
+    out = tmp_path / "bundle"
+    card = pretrained.build(embedded_run, out, command="shakegen train --preset tiny")
+    assert pretrained.available(out) and pretrained.card(out) == card
+    assert sorted(path.name for path in out.iterdir()) == ["best.npz", "config.json", "history.csv", "pretrained.json"]
+    original = checkpoint.read_weights(embedded_run / "best.npz")
+    stored = checkpoint.read_weights(out / "best.npz")
+    for name, value in original.items():
+        np.testing.assert_array_equal(stored[name], value.astype(np.float16))
+    # Figures the card states are what evaluating the bundle gives (here: on the prepared split,
+    # an independent path from the in-memory embedded split the card was measured on).
+    data_dir = embedded_run.parent / "data"
+    for protocol, key in (("streaming", "val_loss_streaming"), ("windows", "val_loss_windows_256")):
+        report = shakegen.load(out).evaluate(split="val", data_dir=data_dir, protocol=protocol)
+        assert report.loss == pytest.approx(card[key], abs=1e-6)
+    float32 = shakegen.load(embedded_run).evaluate(split="val", data_dir=data_dir)
+    assert float32.loss == pytest.approx(card["val_loss_streaming_float32_weights"], abs=1e-6)
+    assert card["command"] == "shakegen train --preset tiny" and card["storage"] == "float16"
+
+
+def test_build_refuses_a_run_trained_on_another_corpus(trained_run, tmp_path):
+    with pytest.raises(CheckpointError, match="not trained on the embedded Tiny Shakespeare"):
+        pretrained.build(trained_run, tmp_path / "bundle", command="x")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, tmp_path, monkeypatch):
+    bundle = tmp_path / "bundle"
+    pretrained.build(embedded_run, bundle, command="x")
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", bundle)
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here, nothing prepared
+    runner = CliRunner()
+    generated = runner.invoke(main, ["generate", "--seed", "ROMEO:", "--length", "40", "--random-seed", "3"])
+    assert generated.exit_code == 0, generated.output
+    assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == len("ROMEO:") + 40
+    said = [line for line in generated.stderr.splitlines() if "pretrained model" in line]
+    assert len(said) == 1 and "No trained run under checkpoints/" in said[0]
+    named = runner.invoke(
+        main, ["generate", "--checkpoint", "pretrained", "--seed", "ROMEO:", "--length", "40", "--random-seed", "3"]
+    )
+    assert named.exit_code == 0 and named.stdout == generated.stdout and "pretrained model" not in named.stderr
+    evaluated = runner.invoke(main, ["eval", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    row = json.loads(evaluated.stdout)  # one run: one object
+    assert row["loss"] == pytest.approx(pretrained.card(bundle)["val_loss_streaming"], abs=1e-6)
+    # A run of one's own under checkpoints/ wins over the bundle, silently.
+    (tmp_path / "checkpoints").mkdir()
+    training.train(
+        TrainConfig(embedding_dim=8, rnn_units=16, seq_length=32, batch_size=16, epochs=1, max_steps=2),
+        tmp_path / "checkpoints" / "mine",
+        embedded_run.parent / "data",
+    )
+    own = runner.invoke(main, ["generate", "--seed", "ROMEO:", "--length", "10"])
+    assert own.exit_code == 0 and "pretrained model" not in own.stderr
+
+
+def test_without_a_bundle_the_error_says_how_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "BUNDLE_DIR", tmp_path / "none")
+    monkeypatch.chdir(tmp_path)
+    for args in (["generate", "--checkpoint", "pretrained"], ["eval", "--checkpoint", "pretrained"], ["generate"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "shakegen train" in result.output
