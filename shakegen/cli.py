@@ -301,7 +301,9 @@ def _preset_help(name: str, text: str) -> str:
     type=click.Choice(PRECISIONS),
     default=None,
     help=_preset_help(
-        "precision", "Compute precision (bfloat16 pays off only on CPUs with AMX or AVX512-BF16, and GPUs)."
+        "precision",
+        "Compute precision; auto: mixed_bfloat16 on CPUs with AMX or AVX512-BF16 (where it is faster), else "
+        "float32. Saved concrete in config.json.",
     ),
 )
 @click.option(

@@ -13,7 +13,9 @@ from shakegen.errors import ConfigError
 
 CELLS = ("gru", "classic", "gru1", "gru2", "gru3")
 RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform")
-PRECISIONS = ("float32", "mixed_bfloat16")
+# auto: mixed_bfloat16 where the processor multiplies bfloat16 natively (AMX or AVX512-BF16),
+# float32 elsewhere (emulated bfloat16 is slower than float32); made concrete when a run starts.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # What runs a GRU layer's time loop (cells.py): shakegen's fused loop, Keras's GRU (cuDNN on a
 # GPU), or auto (Keras where cuDNN can take the layer, else fused). Never changes the weights.
 RNN_KERNELS = ("auto", "fused", "keras")
@@ -105,6 +107,14 @@ class TrainConfig:
             )
         return self
 
+    def resolved(self, gpu: bool = False) -> "TrainConfig":
+        """This config with precision ``auto`` made concrete for this machine (what a run saves)."""
+        if self.precision != "auto":
+            return self
+        from shakegen.machine import preferred_precision
+
+        return dataclasses.replace(self, precision=preferred_precision(gpu))
+
     def architecture(self) -> dict:
         """The fields that decide the weights' shapes and meaning (resume must keep these)."""
         names = ("cell", "num_layers", "embedding_dim", "rnn_units")
@@ -128,8 +138,32 @@ PRESETS: dict[str, TrainConfig] = {
     # About ten minutes on a 2-core CPU; reaches val loss 1.47 and writes play-like text. Batch 32
     # (twice the updates per character) and dropout 0.1 measured best at this budget: README.
     "quick": TrainConfig(
-        embedding_dim=64, rnn_units=512, seq_length=128, batch_size=32, epochs=10, learning_rate=3e-3, dropout=0.1
+        embedding_dim=64,
+        rnn_units=512,
+        seq_length=128,
+        batch_size=32,
+        epochs=10,
+        learning_rate=3e-3,
+        dropout=0.1,
+        precision="auto",
     ),
     # The TensorFlow tutorial's size.
-    "standard": TrainConfig(embedding_dim=256, rnn_units=1024, seq_length=100, batch_size=64, epochs=20),
+    "standard": TrainConfig(
+        embedding_dim=256, rnn_units=1024, seq_length=100, batch_size=64, epochs=20, precision="auto"
+    ),
+    # The best this model writes on Tiny Shakespeare within about 90 training minutes on a 2-core
+    # CPU with native bfloat16 (README, "What quality to expect"): three layers regularised by
+    # dropout between them and weight-drop on their recurrent kernels (AWD-LSTM's levers).
+    "large": TrainConfig(
+        num_layers=3,
+        embedding_dim=128,
+        rnn_units=512,
+        seq_length=128,
+        batch_size=32,
+        epochs=45,
+        learning_rate=2e-3,
+        dropout=0.25,
+        weight_drop=0.3,
+        precision="auto",
+    ),
 }

@@ -31,7 +31,7 @@ class CharModel(keras.Model):
         super().__init__(name="char_model", **kwargs)
         self.vocab_size = vocab_size
         self.config = config
-        policy = keras.DTypePolicy(config.precision)
+        policy = keras.DTypePolicy(config.resolved().precision)
         self.embedding = keras.layers.Embedding(
             vocab_size, config.embedding_dim, embeddings_initializer="glorot_uniform", name="embedding", dtype=policy
         )

@@ -184,10 +184,11 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
     existing = checkpoint.read_run(run_dir) if has_run and (resume or not overwrite) else None
     config = existing.config.replace(**changes) if resume else config
     config.validate()
-    from shakegen import distribute
+    from shakegen import cells, distribute
 
     # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
     strategy_object = distribute.make_strategy(strategy)
+    config = config.resolved(gpu=cells.gpu_visible())  # precision "auto" made concrete, as saved
     chief = distribute.is_chief(strategy_object)
     if base is not None and not prepare.is_prepared(data_dir):  # not the embedded corpus behind the user's back
         raise PreparedDataError(

@@ -180,3 +180,27 @@ def test_mixed_bfloat16_trains(tmp_path, small_data, small_config):
     assert np.isfinite(result.state.best_val_loss) and result.state.best_val_loss < np.log(vocab_size)
     model, _, _ = checkpoint.load_model(tmp_path / "bf16", "best")
     assert model.rnn_layers[0].compute_dtype == "bfloat16" and model.rnn_layers[0].kernel.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "native, gpu, expected", [(True, False, "mixed_bfloat16"), (False, False, "float32"), (True, True, "float32")]
+)
+def test_precision_auto_is_made_concrete_for_the_machine(native, gpu, expected, monkeypatch):
+    from shakegen import machine
+    from shakegen.config import TrainConfig
+
+    monkeypatch.setattr(machine, "native_bfloat16", lambda: native)
+    assert TrainConfig(precision="auto").resolved(gpu=gpu).precision == expected
+    assert TrainConfig(precision="float32").resolved(gpu=gpu).precision == "float32"
+
+
+def test_a_run_saves_the_precision_auto_chose(tmp_path, small_data, small_config, monkeypatch):
+    from shakegen import machine
+
+    monkeypatch.setattr(machine, "native_bfloat16", lambda: True)
+    train(small_config.replace(precision="auto", max_steps=3), tmp_path / "run", small_data)
+    assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
+    monkeypatch.setattr(machine, "native_bfloat16", lambda: False)  # resumed elsewhere: it keeps its own
+    result = train(None, tmp_path / "run", small_data, resume=True, changes={"max_steps": 5})
+    assert result.state.global_step == 5
+    assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
