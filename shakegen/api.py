@@ -241,7 +241,7 @@ class TextModel:
         *,
         path: str | os.PathLike | None = None,
         split: str | None = None,
-        data_dir: str | os.PathLike = "data",
+        data_dir: str | os.PathLike | None = "data",
         protocol: str = "streaming",
         window: int = 256,
         samples: int | None = None,
@@ -254,7 +254,9 @@ class TextModel:
 
         Give exactly one of ``text`` (a string), ``path`` (a text file, read in the run's
         corpus encoding unless ``encoding``) or ``split`` (``"val"`` or ``"train"`` of the
-        prepared corpus in ``data_dir``). Text is cleaned as the run's corpus was; characters
+        prepared corpus in ``data_dir``; a run trained on the embedded Tiny Shakespeare, like
+        the pretrained model, needs nothing prepared: with ``data_dir=None`` or an unprepared
+        one its split is cut in memory). Text is cleaned as the run's corpus was; characters
         the model does not know are left out and counted (``strict`` refuses them).
 
         Args:

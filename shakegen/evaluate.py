@@ -405,7 +405,9 @@ def evaluation_ids(
 
     Args:
         info: the run's ``RunInfo``.
-        split: ``val`` or ``train`` of the prepared corpus in ``data_dir``, unless ``text_path``.
+        split: ``val`` or ``train`` of the prepared corpus in ``data_dir``, unless ``text_path``;
+            for a run trained on the embedded Tiny Shakespeare, its split is cut in memory when
+            ``data_dir`` is None or holds nothing prepared.
         text_path: a text file, read in ``encoding`` (default: the encoding the run's corpus
             was prepared with) and cleaned as the corpus was.
         strict: refuse characters the model does not know instead of leaving them out.
@@ -419,12 +421,13 @@ def evaluation_ids(
 
     if text_path is not None:
         return _text_ids(info, text_path, encoding, strict)
-    if not prepare.is_prepared(data_dir):
+    if data_dir is None or not prepare.is_prepared(data_dir):
         embedded = _embedded_split_ids(info, split)
         if embedded is not None:
             return embedded, 0
+        where = "anywhere" if data_dir is None else f"in {prepare.prepared_dir(data_dir)}"
         raise EvaluationError(
-            f"The {split} split is not prepared in {prepare.prepared_dir(data_dir)}. Run `shakegen prepare` "
+            f"The {split} split is not prepared {where}. Run `shakegen prepare` "
             "on the corpus the model was trained on, or evaluate a file with --text."
         )
     from shakegen.vocab import translate

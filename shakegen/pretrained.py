@@ -62,7 +62,7 @@ def validation_figures(run_dir: Path, which: str = "best") -> dict[str, float]:
     model = api.load(run_dir, which)
     figures = {}
     for protocol in ("streaming", "windows"):
-        report = model.evaluate(split="val", data_dir=Path(run_dir) / "no-prepared-data", protocol=protocol, window=256)
+        report = model.evaluate(split="val", data_dir=None, protocol=protocol, window=256)
         figures[protocol] = report.loss
     return figures
 
