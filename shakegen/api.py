@@ -42,7 +42,7 @@ def resolve_run(run: str | os.PathLike | None) -> Path:
             if not pretrained.available():
                 raise
             return pretrained.BUNDLE_DIR
-    if str(run) == PRETRAINED and not Path(run).exists():
+    if str(run) == PRETRAINED and not (Path(run) / checkpoint.CONFIG_FILE).is_file():  # not a run of one's own
         if not pretrained.available():
             raise CheckpointError(
                 "No pretrained model ships with this installation of shakegen. Train one with "
@@ -299,7 +299,7 @@ def train(
     """Train a run (or resume one) and return its ``TrainResult`` (run folder, state, history).
 
     Args:
-        preset: ``tiny``, ``quick`` or ``standard``; ``overrides`` change any of its fields
+        preset: ``tiny``, ``quick``, ``standard`` or ``large``; ``overrides`` change any of its fields
             (``epochs=2``, ``rnn_units=256``, ``dropout=0.2``, ... — see ``TrainConfig``).
         run_dir: the run folder; default ``checkpoints/<preset>``.
         resume: continue the run in ``run_dir``; only how long and how fast to train may change.

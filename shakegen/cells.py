@@ -101,6 +101,9 @@ class GRULayer(keras.layers.Layer):
         recurrent_initializer: for the recurrent kernel (``orthogonal`` or ``glorot_uniform``).
         rnn_kernel: ``auto``, ``fused`` or ``keras`` (see ``choose_rnn_kernel``); it decides
             how the time loop runs, never the weights.
+        weight_drop: fraction of the recurrent kernel's entries dropped in training when a
+            ``weight_drop_seed`` is given; above 0 the layer always runs the fused loop (the
+            Keras GRU reads its recurrent kernel itself). Inference models are built with 0.
     Call args:
         inputs: (batch, time, features).
         initial_state: (batch, units) or None for zeros.
@@ -299,6 +302,8 @@ class GRULayer(keras.layers.Layer):
         h0 = tf.zeros((batch, self.units), tf.float32) if initial_state is None else tf.cast(initial_state, tf.float32)
         recurrent_kernel = tf.cast(self.recurrent_kernel, self.compute_dtype)
         if weight_drop_seed is not None and self.weight_drop > 0:
+            # Drawn in the compute dtype, like the loop's product: in bfloat16 the kept fraction
+            # and the 1/(1 - rate) scale are rounded to bfloat16 (0.3 drops about 0.301).
             recurrent_kernel = tf.nn.experimental.stateless_dropout(
                 recurrent_kernel, rate=self.weight_drop, seed=weight_drop_seed
             )

@@ -252,9 +252,14 @@ def read_carried(path: Path) -> list[np.ndarray]:
 
 def _open(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
+        other = "best" if path.name == LAST_FILE else "last"
+        if (path.parent / f"{other}.npz").is_file() and not (path.parent / LAST_FILE).is_file():
+            raise CheckpointError(
+                f"{path.parent} holds only its {other} weights (no {path.name}); use --which {other}."
+            )
         raise CheckpointError(
             f"Checkpoint {path} is missing; the run folder is incomplete. "
-            "Use --which last, or train (or resume) the run to write it."
+            f"Use --which {other}, or train (or resume) the run to write it."
         )
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -406,8 +406,8 @@ def evaluation_ids(
     Args:
         info: the run's ``RunInfo``.
         split: ``val`` or ``train`` of the prepared corpus in ``data_dir``, unless ``text_path``;
-            for a run trained on the embedded Tiny Shakespeare, its split is cut in memory when
-            ``data_dir`` is None or holds nothing prepared.
+            for a run trained on the embedded Tiny Shakespeare, its split is cut in memory unless
+            ``data_dir`` holds that same corpus prepared.
         text_path: a text file, read in ``encoding`` (default: the encoding the run's corpus
             was prepared with) and cleaned as the corpus was.
         strict: refuse characters the model does not know instead of leaving them out.
@@ -421,10 +421,13 @@ def evaluation_ids(
 
     if text_path is not None:
         return _text_ids(info, text_path, encoding, strict)
+    embedded = embedded_corpus_text(info)
+    if embedded is not None and (data_dir is None or not _holds_corpus(data_dir, info.data.get("sha256"))):
+        # A run trained on the embedded corpus (the pretrained model) is scored on its own split,
+        # cut in memory, whatever else is (or is not) prepared in data_dir.
+        cut = info.data["train_characters"]
+        return info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0
     if data_dir is None or not prepare.is_prepared(data_dir):
-        embedded = _embedded_split_ids(info, split)
-        if embedded is not None:
-            return embedded, 0
         where = "anywhere" if data_dir is None else f"in {prepare.prepared_dir(data_dir)}"
         raise EvaluationError(
             f"The {split} split is not prepared {where}. Run `shakegen prepare` "
@@ -442,19 +445,24 @@ def evaluation_ids(
     return translate(data.train if split == "train" else data.val, data.vocab.translation_to(info.vocab)), 0
 
 
-def _embedded_split_ids(info, split: str) -> np.ndarray | None:
-    """A split of the embedded Tiny Shakespeare, encoded in memory, for a run trained on it
-    (the pretrained model scores its own split with nothing prepared); None for other runs."""
-    from shakegen import corpus, fileio
+def embedded_corpus_text(info) -> str | None:
+    """The embedded Tiny Shakespeare cleaned as ``info``'s run prepared it, if that run was
+    trained on it (its recorded SHA-256 is the cleaned text's); None for any other run."""
+    import hashlib
 
-    data = info.data
-    if data.get("sha256") != fileio.file_sha256(corpus.EMBEDDED_CORPUS):
-        return None
+    from shakegen import corpus
+
     text = info.clean(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
-    if len(text) != data.get("characters") or info.vocab.unknown_characters(text):
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != info.data.get("sha256"):
         return None
-    cut = data["train_characters"]
-    return info.vocab.encode(text[:cut] if split == "train" else text[cut:])
+    return None if info.vocab.unknown_characters(text) else text
+
+
+def _holds_corpus(data_dir, sha256: str | None) -> bool:
+    """Whether ``data_dir`` holds a prepared corpus with this SHA-256."""
+    from shakegen import prepare
+
+    return prepare.is_prepared(data_dir) and prepare.load_prepared(data_dir).meta.get("sha256") == sha256
 
 
 def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:

@@ -152,7 +152,7 @@ def _load_float32(run_dir: Path, which: str):
     from shakegen.model import build_model
 
     info = checkpoint.read_run(run_dir)
-    model = build_model(len(info.vocab), info.config.replace(precision="float32", rnn_kernel="fused"))
+    model = build_model(len(info.vocab), info.config.replace(precision="float32", rnn_kernel="fused", weight_drop=0.0))
     checkpoint.load(checkpoint.checkpoint_path(run_dir, which), model)
     return model, info
 

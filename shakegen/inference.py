@@ -60,7 +60,7 @@ def _build_float32(model):
     # must not move the random state a training run in this process relies on.
     saved = random.getstate()
     try:
-        return build_model(model.vocab_size, model.config.replace(precision="float32"))
+        return build_model(model.vocab_size, model.config.replace(precision="float32", weight_drop=0.0))
     finally:
         random.setstate(saved)
 
@@ -77,7 +77,8 @@ def load_model(run_dir: str | Path, which: str = "best"):
     from shakegen.model import build_model
 
     info = checkpoint.read_run(run_dir)
-    model = build_model(len(info.vocab), info.config.replace(precision="float32"))
+    # float32, and no weight-drop (a training-only mask) so a GPU may run the layers on cuDNN.
+    model = build_model(len(info.vocab), info.config.replace(precision="float32", weight_drop=0.0))
     state = checkpoint.load(checkpoint.checkpoint_path(run_dir, which), model)
     return model, info, state
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from shakegen.cells import GRULayer
+from shakegen.cells import GRULayer, gpu_visible
 from shakegen.config import TrainConfig
 
 
@@ -20,7 +20,7 @@ class CharModel(keras.Model):
     Call args:
         inputs: (batch, time) integer ids.
         states: list of (batch, rnn_units) per layer, or None for zeros.
-        training: apply dropout.
+        training: apply dropout and weight-drop (then ``dropout_seed`` is required when either is on).
         dropout_seed: (2,) int32 seed for stateless dropout, so a resumed run draws the
             same masks as an uninterrupted one.
     Returns:
@@ -31,7 +31,7 @@ class CharModel(keras.Model):
         super().__init__(name="char_model", **kwargs)
         self.vocab_size = vocab_size
         self.config = config
-        policy = keras.DTypePolicy(config.resolved().precision)
+        policy = keras.DTypePolicy(config.resolved(gpu=gpu_visible()).precision)
         self.embedding = keras.layers.Embedding(
             vocab_size, config.embedding_dim, embeddings_initializer="glorot_uniform", name="embedding", dtype=policy
         )
@@ -56,6 +56,8 @@ class CharModel(keras.Model):
         self.dense = keras.layers.Dense(vocab_size, kernel_initializer="glorot_uniform", name="logits", dtype=policy)
 
     def call(self, inputs, states=None, training=False, dropout_seed=None):
+        if training and (self.config.dropout > 0 or self.config.weight_drop > 0) and dropout_seed is None:
+            raise ValueError("training with dropout or weight-drop needs a dropout_seed (2,) int32.")
         final_states = []
         x = None
         for index, layer in enumerate(self.rnn_layers):

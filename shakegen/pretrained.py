@@ -1,10 +1,11 @@
 """The pretrained model that ships inside the package, and how it is built from a run.
 
 The bundle is a run folder like any other (``config.json``, ``best.npz``, ``history.csv``) whose
-weights are stored in float16 to keep the package small, plus ``pretrained.json``: the command
-that trained it, when and on what processor, and its validation loss on the embedded corpus
-under both protocols, evaluated from the float16 weights as they ship (float32 arithmetic).
-``shakegen generate`` and ``eval`` fall back to it when no run exists under ``checkpoints/``;
+weights are stored in float16 to keep the package small, plus ``pretrained.json`` (its card):
+the command that trained it, the date and processor of the build, the training minutes at the
+best epoch, and its validation loss on the embedded corpus under both protocols, evaluated from
+the float16 weights as they ship (float32 arithmetic). ``shakegen generate``, ``eval``,
+``export`` and ``serve`` fall back to it when no run exists under ``checkpoints/``;
 ``--checkpoint pretrained`` (``shakegen.load("pretrained")``) names it anywhere.
 
 Build it from a finished run (see README.md, "The pretrained model"):
@@ -74,14 +75,29 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
         CheckpointError: not a run trained on the embedded corpus, a bundle over ``MAX_BYTES``,
             or float16 storage moving the validation loss by ``STORAGE_TOLERANCE`` or more.
     """
-    from shakegen import corpus, machine
+    from shakegen import evaluate
 
     info = checkpoint.read_run(run_dir)
-    if info.data.get("sha256") != fileio.file_sha256(corpus.EMBEDDED_CORPUS):
+    if evaluate.embedded_corpus_text(info) is None:
         raise CheckpointError(f"{run_dir} was not trained on the embedded Tiny Shakespeare; the bundle must be.")
+    if out_dir.exists() and not (out_dir / CARD_FILE).is_file():
+        raise CheckpointError(f"{out_dir} exists and is not a pretrained bundle; choose another --out.")
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        values = _fill(staging, run_dir, info, command, which)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return values
+
+
+def _fill(staging: Path, run_dir: Path, info, command: str, which: str) -> dict:
+    from shakegen import machine
+
     shutil.copy2(run_dir / checkpoint.CONFIG_FILE, staging / checkpoint.CONFIG_FILE)
     shutil.copy2(run_dir / checkpoint.HISTORY_FILE, staging / checkpoint.HISTORY_FILE)
     checkpoint.write_snapshot(
@@ -93,16 +109,17 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
     if moved >= STORAGE_TOLERANCE:
         raise CheckpointError(f"float16 storage moves the validation loss by {moved:.5f} nats; keep float32.")
     state = checkpoint.read_state(staging / checkpoint.BEST_FILE)
+    reached = checkpoint.read_history(run_dir, up_to_step=state.get("step"))
     values = {
         "command": command,
         "source_run": str(run_dir),
         "which": which,
         "built": datetime.date.today().isoformat(),
-        "processor": machine.processor_description(),
+        "built_on": machine.processor_description(),
         "storage": "float16",
         "parameters": info.parameters,
         "epoch": state.get("epoch"),
-        "training_minutes": round(state.get("elapsed_seconds", 0.0) / 60, 1),
+        "training_minutes": round(reached[-1]["elapsed_seconds"] / 60, 1) if reached else None,
         "val_loss_streaming": stored["streaming"],
         "val_loss_windows_256": stored["windows"],
         "val_loss_streaming_float32_weights": original["streaming"],
@@ -112,8 +129,6 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
     size = sum(path.stat().st_size for path in staging.iterdir())
     if size > MAX_BYTES:
         raise CheckpointError(f"The bundle is {size / 2**20:.1f} MiB; at most {MAX_BYTES / 2**20:.0f} MiB ship.")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
     return values
 
 

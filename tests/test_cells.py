@@ -75,6 +75,26 @@ def test_weight_drop_masks_the_recurrent_kernel_for_the_whole_call(variant):
     assert not np.allclose(other, out)  # another step's seed, another mask
 
 
+def test_a_model_drops_weights_in_every_layer_only_in_training():
+    """Through CharModel: layer 0 (fed a projected table) and the layers above it each get a
+    mask, drawn from the step's seed; inference and training without a seed are refused or plain."""
+    config = TrainConfig(num_layers=3, embedding_dim=6, rnn_units=UNITS, weight_drop=0.5)
+    model = build_model(9, config)
+    ids = tf.constant(np.random.default_rng(0).integers(0, 9, size=(BATCH, 12)), tf.int32)
+    with tf.GradientTape() as tape:
+        logits, _ = model(ids, training=True, dropout_seed=tf.constant([4, 1]))
+        loss = tf.reduce_sum(logits * tf.constant(np.random.default_rng(1).normal(size=logits.shape), tf.float32))
+    kernels = [layer.recurrent_kernel for layer in model.rnn_layers]
+    for index, gradient in enumerate(tape.gradient(loss, kernels)):
+        assert 0.3 < (gradient.numpy() == 0).mean() < 0.7, f"layer {index} was not masked"
+    plain = build_model(9, config.replace(weight_drop=0.0))
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(model(ids)[0], plain(ids)[0], atol=1e-6)  # inference: nothing dropped
+    assert not np.allclose(model(ids, training=True, dropout_seed=tf.constant([4, 2]))[0], logits)
+    with pytest.raises(ValueError, match="needs a dropout_seed"):
+        model(ids, training=True)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parameter_counts_follow_the_equations(variant):
     layer = _random_layer(variant)

@@ -67,6 +67,26 @@ def test_build_refuses_a_run_trained_on_another_corpus(trained_run, tmp_path):
     assert not (tmp_path / "bundle").exists()
 
 
+def test_build_never_replaces_a_folder_that_is_not_a_bundle(embedded_run, tmp_path):
+    before = sorted(path.name for path in embedded_run.iterdir())
+    with pytest.raises(CheckpointError, match="is not a pretrained bundle"):
+        pretrained.build(embedded_run, embedded_run, command="x")
+    assert sorted(path.name for path in embedded_run.iterdir()) == before
+    assert not list(embedded_run.parent.glob("*.building"))
+
+
+def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedded_run, trained_run, tmp_path):
+    """A user's own prepared corpus in data/ does not silently replace the bundle's split; a
+    bundle has only best weights, and asking for the last says so."""
+    bundle = tmp_path / "bundle"
+    card = pretrained.build(embedded_run, bundle, command="x")
+    others = trained_run.parent / "data"  # a prepared small corpus, all of whose characters it knows
+    report = shakegen.load(bundle).evaluate(split="val", data_dir=others)
+    assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-6)
+    with pytest.raises(CheckpointError, match="holds only its best weights .no last.npz.; use --which best"):
+        shakegen.load(bundle, "last")
+
+
 def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, tmp_path, monkeypatch):
     bundle = tmp_path / "bundle"
     pretrained.build(embedded_run, bundle, command="x")

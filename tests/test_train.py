@@ -195,8 +195,9 @@ def test_precision_auto_is_made_concrete_for_the_machine(native, gpu, expected, 
 
 
 def test_a_run_saves_the_precision_auto_chose(tmp_path, small_data, small_config, monkeypatch):
-    from shakegen import machine
+    from shakegen import cells, machine
 
+    monkeypatch.setattr(cells, "gpu_visible", lambda: False)
     monkeypatch.setattr(machine, "native_bfloat16", lambda: True)
     train(small_config.replace(precision="auto", max_steps=3), tmp_path / "run", small_data)
     assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
