@@ -242,6 +242,16 @@ def _preset_help(name: str, text: str) -> str:
     help=_preset_help("weight_drop", "Fraction of each recurrent kernel dropped per batch (DropConnect), in [0, 1)."),
 )
 @click.option(
+    "--ema-decay",
+    type=float,
+    default=None,
+    help=_preset_help(
+        "ema_decay",
+        "Validate, and keep as best.npz, an exponential moving average of the weights with this decay "
+        "(0.999: about the last 1,000 steps); 0: off. last.npz keeps the raw weights for --resume.",
+    ),
+)
+@click.option(
     "--recurrent-initializer",
     type=click.Choice(RECURRENT_INITIALIZERS),
     default=None,

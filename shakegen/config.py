@@ -31,6 +31,7 @@ class TrainConfig:
     rnn_units: int = 512
     dropout: float = 0.0
     weight_drop: float = 0.0  # DropConnect on each recurrent kernel: one mask per batch (AWD-LSTM's lever)
+    ema_decay: float = 0.0  # validate (and keep as best) a moving average of the weights; 0: off
     recurrent_initializer: str = "glorot_uniform"  # measured: benchmarks/recurrent_init.py
     seq_length: int = 128
     batch_size: int = 64
@@ -74,7 +75,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
                 raise ConfigError(f"{name} must be a finite positive number or unset, got {value!r}.")
-        for name in ("dropout", "weight_drop"):
+        for name in ("dropout", "weight_drop", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
         if self.weight_drop > 0 and self.rnn_kernel == "keras":

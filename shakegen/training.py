@@ -359,7 +359,8 @@ class Trainer:
         self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
         with strategy.scope():
             self.model = build_model(len(self.vocab), config)
-            self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
+            average = {"use_ema": True, "ema_momentum": config.ema_decay} if config.ema_decay else {}
+            self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule, **average)
             self.optimizer.build(self.model.trainable_variables)
             self.carried = _carried_states(self.model, config)
         self.train_step = make_train_step(self.model, self.optimizer, config, strategy, self.carried)
@@ -534,11 +535,34 @@ class Trainer:
 
     def validate_and_save(self) -> None:
         """Streaming validation, then history, best and last checkpoints (nothing if it diverged)."""
-        from shakegen.evaluate import streaming_cross_entropy
-
-        state, started = self.state, time.perf_counter()
+        started = time.perf_counter()
         self._pending = None  # the checkpoint below supersedes it
         self.emit(events.Validating())
+        with self.averaged_weights():  # validated, and saved as best, averaged (--ema-decay)
+            row, improved = self._validate_and_record()
+        self.save_last()  # the raw weights, and the average among the optimizer's variables
+        self.log.validation(row)
+        self.emit(events.Validated(row, improved, time.perf_counter() - started))
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The model holds the moving average of its weights inside (with --ema-decay), its own after."""
+        if not self.config.ema_decay:
+            yield
+            return
+        variables = self.model.trainable_variables
+        raw = [variable.numpy() for variable in variables]
+        self.optimizer.finalize_variable_values(variables)  # Keras: assign the averages
+        try:
+            yield
+        finally:
+            for variable, value in zip(variables, raw, strict=True):
+                variable.assign(value)
+
+    def _validate_and_record(self) -> tuple[dict, bool]:
+        from shakegen.evaluate import streaming_cross_entropy
+
+        state = self.state
         validation = streaming_cross_entropy(self.model, self.val_ids)  # not counted as training time
         self.guard.check_validation(validation.loss, state.global_step)
         finished_epoch = self._epoch_finished()
@@ -572,9 +596,7 @@ class Trainer:
             if improved:
                 best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
                 checkpoint.save(checkpoint.checkpoint_path(self.run_dir, "best"), self.model, best)
-        self.save_last()
-        self.log.validation(row)
-        self.emit(events.Validated(row, improved, time.perf_counter() - started))
+        return row, improved
 
     def _best_windowed_loss(self) -> float | None:
         """The best weights scored as nanoGPT scores (windows of 256 from a zero state), for the summary.

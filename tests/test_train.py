@@ -76,17 +76,19 @@ def test_same_seed_same_losses(tmp_path, small_data, small_config):
     ids=["after-epoch-1", "mid-epoch-2"],
 )
 def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_data, small_config, where):
-    config = small_config.replace(dropout=0.2, weight_drop=0.3)  # dropout and weight-drop masks must replay too
+    # Dropout and weight-drop masks must replay too, and the weights' moving average continue.
+    config = small_config.replace(dropout=0.2, weight_drop=0.3, ema_decay=0.9)
     train(config, tmp_path / "straight", small_data)
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "resumed", small_data, progress=_interrupt_when(where))
     interrupted_state = checkpoint.read_state(tmp_path / "resumed" / "last.npz")
     assert interrupted_state["global_step"] < checkpoint.read_state(tmp_path / "straight" / "last.npz")["global_step"]
     train(None, tmp_path / "resumed", small_data, resume=True)
-    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for which in ("last", "best"):
+        straight, resumed = _weights(tmp_path / "straight", which), _weights(tmp_path / "resumed", which)
+        assert straight.keys() == resumed.keys()
+        for key in straight:
+            np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=f"{which}: {key}")
 
 
 def test_resume_can_extend_epochs(trained_run, small_data, small_config):
@@ -205,3 +207,27 @@ def test_a_run_saves_the_precision_auto_chose(tmp_path, small_data, small_config
     result = train(None, tmp_path / "run", small_data, resume=True, changes={"max_steps": 5})
     assert result.state.global_step == 5
     assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
+
+
+def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_path, small_data, small_config):
+    """best.npz after k steps is the exponential moving average of the raw weights after steps
+    1..k (each from a run stopped there: training does not depend on the average), computed here
+    in NumPy; last.npz keeps the raw weights."""
+    decay, steps = 0.6, 4
+    config = small_config.replace(ema_decay=decay, eval_every=steps)
+    raw = []
+    for k in range(1, steps + 1):
+        train(config.replace(max_steps=k), tmp_path / f"run{k}", small_data)
+        raw.append(_weights(tmp_path / f"run{k}"))
+    names = [key for key in raw[0] if key.startswith("weights/")]
+    average = {name: raw[0][name].astype(np.float64) for name in names}  # the first step takes the weights
+    for weights in raw[1:]:
+        average = {name: decay * average[name] + (1 - decay) * weights[name] for name in names}
+    best = _weights(tmp_path / f"run{steps}", "best")
+    for name in names:
+        np.testing.assert_allclose(best[name], average[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(best[names[0]], raw[-1][names[0]])  # last.npz: the raw weights
+    history = checkpoint.read_history(tmp_path / f"run{steps}")
+    plain = train(small_config.replace(eval_every=steps, max_steps=steps), tmp_path / "plain", small_data)
+    assert history[-1]["val_loss"] != plain.history[-1]["val_loss"]  # validated on the average
+    assert history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"], rel=1e-6)
