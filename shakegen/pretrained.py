@@ -112,7 +112,7 @@ def _fill(staging: Path, run_dir: Path, info, command: str, which: str) -> dict:
     reached = checkpoint.read_history(run_dir, up_to_step=state.get("step"))
     values = {
         "command": command,
-        "source_run": str(run_dir),
+        "source_run": run_dir.name,  # the folder it was built from, by name (a local path means nothing elsewhere)
         "which": which,
         "built": datetime.date.today().isoformat(),
         "built_on": machine.processor_description(),
