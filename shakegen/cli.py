@@ -59,10 +59,7 @@ def run_folder(checkpoint_dir: Path | None) -> Path:
 
     run_dir = api.resolve_run(checkpoint_dir)
     if checkpoint_dir is None and run_dir == pretrained.BUNDLE_DIR:
-        ui.message(
-            f"No trained run under {api.DEFAULT_CHECKPOINTS}/; using the pretrained model that ships with shakegen "
-            "(--checkpoint pretrained)."
-        )
+        ui.message(f"No run under {api.DEFAULT_CHECKPOINTS}/: using the pretrained model (--checkpoint pretrained).")
     return run_dir
 
 

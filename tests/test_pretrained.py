@@ -97,7 +97,7 @@ def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded
     assert generated.exit_code == 0, generated.output
     assert generated.stdout.startswith("ROMEO:") and len(generated.stdout.rstrip("\n")) == len("ROMEO:") + 40
     said = [line for line in generated.stderr.splitlines() if "pretrained model" in line]
-    assert len(said) == 1 and "No trained run under checkpoints/" in said[0]
+    assert said == ["No run under checkpoints/: using the pretrained model (--checkpoint pretrained)."]
     named = runner.invoke(
         main, ["generate", "--checkpoint", "pretrained", "--seed", "ROMEO:", "--length", "40", "--random-seed", "3"]
     )
