@@ -289,6 +289,27 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     return weights
 
 
+def last_state(run_dir: str | Path) -> dict:
+    """The training state saved with a run's last weights (time trained, best loss so far); for
+    a folder that ships only its best weights (the pretrained model), what its history records."""
+    state = read_state(checkpoint_path(run_dir, "last"))
+    if state:
+        return state
+    try:
+        history = read_history(run_dir)
+    except CheckpointError:
+        return {}
+    if not history:
+        return {}
+    final = history[-1]
+    return {
+        "epoch": final["epoch"],
+        "global_step": int(final["step"]),
+        "elapsed_seconds": final["elapsed_seconds"],
+        "best_val_loss": min(row["val_loss"] for row in history),
+    }
+
+
 def read_state(path: str | Path) -> dict:
     """The training state saved in a checkpoint, without touching its weights."""
     path = Path(path)

@@ -483,7 +483,7 @@ def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol
     """The figures of a loaded run's ``model`` on ``ids`` (see ``evaluate_checkpoint``)."""
     from shakegen import checkpoint
 
-    last_state = checkpoint.read_state(checkpoint.checkpoint_path(info.run_dir, "last"))
+    last_state = checkpoint.last_state(info.run_dir)
     result = cross_entropy(model, ids, protocol, progress=progress)
     counts = info.data.get("train_counts")
     unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None

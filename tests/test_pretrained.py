@@ -25,6 +25,9 @@ def test_the_bundled_model_scores_the_figure_stored_with_it():
     report = model.evaluate(split="val", data_dir=None)
     assert report.characters == model.info.data["val_characters"] - 1
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-4)
+    # No last.npz ships: how long it trained comes from its history.
+    history = checkpoint.read_history(pretrained.BUNDLE_DIR)
+    assert report.training_minutes == pytest.approx(history[-1]["elapsed_seconds"] / 60)
     # The weights ship in float16; float32 copies of them are what runs.
     weights = checkpoint.read_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE)
     assert all(value.dtype == np.float16 for value in weights.values())
@@ -85,6 +88,13 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-6)
     with pytest.raises(CheckpointError, match="holds only its best weights .no last.npz.; use --which best"):
         shakegen.load(bundle, "last")
+    from shakegen.serve.limits import Limits
+    from shakegen.serve.worker import model_card
+
+    served = model_card(shakegen.load(bundle), Limits())
+    history = checkpoint.read_history(embedded_run)
+    assert served["training_minutes"] == pytest.approx(history[-1]["elapsed_seconds"] / 60)
+    assert served["best_validation_loss"] == pytest.approx(min(row["val_loss"] for row in history))
 
 
 def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, tmp_path, monkeypatch):

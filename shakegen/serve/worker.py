@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
+from shakegen import checkpoint
 from shakegen.serve.limits import Limits
 
 
@@ -142,7 +143,7 @@ def run_name(model) -> str:
 def model_card(model, limits: Limits) -> dict:
     """What ``GET /v1/model`` answers: the run, its architecture, how well and how long it trained."""
     config, state = model.config, model.saved_state
-    last_state = state if model.which == "last" else _last_state(model)
+    last_state = state if model.which == "last" else checkpoint.last_state(model.run_dir)
     # best.npz records its own validation loss; last.npz only the best one so far.
     validation_loss = state.get("val_loss") if model.which == "best" else None
     elapsed = last_state.get("elapsed_seconds")
@@ -167,16 +168,6 @@ def model_card(model, limits: Limits) -> dict:
         "shakegen_version": shakegen.__version__,
         "limits": limits.to_json(),
     }
-
-
-def _last_state(model) -> dict:
-    """The training state saved with the run's last weights (training time, best loss so far)."""
-    from shakegen.errors import CheckpointError
-
-    try:
-        return shakegen.load(model.run_dir, "last").saved_state
-    except CheckpointError:
-        return {}
 
 
 def _parent(model):
