@@ -1,8 +1,8 @@
 """Fine-tuning a base run against training the same architecture from scratch, at equal training minutes.
 
-Both arms use the `quick` preset's hyperparameters on the new text with ``--max-minutes M``
-(minutes of optimizer steps; validation is not counted); the fine-tuned arm starts from the
-base's best weights with the fine-tuning defaults (finetune.FINE_TUNING_DEFAULTS). For each
+Both arms use the `quick` preset's hyperparameters with the base's architecture on the new text
+with ``--max-minutes M`` (minutes of optimizer steps; validation is not counted); the fine-tuned
+arm starts from the base's best weights (``--base pretrained``: the model that ships) with the fine-tuning defaults (finetune.FINE_TUNING_DEFAULTS). For each
 budget the two runs go back to back, so the shared machine's load falls on both alike.
 Printed: the best streaming validation loss of each run on the new text's validation split,
 what each fine-tuned run still scores on the base corpus's validation split (what it forgot),
@@ -26,13 +26,13 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
 import shakegen
-from shakegen import checkpoint, evaluate, finetune, prepare, training
+from shakegen import api, checkpoint, evaluate, finetune, prepare, training
 from shakegen.config import PRESETS
 
 SEED_TEXT = "And God said"
 
 
-def zero_step_loss(base: Path, data_dir: Path, work: Path) -> float:
+def zero_step_loss(base: str, data_dir: Path, work: Path) -> float:
     """Validation loss of the fine-tuned model before its first step (the base, vocabulary extended)."""
     trainer = training._open_run(
         PRESETS["quick"], work / "zero-step", data_dir, False, {}, True, "one", lambda event: None, str(base)
@@ -47,7 +47,8 @@ def one_run(arm: str, minutes: float, args, learning_rate: float | None = None) 
     run_dir = Path(args.work) / (name + (f"-{args.epochs}epochs" if args.epochs else ""))
     changes = {"max_minutes": minutes, "learning_rate": learning_rate, "epochs": args.epochs}
     changes = {key: value for key, value in changes.items() if value is not None}
-    config = PRESETS["quick"].replace(**changes)
+    architecture = checkpoint.read_run(api.resolve_run(args.base)).config.architecture()
+    config = PRESETS["quick"].replace(**architecture, **changes)
     init_from = args.base if arm == "finetune" else None
     result = training.train(config, run_dir, args.data, overwrite=True, changes=changes, init_from=init_from)
     state = result.state
@@ -135,7 +136,7 @@ def main():
     if not prepare.is_prepared(args.data):
         prepare.prepare_corpus(args.text, args.data)
     data = prepare.load_prepared(args.data)
-    base_info = checkpoint.read_run(args.base)
+    base_info = checkpoint.read_run(api.resolve_run(args.base))
     added = sorted(set(data.vocab.chars) - set(base_info.vocab.chars))
     results = {
         "processor": common.processor_description(),
@@ -143,7 +144,7 @@ def main():
         "characters": data.meta["characters"],
         "new_characters": added,
         "base": str(args.base),
-        "base_val_loss": checkpoint.read_state(Path(args.base) / "best.npz").get("val_loss"),
+        "base_val_loss": checkpoint.read_state(api.resolve_run(args.base) / "best.npz").get("val_loss"),
         "defaults": {
             "scratch": PRESETS["quick"].learning_rate,
             "finetune": finetune.FINE_TUNING_DEFAULTS["learning_rate"],
@@ -151,7 +152,7 @@ def main():
         "runs": json.loads(out.read_text())["runs"] if args.append and out.is_file() else [],
     }
     print(f"{results['processor']}; {data.meta['characters']:,} characters, new to the base: {''.join(added)}")
-    results["zero_step_val_loss"] = zero_step_loss(Path(args.base), args.data, work)
+    results["zero_step_val_loss"] = zero_step_loss(args.base, args.data, work)
     print(f"fine-tuned model before any step: val loss {results['zero_step_val_loss']:.4f}", flush=True)
     for minutes in (float(value) for value in args.minutes.split(",")):
         for arm in ("scratch", "finetune"):
