@@ -421,13 +421,16 @@ def evaluation_ids(
 
     if text_path is not None:
         return _text_ids(info, text_path, encoding, strict)
-    embedded = embedded_corpus_text(info)
-    if embedded is not None and (data_dir is None or not _holds_corpus(data_dir, info.data.get("sha256"))):
+    prepared = data_dir is not None and prepare.is_prepared(data_dir)
+    data = prepare.load_prepared(data_dir) if prepared else None
+    if data is None or data.meta.get("sha256") != info.data.get("sha256"):
         # A run trained on the embedded corpus (the pretrained model) is scored on its own split,
         # cut in memory, whatever else is (or is not) prepared in data_dir.
-        cut = info.data["train_characters"]
-        return info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0
-    if data_dir is None or not prepare.is_prepared(data_dir):
+        embedded = embedded_corpus_text(info)
+        if embedded is not None:
+            cut = info.data["train_characters"]
+            return info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0
+    if data is None:
         where = "anywhere" if data_dir is None else f"in {prepare.prepared_dir(data_dir)}"
         raise EvaluationError(
             f"The {split} split is not prepared {where}. Run `shakegen prepare` "
@@ -435,7 +438,6 @@ def evaluation_ids(
         )
     from shakegen.vocab import translate
 
-    data = prepare.load_prepared(data_dir)
     if not info.vocab.covers(data.vocab):
         raise EvaluationError(
             f"The prepared data in {prepare.prepared_dir(data_dir)} has characters the run at {info.run_dir} does not "
@@ -456,13 +458,6 @@ def embedded_corpus_text(info) -> str | None:
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != info.data.get("sha256"):
         return None
     return None if info.vocab.unknown_characters(text) else text
-
-
-def _holds_corpus(data_dir, sha256: str | None) -> bool:
-    """Whether ``data_dir`` holds a prepared corpus with this SHA-256."""
-    from shakegen import prepare
-
-    return prepare.is_prepared(data_dir) and prepare.load_prepared(data_dir).meta.get("sha256") == sha256
 
 
 def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:
