@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from shakegen import __version__, corpus, ui
-from shakegen.config import CELLS, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS, RNN_KERNELS
+from shakegen.config import CELLS, LR_SCHEDULES, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS, RNN_KERNELS
 from shakegen.distribute import STRATEGIES
 from shakegen.errors import ShakegenError, TrainingInterrupted
 from shakegen.serve.limits import Limits as ServeLimits
@@ -266,6 +266,32 @@ def _preset_help(name: str, text: str) -> str:
 @click.option("--max-characters", type=int, default=None, help="Stop after training on this many characters in all.")
 @click.option(
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
+)
+@click.option(
+    "--final-learning-rate",
+    type=float,
+    default=None,
+    help=_preset_help("final_learning_rate", "Where the cosine schedule ends, at the last planned epoch."),
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(LR_SCHEDULES),
+    default=None,
+    help=_preset_help("lr_schedule", "After the warm-up: cosine decay to --final-learning-rate, or constant."),
+)
+@click.option(
+    "--warmup-steps",
+    type=int,
+    default=None,
+    help=_preset_help("warmup_steps", "Raise the learning rate linearly from 0 over this many steps first."),
+)
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=None,
+    help=_preset_help(
+        "weight_decay", "Decoupled weight decay (AdamW; times the learning rate) on every matrix, not biases; 0: off."
+    ),
 )
 @click.option(
     "--clip-norm",

@@ -19,6 +19,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # What runs a GRU layer's time loop (cells.py): shakegen's fused loop, Keras's GRU (cuDNN on a
 # GPU), or auto (Keras where cuDNN can take the layer, else fused). Never changes the weights.
 RNN_KERNELS = ("auto", "fused", "keras")
+# After the linear warm-up: cosine decay to final_learning_rate over the planned epochs, or constant.
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class TrainConfig:
     max_characters: int | None = None  # stop after this many training characters in all
     learning_rate: float = 2e-3
     final_learning_rate: float = 2e-4
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 0  # linear warm-up to learning_rate over this many steps first
+    weight_decay: float = 0.0  # decoupled (AdamW), times the learning rate, on every matrix (not biases)
     clip_norm: float = 5.0  # 0: no clipping
     patience: int | None = None  # validations without improvement before stopping
     random_seed: int = 42
@@ -70,6 +75,16 @@ class TrainConfig:
             raise ConfigError(
                 f"checkpoint_minutes must be a finite number of minutes, or 0 to save at validations only; "
                 f"got {self.checkpoint_minutes!r}."
+            )
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be 0 or a positive integer, got {self.warmup_steps!r}.")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(
+                f"weight_decay must be a finite number ≥ 0 (AdamW's decay, e.g. 0.01; 0: off), got {self.weight_decay!r}."
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"Unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}."
             )
         for name in ("max_minutes", "learning_rate", "final_learning_rate"):
             value = getattr(self, name)

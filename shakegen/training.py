@@ -46,6 +46,9 @@ RESUMABLE_CHANGES = (
     "patience",
     "learning_rate",
     "final_learning_rate",
+    "lr_schedule",
+    "warmup_steps",
+    "weight_decay",
     "clip_norm",
     "checkpoint_minutes",
     "eval_every",
@@ -284,14 +287,34 @@ def _run_counts(data: prepare.PreparedData, id_table: np.ndarray | None, vocab_s
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
-    """Cosine decay from learning_rate to final_learning_rate over all planned epochs."""
+    """The learning rate at each optimizer step (a Keras schedule; see ``planned_learning_rate``)."""
     import keras
 
-    return keras.optimizers.schedules.CosineDecay(
-        config.learning_rate,
-        decay_steps=max(1, config.epochs * steps_per_epoch),
-        alpha=config.final_learning_rate / config.learning_rate,
-    )
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return planned_learning_rate(config, steps_per_epoch, step, keras.ops)
+
+    return Schedule()
+
+
+def planned_learning_rate(config: TrainConfig, steps_per_epoch: int, step, ops=np):
+    """Linear warm-up to learning_rate over warmup_steps (step s uses (s + 1) / warmup_steps of it),
+    then cosine decay to final_learning_rate by the end of the planned epochs, or constant.
+
+    ``ops`` is NumPy or keras.ops, so tests compute the same formula independently of Keras.
+    """
+    peak, final = config.learning_rate, config.final_learning_rate
+    warmup = config.warmup_steps
+    step = ops.cast(step, "float32") if ops is not np else np.float64(step)
+    if config.lr_schedule == "constant":
+        after = peak + 0.0 * step
+    else:
+        decay_steps = max(1, config.epochs * steps_per_epoch - warmup)
+        progress = ops.minimum(ops.maximum(step - warmup, 0.0) / decay_steps, 1.0)
+        after = final + (peak - final) * 0.5 * (1.0 + ops.cos(np.pi * progress))
+    if not warmup:
+        return after
+    return ops.where(step < warmup, peak * (step + 1.0) / warmup, after)
 
 
 class ExplosionGuard:
@@ -360,7 +383,10 @@ class Trainer:
         with strategy.scope():
             self.model = build_model(len(self.vocab), config)
             average = {"use_ema": True, "ema_momentum": config.ema_decay} if config.ema_decay else {}
-            self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule, **average)
+            decay = {"weight_decay": config.weight_decay} if config.weight_decay else {}
+            self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule, **average, **decay)
+            if config.weight_decay:  # AdamW's practice: matrices and embeddings decay, biases do not
+                self.optimizer.exclude_from_weight_decay(var_names=["bias"])
             self.optimizer.build(self.model.trainable_variables)
             self.carried = _carried_states(self.model, config)
         self.train_step = make_train_step(self.model, self.optimizer, config, strategy, self.carried)

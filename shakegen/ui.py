@@ -131,8 +131,7 @@ class TrainDisplay:
         verb = f"Resuming at epoch {state.epoch + 1}, step {state.global_step}" if event.resumed else "Training"
         message(
             f"{verb} in {event.run_dir}: {config.epochs} epochs of {event.steps_per_epoch} steps "
-            f"(batch {config.batch_size} × {config.seq_length} characters), Adam {config.learning_rate:g} → "
-            f"{config.final_learning_rate:g} (cosine), {config.precision}"
+            f"(batch {config.batch_size} × {config.seq_length} characters), {optimizer_summary(config)}, {config.precision}"
             + (f", across {event.replicas} replicas." if event.replicas > 1 else ".")
         )
         every = f"every {config.eval_every} steps" if config.eval_every else "at the end of each epoch"
@@ -290,3 +289,14 @@ def compare_table(rows: list[dict]) -> Table:
             style=style,
         )
     return table
+
+
+def optimizer_summary(config) -> str:
+    """'Adam 0.002 → 0.0002 (cosine)', with AdamW's decay and the warm-up when they are on."""
+    name = f"AdamW (weight decay {config.weight_decay:g})" if config.weight_decay else "Adam"
+    if config.lr_schedule == "constant":
+        rate = f"{config.learning_rate:g} (constant)"
+    else:
+        rate = f"{config.learning_rate:g} → {config.final_learning_rate:g} (cosine)"
+    warmup = f" after {config.warmup_steps:,} warm-up steps" if config.warmup_steps else ""
+    return f"{name} {rate}{warmup}"

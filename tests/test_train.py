@@ -231,3 +231,75 @@ def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_pat
     plain = train(small_config.replace(eval_every=steps, max_steps=steps), tmp_path / "plain", small_data)
     assert history[-1]["val_loss"] != plain.history[-1]["val_loss"]  # validated on the average
     assert history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+        ({"warmup_steps": -1}, "warmup_steps must be 0 or a positive integer"),
+        ({"lr_schedule": "linear"}, "Unknown lr_schedule 'linear'"),
+    ],
+)
+def test_invalid_optimizer_settings_refused(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().replace(**change).validate()
+
+
+def test_learning_rate_schedule_warms_up_then_decays_as_planned():
+    """Known points of the schedule the optimizer reads: linear warm-up, then cosine or constant."""
+    from shakegen.training import learning_rate_schedule
+
+    spe = 10  # 3 epochs: 30 planned steps, 10 of them warm-up, a cosine over the other 20
+    config = TrainConfig(epochs=3, learning_rate=1e-2, final_learning_rate=1e-3, warmup_steps=10)
+    rate = learning_rate_schedule(config, spe)
+    expected = {0: 1e-3, 4: 5e-3, 9: 1e-2, 10: 1e-2, 20: 5.5e-3, 30: 1e-3, 45: 1e-3}
+    for step, value in expected.items():
+        assert float(rate(step)) == pytest.approx(value, rel=1e-6), step
+    constant = learning_rate_schedule(config.replace(lr_schedule="constant"), spe)
+    assert [float(constant(step)) for step in (0, 9, 10, 30)] == pytest.approx([1e-3, 1e-2, 1e-2, 1e-2])
+    # Without warm-up it is Keras's own cosine decay, which runs used before warm-up existed.
+    import keras
+
+    plain = TrainConfig(epochs=3, learning_rate=1e-2, final_learning_rate=1e-3)
+    reference = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=30, alpha=0.1)
+    for step in (0, 7, 15, 29, 30, 40):
+        assert float(learning_rate_schedule(plain, spe)(step)) == pytest.approx(float(reference(step)), rel=1e-6)
+
+
+def test_learning_rate_column_follows_the_warm_up(tmp_path, small_data, small_config):
+    config = small_config.replace(warmup_steps=4, eval_every=1, max_steps=3, lr_schedule="constant")
+    result = train(config, tmp_path / "run", small_data)
+    # The history records the rate of the step that follows each validation.
+    rates = [row["learning_rate"] for row in result.history]
+    assert rates == pytest.approx([config.learning_rate * k / 4 for k in (2, 3, 4)], rel=1e-5)
+
+
+def test_weight_decay_is_decoupled_and_spares_biases(tmp_path, small_data, small_config):
+    """One step of AdamW differs from one of Adam by exactly lr · decay · w0 on every matrix
+    (the decay does not pass through Adam's normalisation) and not at all on the biases."""
+    import keras
+
+    from shakegen.model import build_model
+
+    decay = 0.5
+    config = small_config.replace(max_steps=1, lr_schedule="constant")
+    train(config, tmp_path / "adam", small_data)
+    train(config.replace(weight_decay=decay), tmp_path / "adamw", small_data)
+    adam, adamw = _weights(tmp_path / "adam"), _weights(tmp_path / "adamw")
+    keras.utils.set_random_seed(config.random_seed)  # the initial weights, as the trainer draws them
+    initial = build_model(len(checkpoint.read_run(tmp_path / "adam").vocab), config)
+    names = [key for key in adam if key.startswith("weights/")]
+    assert len(names) == len(initial.weights)
+    decayed = 0
+    for name, w0 in zip(names, initial.weights, strict=True):
+        w0 = np.asarray(w0)
+        assert w0.shape == adam[name].shape, name
+        difference = adam[name] - adamw[name]
+        if "bias" in name:
+            np.testing.assert_array_equal(difference, 0, err_msg=name)
+        else:
+            np.testing.assert_allclose(difference, config.learning_rate * decay * w0, atol=2e-7, err_msg=name)
+            decayed += 1
+    assert decayed >= 3  # embedding, kernels, output
