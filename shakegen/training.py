@@ -287,34 +287,28 @@ def _run_counts(data: prepare.PreparedData, id_table: np.ndarray | None, vocab_s
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
-    """The learning rate at each optimizer step (a Keras schedule; see ``planned_learning_rate``)."""
+    """The learning rate at each optimizer step, as a Keras schedule.
+
+    Linear warm-up to learning_rate over warmup_steps (step s uses (s + 1) / warmup_steps of it),
+    then a cosine to final_learning_rate at the end of the planned epochs, or constant.
+    """
     import keras
+    from keras import ops
+
+    peak, final, warmup = config.learning_rate, config.final_learning_rate, config.warmup_steps
+    decay_steps = max(1, config.epochs * steps_per_epoch - warmup)
 
     class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
-            return planned_learning_rate(config, steps_per_epoch, step, keras.ops)
+            step = ops.cast(step, "float32")
+            if config.lr_schedule == "constant":
+                after = peak + 0.0 * step
+            else:
+                progress = ops.minimum(ops.maximum(step - warmup, 0.0) / decay_steps, 1.0)
+                after = final + (peak - final) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            return ops.where(step < warmup, peak * (step + 1.0) / warmup, after) if warmup else after
 
     return Schedule()
-
-
-def planned_learning_rate(config: TrainConfig, steps_per_epoch: int, step, ops=np):
-    """Linear warm-up to learning_rate over warmup_steps (step s uses (s + 1) / warmup_steps of it),
-    then cosine decay to final_learning_rate by the end of the planned epochs, or constant.
-
-    ``ops`` is NumPy or keras.ops, so tests compute the same formula independently of Keras.
-    """
-    peak, final = config.learning_rate, config.final_learning_rate
-    warmup = config.warmup_steps
-    step = ops.cast(step, "float32") if ops is not np else np.float64(step)
-    if config.lr_schedule == "constant":
-        after = peak + 0.0 * step
-    else:
-        decay_steps = max(1, config.epochs * steps_per_epoch - warmup)
-        progress = ops.minimum(ops.maximum(step - warmup, 0.0) / decay_steps, 1.0)
-        after = final + (peak - final) * 0.5 * (1.0 + ops.cos(np.pi * progress))
-    if not warmup:
-        return after
-    return ops.where(step < warmup, peak * (step + 1.0) / warmup, after)
 
 
 class ExplosionGuard:
