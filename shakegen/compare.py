@@ -17,7 +17,8 @@ import math
 import statistics
 from pathlib import Path
 
-from shakegen import checkpoint, fileio
+from shakegen import checkpoint, fileio, prepare
+from shakegen.dataset import steps_per_epoch
 from shakegen.config import CELLS, ConfigError, TrainConfig
 from shakegen.events import CellStarted
 from shakegen.plots import compare_png
@@ -65,11 +66,19 @@ def _finished(run_dir: Path) -> bool:
     return bool(checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last")).get("stop_reason"))
 
 
-def with_validation_points(base: TrainConfig) -> TrainConfig:
-    """A character budget validates about ``VALIDATIONS_PER_RUN`` times, so short runs have curves."""
+def with_validation_points(base: TrainConfig, train_characters: int | None = None) -> TrainConfig:
+    """A character budget validates about ``VALIDATIONS_PER_RUN`` times, so short runs have curves.
+
+    Training validates at every epoch's end anyway: when the budget spans that many epochs of
+    ``train_characters`` (known once the data is prepared), those are the points.
+    """
     if base.eval_every or not base.max_characters:
         return base
     steps = math.ceil(base.max_characters / (base.batch_size * base.seq_length))
+    if train_characters:
+        epoch = steps_per_epoch(train_characters, base.seq_length, base.batch_size, base.stateful)
+        if steps >= VALIDATIONS_PER_RUN * epoch:
+            return base
     return base.replace(eval_every=max(1, steps // VALIDATIONS_PER_RUN))
 
 
@@ -88,7 +97,8 @@ def compare(
     """
     out_dir = Path(out_dir)
     seeds = seeds or [base.random_seed]
-    base = with_validation_points(base)
+    train_characters = len(prepare.load_prepared(data_dir).train) if prepare.is_prepared(data_dir) else None
+    base = with_validation_points(base, train_characters)
     runs = []
     for cell in cells:
         for seed in seeds:

@@ -80,3 +80,16 @@ def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_c
     assert generated.exit_code == 0 and len(generated.stdout) == len("First") + 30
     report = runner.invoke(main, ["eval", "--checkpoint", str(run_dir), "--data-dir", str(small_data), "--json"])
     assert report.exit_code == 0 and json.loads(report.stdout)["cell"] == cell
+
+
+def test_a_budget_of_many_epochs_validates_at_epoch_ends_only(tmp_path, small_data, small_config):
+    """Training validates at each epoch's end; a budget of ten epochs or more needs no other points."""
+    from shakegen.dataset import steps_per_epoch
+    from shakegen.prepare import load_prepared
+
+    epoch = steps_per_epoch(len(load_prepared(small_data).train), small_config.seq_length, small_config.batch_size)
+    characters = 12 * epoch * small_config.batch_size * small_config.seq_length
+    base = small_config.replace(max_characters=characters, epochs=12)
+    compare(["gru3"], base, tmp_path / "cmp", small_data)
+    epochs = [row["epoch"] for row in checkpoint.read_history(tmp_path / "cmp" / "gru3")]
+    assert epochs == list(range(1, 13))  # one row per epoch, none a step before an epoch's end
