@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 from typing import Iterator
 
 from rich.console import Console
@@ -23,7 +25,12 @@ from rich.table import Table
 
 from shakegen import events
 
-console = Console(stderr=True, highlight=False)
+# Logs and pipes get lines of 120 columns (rich's 80 wrapped each epoch's line and squeezed
+# compare's ranges); a terminal, or COLUMNS, sets the width itself.
+LOG_WIDTH = 120
+console = Console(
+    stderr=True, highlight=False, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else LOG_WIDTH
+)
 
 
 def message(text: str) -> None:
