@@ -67,7 +67,9 @@ def main() -> None:
             text = r["model"].generate(
                 args.seed, length=args.length, temperature=args.temperature, random_seed=args.random_seed
             )
-            print(f"\n{r['name']} (temperature {args.temperature}, --random-seed {args.random_seed}):\n\n```\n{text}\n```")
+            print(
+                f"\n{r['name']} (temperature {args.temperature}, --random-seed {args.random_seed}):\n\n```\n{text}\n```"
+            )
 
 
 if __name__ == "__main__":

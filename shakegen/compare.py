@@ -18,8 +18,8 @@ import statistics
 from pathlib import Path
 
 from shakegen import checkpoint, fileio, prepare
-from shakegen.dataset import steps_per_epoch
 from shakegen.config import CELLS, ConfigError, TrainConfig
+from shakegen.dataset import steps_per_epoch
 from shakegen.events import CellStarted
 from shakegen.plots import compare_png
 from shakegen.training import train

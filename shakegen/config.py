@@ -83,9 +83,7 @@ class TrainConfig:
                 f"weight_decay must be a finite number ≥ 0 (AdamW's decay, e.g. 0.01; 0: off), got {self.weight_decay!r}."
             )
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(
-                f"Unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}."
-            )
+            raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}.")
         for name in ("max_minutes", "learning_rate", "final_learning_rate"):
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
