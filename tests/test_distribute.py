@@ -74,7 +74,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_process(workdir):
     single = _shakegen([*TRAIN_ARGS, "--run-dir", "single"], workdir)
     _finish(single)
     mirrored = _shakegen([*TRAIN_ARGS, "--run-dir", "mirrored", "--strategy", "mirrored"], workdir)
-    assert "across 2 replicas" in _finish(mirrored).replace("\n", " ")
+    assert "across 2 replicas" in " ".join(_finish(mirrored).split())
     _assert_same_run(workdir / "single", workdir / "mirrored")
 
 
@@ -99,7 +99,7 @@ def test_two_workers_on_localhost_match_one_process(workdir):
         )
         for index in range(2)
     ]
-    outputs = [_finish(worker).replace("\n", " ") for worker in workers]
+    outputs = [" ".join(_finish(worker).split()) for worker in workers]
     assert all("across 2 replicas" in output for output in outputs)
     assert sorted(path.name for path in (workdir / "cluster").iterdir()) == sorted(
         path.name for path in (workdir / "single").iterdir()
