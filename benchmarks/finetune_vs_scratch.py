@@ -2,7 +2,8 @@
 
 Both arms use the `quick` preset's hyperparameters with the base's architecture on the new text
 with ``--max-minutes M`` (minutes of optimizer steps; validation is not counted); the fine-tuned
-arm starts from the base's best weights (``--base pretrained``: the model that ships) with the fine-tuning defaults (finetune.FINE_TUNING_DEFAULTS). For each
+arm starts from the base's best weights (``--base pretrained``: the model that ships) with the
+fine-tuning defaults (finetune.FINE_TUNING_DEFAULTS). For each
 budget the two runs go back to back, so the shared machine's load falls on both alike.
 Printed: the best streaming validation loss of each run on the new text's validation split,
 what each fine-tuned run still scores on the base corpus's validation split (what it forgot),
@@ -47,7 +48,7 @@ def one_run(arm: str, minutes: float, args, learning_rate: float | None = None) 
     run_dir = Path(args.work) / (name + (f"-{args.epochs}epochs" if args.epochs else ""))
     changes = {"max_minutes": minutes, "learning_rate": learning_rate, "epochs": args.epochs}
     changes = {key: value for key, value in changes.items() if value is not None}
-    architecture = checkpoint.read_run(api.resolve_run(args.base)).config.architecture()
+    architecture = checkpoint.read_run(args.base_dir).config.architecture()
     config = PRESETS["quick"].replace(**architecture, **changes)
     init_from = args.base if arm == "finetune" else None
     result = training.train(config, run_dir, args.data, overwrite=True, changes=changes, init_from=init_from)
@@ -136,7 +137,8 @@ def main():
     if not prepare.is_prepared(args.data):
         prepare.prepare_corpus(args.text, args.data)
     data = prepare.load_prepared(args.data)
-    base_info = checkpoint.read_run(api.resolve_run(args.base))
+    args.base_dir = api.resolve_run(args.base)  # a run folder, or the bundle for "pretrained"
+    base_info = checkpoint.read_run(args.base_dir)
     added = sorted(set(data.vocab.chars) - set(base_info.vocab.chars))
     results = {
         "processor": common.processor_description(),
@@ -144,7 +146,7 @@ def main():
         "characters": data.meta["characters"],
         "new_characters": added,
         "base": str(args.base),
-        "base_val_loss": checkpoint.read_state(api.resolve_run(args.base) / "best.npz").get("val_loss"),
+        "base_val_loss": checkpoint.read_state(args.base_dir / "best.npz").get("val_loss"),
         "defaults": {
             "scratch": PRESETS["quick"].learning_rate,
             "finetune": finetune.FINE_TUNING_DEFAULTS["learning_rate"],
