@@ -167,17 +167,19 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # The best this model writes on Tiny Shakespeare within about 90 training minutes on a 2-core
     # CPU with native bfloat16 (README, "What quality to expect"): three layers regularised by
-    # dropout between them and weight-drop on their recurrent kernels (AWD-LSTM's levers).
+    # dropout between them, weight-drop on their recurrent kernels (AWD-LSTM's levers) and
+    # decoupled weight decay (AdamW), which kept the validation loss falling for 50 epochs.
     "large": TrainConfig(
         num_layers=3,
         embedding_dim=128,
         rnn_units=512,
         seq_length=128,
         batch_size=32,
-        epochs=45,
+        epochs=50,
         learning_rate=2e-3,
         dropout=0.25,
         weight_drop=0.3,
+        weight_decay=0.1,
         precision="auto",
     ),
 }
