@@ -194,6 +194,18 @@ def test_run_folder_records_its_parent(fine_tuned, base_run, new_data):
     assert counts == [text.count(char) for char in info.vocab.chars]
 
 
+def test_fine_tuning_drops_a_presets_weight_decay_unless_asked(base_run, tmp_path):
+    """quick trains with AdamW 0.1; decay would pull the base's weights to zero, so a fine-tuned
+    run has none unless the user gives --weight-decay (then theirs is kept)."""
+    from shakegen.config import PRESETS
+
+    base = finetune.open_base(base_run, tmp_path / "run")
+    assert PRESETS["quick"].weight_decay > 0
+    assert finetune.fine_tuning_config(base, PRESETS["quick"], {}).weight_decay == 0.0
+    asked = PRESETS["quick"].replace(weight_decay=0.05)  # the config carries the user's options
+    assert finetune.fine_tuning_config(base, asked, {"weight_decay": 0.05}).weight_decay == 0.05
+
+
 def test_fine_tuned_run_generates_new_characters_and_is_evaluated_like_any_run(fine_tuned, base_run, new_data):
     run, seen = fine_tuned
     history = checkpoint.read_history(run)
