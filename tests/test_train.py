@@ -76,8 +76,9 @@ def test_same_seed_same_losses(tmp_path, small_data, small_config):
     ids=["after-epoch-1", "mid-epoch-2"],
 )
 def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_data, small_config, where):
-    # Dropout and weight-drop masks must replay too, and the weights' moving average continue.
-    config = small_config.replace(dropout=0.2, weight_drop=0.3, ema_decay=0.9)
+    # Dropout and weight-drop masks must replay too, the weights' moving average continue, and
+    # AdamW's decay (quick and large use it) follow the restored step and schedule.
+    config = small_config.replace(dropout=0.2, weight_drop=0.3, ema_decay=0.9, weight_decay=0.1, warmup_steps=3)
     train(config, tmp_path / "straight", small_data)
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "resumed", small_data, progress=_interrupt_when(where))
