@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import shakegen
 from shakegen import checkpoint, finetune, prepare, pretrained, training
 from shakegen.cli import main
-from shakegen.config import TrainConfig
+from shakegen.config import PRESETS, TrainConfig
 from shakegen.errors import CheckpointError, ConfigError, PreparedDataError, ShakegenError, TrainingInterrupted
 from shakegen.events import FineTuning, Stepped
 from shakegen.vocab import UnknownCharactersError, Vocabulary, VocabularyError, translate
@@ -197,8 +197,6 @@ def test_run_folder_records_its_parent(fine_tuned, base_run, new_data):
 def test_fine_tuning_drops_a_presets_weight_decay_unless_asked(base_run, tmp_path):
     """quick trains with AdamW 0.1; decay would pull the base's weights to zero, so a fine-tuned
     run has none unless the user gives --weight-decay (then theirs is kept)."""
-    from shakegen.config import PRESETS
-
     base = finetune.open_base(base_run, tmp_path / "run")
     assert PRESETS["quick"].weight_decay > 0
     assert finetune.fine_tuning_config(base, PRESETS["quick"], {}).weight_decay == 0.0
