@@ -848,15 +848,55 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
     type=click.IntRange(min=1),
     default=ServeLimits.max_request_bytes,
     show_default=True,
-    help="Largest request body (bounds the text sent to /v1/evaluate).",
+    help="Largest request body, in bytes.",
 )
-def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_characters, max_samples, max_request_bytes):
+@click.option(
+    "--max-evaluate-characters",
+    type=click.IntRange(min=1),
+    default=ServeLimits.max_evaluate_characters,
+    show_default=True,
+    help="Longest text /v1/evaluate scores (it takes turns with sampling; this bounds one request's share).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host header names NAME (a proxy's or DNS name of this machine; '*' for any). "
+    "By default only the --host address (and, on loopback, localhost, 127.0.0.1 and [::1]). Repeatable.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let web pages of ORIGIN (such as https://app.example) use the API: CORS headers and preflights for it. "
+    "Pages of any other site are refused. Repeatable.",
+)
+def serve(
+    checkpoint_dir,
+    which,
+    host,
+    port,
+    token,
+    max_length,
+    max_seed_characters,
+    max_samples,
+    max_request_bytes,
+    max_evaluate_characters,
+    allow_hosts,
+    cors_origins,
+):
     """Serve a run over HTTP: a JSON API, text streamed as server-sent events, and a web page.
 
     \b
     POST /v1/generate  seed, length, temperature, top_k, top_p, random_seed, num_samples, stream
     POST /v1/evaluate  text (protocol, window) -> loss, perplexity, bits per character
     GET  /v1/model     the run's card;  GET /healthz;  GET /docs (works offline);  GET / (the page)
+
+    Bodies must be JSON (Content-Type: application/json); a request must name this server in
+    its Host header (--allow-host adds names), and web pages of other sites are refused
+    unless allowed with --cors-origin, so a page you visit cannot drive a local server.
 
     \b
     Needs the serve extra: pip install 'shakegen[serve]'. Example:
@@ -871,7 +911,11 @@ def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_charact
         ) from None
     if token is not None and not token.strip():
         raise click.BadParameter("is empty; give a token, or unset SHAKEGEN_TOKEN for none.", param_hint="--token")
-    limits = ServeLimits(max_length, max_seed_characters, max_samples, max_request_bytes)
+    limits = ServeLimits(max_length, max_seed_characters, max_samples, max_request_bytes, max_evaluate_characters)
+    try:
+        cors_origins = server.check_cors_origins(cors_origins)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     if not server.is_loopback(host):
         ui.message(
             f"[yellow]Warning:[/] listening on {host}: other machines can reach this server"
@@ -880,8 +924,21 @@ def serve(checkpoint_dir, which, host, port, token, max_length, max_seed_charact
     sock = server.bind(host, port)
 
     try:
+        try:
+            hosts = server.host_rule(host, sock, allow_hosts)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--allow-host") from None
         run_dir = run_folder(checkpoint_dir)
         ui.message(f"[dim]Loading {run_dir} ({which})...[/]")
-        server.serve(sock, run_dir, which, limits, token, message=lambda text: ui.console.print(text, soft_wrap=True))
+        server.serve(
+            sock,
+            run_dir,
+            which,
+            limits,
+            token,
+            message=lambda text: ui.console.print(text, soft_wrap=True),
+            hosts=hosts,
+            cors_origins=cors_origins,
+        )
     finally:
         sock.close()

@@ -33,6 +33,7 @@ MAX_LENGTH = 100_000  # long enough that a sample runs for a while on any machin
 MAX_SEED = 50
 MAX_SAMPLES = 4
 MAX_BYTES = 4096
+MAX_EVALUATE = 2000  # below MAX_BYTES: the text's own limit answers first
 STARTUP_SECONDS = 180  # a bound on waiting, never an assertion
 
 
@@ -143,6 +144,8 @@ def server(tiny_run):
         str(MAX_SAMPLES),
         "--max-request-bytes",
         str(MAX_BYTES),
+        "--max-evaluate-characters",
+        str(MAX_EVALUATE),
     )
     yield running
     running.stop()
@@ -250,6 +253,7 @@ def test_model_card(server, model, tiny_run):
         "max_seed_characters": MAX_SEED,
         "max_samples": MAX_SAMPLES,
         "max_request_bytes": MAX_BYTES,
+        "max_evaluate_characters": MAX_EVALUATE,
     }
     assert str(tiny_run.parent) not in json.dumps(card)  # the server's disk is nobody's business
 
@@ -291,6 +295,19 @@ BAD_REQUESTS = [
     ("/v1/evaluate", {"text": "First", "window": 8}, 422, "window", "protocol"),
     ("/v1/evaluate", {"text": "First", "protocol": "windows", "window": 0}, 422, "window", "from 1 to"),
     ("/v1/evaluate", {"text": "x" * MAX_BYTES}, 413, None, f"limit of {MAX_BYTES:,} bytes"),
+    ("/v1/evaluate", {"text": "x" * (MAX_EVALUATE + 1)}, 413, "text", f"limit of {MAX_EVALUATE:,} for /v1/evaluate"),
+    ("/v1/generate", b"", 400, None, "body is empty"),
+    (
+        "/v1/generate",
+        b"[" * 4000,
+        400,
+        None,
+        "nested too deeply",
+    ),  # RecursionError, a 500 before (any depth over 1,000)
+    ("/v1/generate", b'{"length": "\\ud800"}', 400, None, "lone surrogate"),  # echoed back: crashed the encoder
+    ("/v1/generate", b'{"seed": "First\\udfff"}', 400, None, "lone surrogate"),
+    ("/v1/evaluate", b'{"text": "First Citizen \\ud83d"}', 400, None, "lone surrogate"),
+    ("/v1/generate", b'{"seed": ' + b"[" * 500 + b"]" * 500 + b"}", 422, "seed", "a string"),
 ]
 
 
@@ -319,13 +336,36 @@ def test_the_server_keeps_serving_after_bad_requests(server, model):
     )
 
 
+def test_integer_valued_numbers_are_integers_as_the_schema_says(server, model):
+    # JSON Schema's "integer" holds 10938.0; the schema's word is the server's.
+    body = {"seed": "First", "length": 20.0, "random_seed": 10938.0, "top_k": 5.0, "num_samples": 1.0}
+    answer = server.post("/v1/generate", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["text"] == model.generate("First", length=20, random_seed=10938, top_k=5)
+    windows = server.post("/v1/evaluate", {"text": "First Citizen", "protocol": "windows", "window": 4.0})
+    assert windows.status_code == 200 and windows.json()["window"] == 4
+
+
 def test_routes_methods_and_content_types(server):
     assert server.get("/v1/generate").status_code == 405
     assert server.get("/v1/nothing").status_code == 404
-    # curl -d sends a form content type: the body is read as JSON all the same.
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-    answer = server.post("/v1/generate", data='{"seed": "First", "length": 20, "random_seed": 1}', headers=form)
-    assert answer.status_code == 200 and len(answer.json()["text"]) == len("First") + 20
+    body = '{"seed": "First", "length": 20, "random_seed": 1}'
+    # A page of any site may send these without asking the server first (CORS "simple" requests),
+    # and curl -d sends a form: none of them is JSON, and none is read as JSON.
+    for content_type in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", None]:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        answer = requests.post(server.url + "/v1/generate", data=body.encode(), headers=headers, timeout=60)
+        assert answer.status_code == 415, (content_type, answer.text)
+        assert "Content-Type: application/json" in answer.json()["detail"]
+    assert (
+        server.post(
+            "/v1/generate", data=body, headers={"Content-Type": "application/json; charset=latin-1"}
+        ).status_code
+        == 415
+    )
+    for content_type in ["application/json", "Application/JSON; charset=UTF-8"]:
+        answer = server.post("/v1/generate", data=body, headers={"Content-Type": content_type})
+        assert answer.status_code == 200 and len(answer.json()["text"]) == len("First") + 20
 
 
 def test_openapi_schema_and_offline_docs(server):

@@ -1,66 +1,122 @@
-"""The FastAPI app of ``shakegen serve``: routes, bearer token, request-size cap, page and docs.
+"""The FastAPI app of ``shakegen serve``: routes, the page and offline docs, behind the ``Gate``.
 
 Routes call the Python API only (through ``ModelWorker``), the same functions as
 ``shakegen generate`` and ``eval``, so the same request gives the same text as the CLI.
+Every request first passes the ``Gate`` (Host, Origin, token, content type, size; see
+``gate.py``), and the OpenAPI schema documents each answer a route can give.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from pathlib import Path
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
 
 import shakegen
 from shakegen.errors import ShakegenError
-from shakegen.serve.schemas import ApiError, parse_body, request_body_schema, request_models
+from shakegen.serve.gate import Gate, HostRule
+from shakegen.serve.schemas import (
+    SSE_DESCRIPTION,
+    ApiError,
+    EvaluateAnswer,
+    GenerateAnswer,
+    error_responses,
+    parse_body,
+    request_body_schema,
+    request_models,
+)
 from shakegen.serve.worker import ModelWorker, run_name
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(worker: ModelWorker, token: str | None = None) -> FastAPIOffline:
-    """The app serving ``worker``'s model; with ``token``, every /v1 route needs ``Bearer token``."""
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error quoting any text always encodes."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def create_app(
+    worker: ModelWorker,
+    token: str | None = None,
+    hosts: HostRule | None = None,
+    cors_origins: tuple[str, ...] = (),
+) -> FastAPIOffline:
+    """The app serving ``worker``'s model.
+
+    Args:
+        token: with one, every /v1 route needs ``Authorization: Bearer token``.
+        hosts: the Host names answered (default: a server bound to 127.0.0.1's).
+        cors_origins: web origins of other sites whose pages may use the API (CORS).
+    """
     model, limits = worker.model, worker.limits
     models = request_models(limits, len(model.vocabulary))
     app = FastAPIOffline(
         title="shakegen",
         version=shakegen.__version__,
         description=f"Character-level text generation from the run **{run_name(model)}** ({model.which} weights). "
-        "Docs served from this machine: nothing is fetched from outside.",
+        "Docs served from this machine: nothing is fetched from outside.\n\n"
+        "Every request body is JSON (`Content-Type: application/json`, UTF-8; 415 otherwise). A request must name "
+        "this server in its Host header (421 otherwise, see --allow-host), and a web page of another site is "
+        "refused (403) unless its origin was allowed with --cors-origin. Every refusal is "
+        '`{"detail": ..., "field": ..., "allowed": ...}`: one line, the field it is about and what that field '
+        "accepts.",
         swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would send the schema to an outside validator
     )
-    app.add_middleware(Gate, token=token, max_request_bytes=limits.max_request_bytes)
+    app.add_middleware(
+        Gate,
+        token=token,
+        max_request_bytes=limits.max_request_bytes,
+        hosts=hosts or HostRule.for_server("127.0.0.1"),
+        cors_origins=cors_origins,
+    )
     # Declared for the docs' Authorize button only; the Gate middleware enforces the token.
     secured = [Depends(HTTPBearer(auto_error=False))] if token else []
+    gated = (401, 403, 421) if token else (403, 421)
+    posted = (400, *gated, 413, 415, 422)
     page = PAGE.read_text(encoding="utf-8")
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
-        return JSONResponse(error.to_json(), status_code=error.status)
+        return AsciiJSONResponse(error.to_json(), status_code=error.status)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/healthz", tags=["server"])
+    @app.get("/healthz", tags=["server"], responses=error_responses(403, 421))
     async def healthz() -> dict:
-        """Liveness: answers at once, even while a long sample runs. No token needed."""
+        """Liveness: answers at once, even while a long sample or evaluation runs. No token needed.
+
+        Counts what the model's thread does: samples and evaluations running, finished, and
+        stopped early because their client went away, characters sampled and evaluation turns."""
         return {"status": "ok", "run": worker.card["run"], **worker.counters.to_json()}
 
-    @app.get("/v1/model", tags=["model"], dependencies=secured)
+    @app.get("/v1/model", tags=["model"], dependencies=secured, responses=error_responses(*gated))
     async def model_card() -> dict:
         """The run served: architecture, parameters, vocabulary, validation loss, training time, parent, limits."""
         return worker.card
 
     @app.post(
-        "/v1/generate", tags=["sampling"], dependencies=secured, openapi_extra=request_body_schema(models.generate)
+        "/v1/generate",
+        tags=["sampling"],
+        dependencies=secured,
+        openapi_extra=request_body_schema(models.generate),
+        response_model=GenerateAnswer,
+        responses={
+            200: {
+                "description": 'The samples; with "stream": true, server-sent events instead.',
+                "content": {"text/event-stream": {"schema": {"type": "string", "description": SSE_DESCRIPTION}}},
+            },
+            **error_responses(*posted),
+        },
     )
     async def generate(request: Request):
         """Sample text as ``shakegen generate`` does. With ``"stream": true``, server-sent events:
@@ -89,14 +145,23 @@ def create_app(worker: ModelWorker, token: str | None = None) -> FastAPIOffline:
             for parts, text in zip(pieces, block, strict=True):
                 parts.append(text)
         texts = ["".join(parts) for parts in pieces]
-        return {"text": texts[0], "texts": texts, **_summary(plan, started)}
+        return JSONResponse({"text": texts[0], "texts": texts, **_summary(plan, started)})
 
     @app.post(
-        "/v1/evaluate", tags=["scoring"], dependencies=secured, openapi_extra=request_body_schema(models.evaluate)
+        "/v1/evaluate",
+        tags=["scoring"],
+        dependencies=secured,
+        openapi_extra=request_body_schema(models.evaluate),
+        response_model=EvaluateAnswer,
+        responses=error_responses(*posted),
     )
-    async def evaluate(request: Request) -> dict:
-        """Score a text as ``shakegen eval --text`` does: loss (nats per character), perplexity, bits per character."""
-        body = parse_body(await request.body(), models.evaluate, models.allowed)
+    async def evaluate(request: Request):
+        """Score a text as ``shakegen eval --text`` does: loss (nats per character), perplexity, bits per character.
+
+        The text is scored in turns with every other request (one compiled call of the model
+        at a time), so other clients keep being served while a long text is scored; a client
+        that goes away stops its evaluation. ``window`` is for protocol ``windows`` only."""
+        body = parse_body(await request.body(), models.evaluate, models.allowed, models.max_evaluate_characters)
         if body.window is not None and body.protocol != "windows":
             raise ApiError(
                 422,
@@ -105,10 +170,12 @@ def create_app(worker: ModelWorker, token: str | None = None) -> FastAPIOffline:
                 models.allowed["window"],
             )
         try:
-            report = await worker.evaluate(body.text, body.protocol, body.window)
+            report = await worker.evaluate(body.text, body.protocol, body.window, request.is_disconnected)
         except (ShakegenError, ValueError) as error:
             raise _library_error(error, model, "text", models.allowed) from None
-        return {**report.to_json(), "run": run_name(model)}
+        if report is None:  # the client went away: nobody to answer
+            return Response(status_code=204)
+        return JSONResponse({**report.to_json(), "run": run_name(model)})
 
     return app
 
@@ -155,72 +222,3 @@ def _library_error(error: Exception, model, field: str, allowed: dict) -> ApiErr
     if field == "seed":
         return ApiError(422, message, field, "text with at least one character the model knows (GET /v1/model)")
     return ApiError(422, message, field, allowed.get(field))
-
-
-class Gate:
-    """Pure ASGI middleware: the bearer token on /v1 routes, then the cap on a request body's bytes.
-
-    The body is read here (at most ``max_request_bytes`` of it) and handed on whole, so an
-    oversized request is refused before anything parses it, whatever its Content-Length says.
-    """
-
-    def __init__(self, app, token: str | None, max_request_bytes: int):
-        self.app, self.token, self.max_request_bytes = app, token, max_request_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-        if self.token is not None and scope["path"].startswith("/v1") and not self._authorized(headers):
-            return await _answer(
-                send,
-                401,
-                {"detail": "This server needs a token: send the header 'Authorization: Bearer TOKEN'."},
-                [(b"www-authenticate", b"Bearer")],
-            )
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        too_large = {
-            "detail": f"The request body is larger than this server's limit of {self.max_request_bytes:,} bytes "
-            "(shakegen serve --max-request-bytes).",
-            "allowed": f"at most {self.max_request_bytes:,} bytes",
-        }
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_request_bytes:
-            return await _answer(send, 413, too_large)
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_request_bytes:
-                return await _answer(send, 413, too_large)
-        handed = False
-
-        async def replay():
-            nonlocal handed
-            if not handed:
-                handed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()  # after the body: a disconnect, when the client goes
-
-        await self.app(scope, replay, send)
-
-    def _authorized(self, headers: dict) -> bool:
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
-
-
-async def _answer(send, status: int, body: dict, headers: list | None = None) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-            + (headers or []),
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

@@ -18,13 +18,17 @@ class Limits:
         max_length: new characters per sample.
         max_seed_characters: characters of the seed (before cleaning).
         max_samples: samples in one request.
-        max_request_bytes: bytes of a request body (a text to evaluate is bounded by this).
+        max_request_bytes: bytes of a request body.
+        max_evaluate_characters: characters of a text sent to /v1/evaluate (as sent, before
+            cleaning). Scoring takes turns with sampling, so a long text slows other clients
+            down rather than stalling them; this bounds how long one request holds its share.
     """
 
     max_length: int = 5000
     max_seed_characters: int = 10_000
     max_samples: int = 8
     max_request_bytes: int = 1_048_576
+    max_evaluate_characters: int = 200_000  # the Tiny Shakespeare val split (111,540) fits
 
     def validate(self) -> "Limits":
         """Return self, or raise ConfigError naming the bad cap."""

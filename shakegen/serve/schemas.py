@@ -1,11 +1,17 @@
 """Request bodies of the HTTP API, and the one-line errors a bad one gets.
 
-A body is parsed here rather than by FastAPI: any content type is read as JSON, NaN and
-Infinity are refused, unknown fields are refused (a request cannot name a file or a
-checkpoint), and every error names the field and the range it allows. The pydantic models
-are built per server, so the ranges in the OpenAPI schema are the server's own limits.
+A body is parsed here rather than by FastAPI (the ``Gate`` middleware has already checked
+that it is ``application/json`` and within the size cap): an empty body, NaN and Infinity,
+nesting too deep to parse and lone surrogates (text that is not Unicode) are refused as not
+JSON, unknown fields are refused (a request cannot name a file or a checkpoint), an
+integer-valued number such as 7.0 is an integer (as JSON Schema says), and every error
+names the field and the range it allows. The pydantic models are built per server, so the
+ranges in the OpenAPI schema are the server's own limits, and the schema documents every
+answer the server gives: the error model of each status, and both content types of
+``/v1/generate``.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -23,7 +29,7 @@ class ApiError(Exception):
         self.status, self.detail, self.field, self.allowed = status, detail, field, allowed
 
     def to_json(self) -> dict:
-        body = {"detail": self.detail}
+        body: dict = {"detail": self.detail}
         if self.field is not None:
             body["field"] = self.field
         if self.allowed is not None:
@@ -31,11 +37,70 @@ class ApiError(Exception):
         return body
 
 
+class ErrorAnswer(BaseModel):
+    """Every refusal: what happened and how to fix it in one line, and the field it is about."""
+
+    detail: str = Field(..., description="One line: what was wrong, what is expected, how to fix it.")
+    field: Optional[str] = Field(None, description="The request field the error is about, when there is one.")
+    allowed: Optional[str] = Field(None, description="What that field accepts, in words.")
+
+
+class GenerateAnswer(BaseModel):
+    """The plain (not streamed) answer of ``/v1/generate``."""
+
+    text: str = Field(..., description="The first sample: the seed (as the model sees it) and the new text.")
+    texts: list[str] = Field(..., description="Every sample; sample i used random_seed + i.")
+    random_seed: int
+    length: int
+    num_samples: int
+    dropped: list[str] = Field(..., description="Seed characters left out (skip_unknown).")
+    characters: int = Field(..., description="New characters sampled in all.")
+    seconds: float
+    characters_per_second: Optional[float]
+
+
+class EvaluateAnswer(BaseModel):
+    """The figures of ``/v1/evaluate`` (as ``shakegen eval --text --json``; further fields may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+    run: str = Field(..., description="The run's folder name.")
+    protocol: Literal["streaming", "windows"]
+    window: Optional[int]
+    characters: int = Field(..., description="Characters predicted (all the known ones but the first).")
+    loss: float = Field(..., description="Cross-entropy in nats per character.")
+    perplexity: float
+    bits_per_character: float
+    left_out_characters: int = Field(..., description="Characters the model does not know, left out of the figure.")
+
+
+SSE_DESCRIPTION = (
+    'With "stream": true: server-sent events, as sampled. `event: start` (data: random_seed, num_samples, length), '
+    'then `event: text` (data: {"sample": i, "text": "..."}: the seed first, then one block of new text per sample '
+    "at a time; joined per sample they equal the plain answer's texts), then `event: done` (data: the plain "
+    'answer\'s summary fields) or, if sampling failed after the answer started, `event: error` (data: {"detail"}).'
+)
+
+
+def error_responses(*statuses: int) -> dict:
+    """FastAPI ``responses`` documenting ``statuses`` with the error model and what each means."""
+    meanings = {
+        400: "The body is not JSON (empty, malformed, NaN, nested too deep, or holding lone surrogates).",
+        401: "No valid token: send 'Authorization: Bearer TOKEN'.",
+        403: "The request comes from a web page of another site (its Origin is not allowed: --cors-origin).",
+        413: "The body is over --max-request-bytes, or the text over --max-evaluate-characters.",
+        415: "The body is not sent as Content-Type: application/json (UTF-8).",
+        421: "The Host header names a host this server does not answer to (--allow-host).",
+        422: "A field is unknown, of the wrong type, or out of range; or the seed or text cannot be used.",
+    }
+    return {status: {"model": ErrorAnswer, "description": meanings[status]} for status in statuses}
+
+
 @dataclass(frozen=True)
 class RequestModels:
     generate: type
     evaluate: type
     allowed: dict  # field name -> what it accepts, in words
+    max_evaluate_characters: int
 
 
 def request_models(limits: Limits, vocab_size: int) -> RequestModels:
@@ -53,7 +118,9 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         seed: Optional[str] = Field(
             None,
             max_length=limits.max_seed_characters,
-            description="Text to start from; null starts after a newline and returns only the new text.",
+            description="Text to start from; null starts after a newline and returns only the new text. "
+            "It must hold at least one character the model knows (GET /v1/model lists them), and with "
+            "skip_unknown false only such characters.",
         )
         length: int = Field(default_length, ge=1, le=limits.max_length, description="New characters per sample.")
         temperature: float = Field(
@@ -71,20 +138,38 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         )
         num_samples: int = Field(1, ge=1, le=limits.max_samples, description="Independent samples.")
         skip_unknown: bool = Field(False, description="Drop seed characters the model does not know.")
-        stream: bool = Field(False, description="Answer with server-sent events as the text is sampled.")
+        stream: bool = Field(
+            False, description="Answer with server-sent events (text/event-stream) as the text is sampled."
+        )
 
     class EvaluateRequest(BaseModel):
-        """Score a text: cross-entropy, perplexity and bits per character, as ``shakegen eval --text``."""
+        """Score a text: cross-entropy, perplexity and bits per character, as ``shakegen eval --text``.
+
+        ``window`` is for protocol ``windows`` only: with it, ``protocol`` must be ``"windows"``."""
 
         model_config = ConfigDict(
-            **strict, json_schema_extra={"examples": [{"text": "First Citizen:\nBefore we proceed any further"}]}
+            **strict,
+            json_schema_extra={
+                "examples": [{"text": "First Citizen:\nBefore we proceed any further"}],
+                # The cross-field rule, in the schema: a window (not null) needs protocol "windows".
+                "if": {"properties": {"window": {"type": "integer"}}, "required": ["window"]},
+                "then": {"properties": {"protocol": {"const": "windows"}}, "required": ["protocol"]},
+            },
         )
-        text: str = Field(..., description="The text to score (characters the model does not know are left out).")
+        text: str = Field(
+            ...,
+            max_length=limits.max_evaluate_characters,
+            description="The text to score; characters the model does not know are left out, and at least 2 it "
+            f"knows are needed. At most {limits.max_evaluate_characters:,} characters (413 beyond).",
+        )
         protocol: Literal["streaming", "windows"] = Field(
             "streaming", description="streaming: state carried through; windows: each window from a zero state."
         )
         window: Optional[int] = Field(
-            None, ge=1, le=limits.max_request_bytes, description="Characters per window (protocol windows; 256)."
+            None,
+            ge=1,
+            le=limits.max_evaluate_characters,
+            description='Characters per window, with protocol "windows" only (null: 256).',
         )
 
     allowed = {
@@ -97,36 +182,66 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         "num_samples": f"an integer from 1 to {limits.max_samples}",
         "skip_unknown": "true or false",
         "stream": "true or false",
-        "text": f"a string (the whole request at most {limits.max_request_bytes:,} bytes)",
+        "text": f"a string of at most {limits.max_evaluate_characters:,} characters "
+        f"(and the whole request at most {limits.max_request_bytes:,} bytes)",
         "protocol": '"streaming" or "windows"',
-        "window": f"an integer from 1 to {limits.max_request_bytes:,}, with protocol windows only",
+        "window": f'an integer from 1 to {limits.max_evaluate_characters:,}, with protocol "windows" only, or null',
     }
-    return RequestModels(GenerateRequest, EvaluateRequest, allowed)
+    return RequestModels(GenerateRequest, EvaluateRequest, allowed, limits.max_evaluate_characters)
 
 
 def request_body_schema(model: type) -> dict:
-    """The OpenAPI ``requestBody`` of a route that parses ``model`` itself."""
+    """The OpenAPI ``requestBody`` of a route that parses ``model`` itself: required, JSON only."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def parse_body(raw: bytes, model: type, allowed: dict):
+@functools.lru_cache(maxsize=None)
+def _integer_fields(model: type) -> frozenset[str]:
+    """The fields whose schema type is integer (or integer or null)."""
+    names = set()
+    for name, schema in model.model_json_schema()["properties"].items():
+        types = [schema.get("type")] + [option.get("type") for option in schema.get("anyOf", [])]
+        if "integer" in types:
+            names.add(name)
+    return frozenset(names)
+
+
+EXAMPLE = '{"seed": "ROMEO:", "length": 200}'
+TOO_DEEP = f"The request body is nested too deeply to be read; send an object such as {EXAMPLE}."
+
+
+def parse_body(raw: bytes, model: type, allowed: dict, max_text_characters: int | None = None):
     """``raw`` as an instance of ``model``.
 
     Raises:
-        ApiError: 400 for a body that is not JSON, 422 for one that is not an object of
-            ``model``'s fields in their ranges (naming the first bad field).
+        ApiError: 400 for a body that is not JSON, 413 for a ``text`` longer than
+            ``max_text_characters``, 422 for one that is not an object of ``model``'s fields
+            in their ranges (naming the first bad field).
     """
 
     def refuse_constant(name: str):
         raise ValueError(f"{name} is not a JSON number")
 
+    if not raw.strip():
+        raise ApiError(400, f"The request body is empty; send a JSON object such as {EXAMPLE}.")
     try:
-        data = json.loads(raw or b"{}", parse_constant=refuse_constant)
+        data = json.loads(raw, parse_constant=refuse_constant)
+    except RecursionError:
+        raise ApiError(400, TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(
-            400,
-            f'The request body is not valid JSON ({error}); send an object such as {{"seed": "ROMEO:", "length": 200}}.',
+            400, f"The request body is not valid JSON ({error}); send an object such as {EXAMPLE}."
         ) from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            400,
+            "The request body is not valid JSON text: it holds a lone surrogate escape (such as \\ud800), which "
+            "is no Unicode character; send text as UTF-8, or escape characters beyond U+FFFF as a surrogate pair.",
+        ) from None
+    except RecursionError:
+        raise ApiError(400, TOO_DEEP) from None
     if not isinstance(data, dict):
         raise ApiError(422, f"The request body must be a JSON object, got a JSON {_json_type(data)}.")
     fields = list(model.model_fields)
@@ -138,6 +253,19 @@ def parse_body(raw: bytes, model: type, allowed: dict):
             f"{', '.join(fields)}.",
             field=unknown[0],
             allowed=", ".join(fields),
+        )
+    for name in _integer_fields(model):  # JSON Schema's integer: 7.0 is one
+        value = data.get(name)
+        if isinstance(value, float) and value.is_integer():
+            data[name] = int(value)
+    text = data.get("text")
+    if max_text_characters is not None and isinstance(text, str) and len(text) > max_text_characters:
+        raise ApiError(
+            413,
+            f"The text has {len(text):,} characters, more than this server's limit of {max_text_characters:,} for "
+            "/v1/evaluate (shakegen serve --max-evaluate-characters); send a shorter text, or score it in parts.",
+            "text",
+            allowed["text"],
         )
     try:
         return model.model_validate(data)
@@ -152,10 +280,21 @@ def parse_body(raw: bytes, model: type, allowed: dict):
 
 
 def _json_type(value) -> str:
-    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
 def _shown(value) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        return f"a deeply nested {_json_type(value)}"
     return text if len(text) <= 40 else f"{_json_type(value)} {text[:37]}..."

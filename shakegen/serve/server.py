@@ -6,26 +6,18 @@ The socket is bound before the model is loaded, so a port in use fails at once, 
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Callable
 
 from shakegen.errors import ShakegenError
+from shakegen.serve.gate import is_loopback
 from shakegen.serve.limits import Limits
+
+__all__ = ["ServeError", "bind", "check_cors_origins", "host_rule", "is_loopback", "serve"]
 
 
 class ServeError(ShakegenError, OSError):
     """The server cannot listen where asked."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -52,6 +44,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def host_rule(host: str, sock: socket.socket, allow_hosts: tuple[str, ...] = ()):
+    """The Host names a server bound to ``host`` (as given to --host) on ``sock`` answers to.
+
+    Raises:
+        GateError (a ValueError): an --allow-host value that is not a host name.
+    """
+    from shakegen.serve.gate import HostRule
+
+    address = sock.getsockname()[0]
+    rule = HostRule.for_server(host, allow_hosts)
+    return HostRule(rule.names | {address.lower()}, rule.any_ip, rule.any_host)
+
+
+def check_cors_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    """``origins`` normalized (``scheme://host[:port]``). Raises GateError (a ValueError) for one that is not."""
+    from shakegen.serve.gate import normalized_origin
+
+    return tuple(normalized_origin(origin) for origin in origins)
+
+
 def serve(
     sock: socket.socket,
     run,
@@ -59,9 +71,14 @@ def serve(
     limits: Limits,
     token: str | None = None,
     message: Callable[[str], None] = lambda text: None,
+    hosts=None,
+    cors_origins: tuple[str, ...] = (),
 ) -> None:
     """Load ``run`` with the Python API and serve it on ``sock`` until interrupted.
 
+    Args:
+        hosts: the ``HostRule`` of the Host names answered (see ``host_rule``).
+        cors_origins: web origins of other sites whose pages may use the API.
     Raises:
         CheckpointError: no run there, or a damaged one.
     """
@@ -75,7 +92,7 @@ def serve(
     # The default options' sampler is compiled now, not on the first visitor's request.
     model.generate("\n", length=1, random_seed=0)
     worker = ModelWorker(model, limits.validate())
-    app = create_app(worker, token)
+    app = create_app(worker, token, hosts, cors_origins)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     message(

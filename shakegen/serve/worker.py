@@ -5,6 +5,13 @@ from two threads at once and the event loop stays free (``/healthz`` answers whi
 sample runs). A sample advances one block (64 characters) per call: requests that arrive
 together take turns block by block, each with its own sampling generator, so they never
 share state, and one that is abandoned (its client gone) simply gets no further blocks.
+
+An evaluation takes turns too: ``TextModel.evaluate`` runs on a thread of its own that
+enters TensorFlow only while the model's thread waits for it, one compiled call (one window
+of every stream, or one batch of windows) per turn, and pauses in its ``progress`` callback
+until its next turn. Queued sampling blocks run between its turns, so a long text slows other
+clients down instead of stalling them, and an evaluation whose client has gone is stopped at
+its next turn. The figure is ``TextModel.evaluate``'s own, computed by the same code.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +52,10 @@ class Counters:
     samples_finished: int = 0
     samples_stopped: int = 0  # stopped early: the client went away
     characters_sampled: int = 0
+    evaluating_now: int = 0
+    evaluations_finished: int = 0
+    evaluations_stopped: int = 0  # stopped early: the client went away
+    evaluation_turns: int = 0  # compiled evaluation calls run, each one turn of the model's thread
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -127,12 +139,100 @@ class ModelWorker:
         finally:
             blocks.close()
 
-    async def evaluate(self, text: str, protocol: str, window: int | None):
-        """``TextModel.evaluate`` on a string, on the model's thread."""
-        return await self.call(self.model.evaluate, text, protocol=protocol, window=window or 256)
+    async def evaluate(self, text: str, protocol: str, window: int | None, client_gone: Callable[[], Awaitable[bool]]):
+        """``TextModel.evaluate`` on a string, taking turns with every other request on the model's thread.
+
+        Returns:
+            The ``EvaluationReport``, or ``None`` when ``client_gone()`` became true (checked
+            between turns) and the evaluation was stopped.
+        Raises:
+            EvaluationError, UnknownCharactersError: the text cannot be evaluated.
+        """
+        evaluation = TurnTaking(functools.partial(self.model.evaluate, text, protocol=protocol, window=window or 256))
+        self.counters.evaluating_now += 1
+        finished = False
+        try:
+            while not await self.call(evaluation.turn):
+                self.counters.evaluation_turns += 1
+                if await client_gone():
+                    return None
+            finished = True
+            return evaluation.result()
+        finally:
+            self.counters.evaluating_now -= 1
+            if finished:
+                self.counters.evaluations_finished += 1
+            else:
+                self.counters.evaluations_stopped += 1
+            # As for a sample: queued on the model's thread, so the stopped evaluation unwinds
+            # there while nothing else runs, even when this coroutine is being cancelled.
+            self._executor.submit(evaluation.stop)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Stopped(BaseException):
+    """Raised inside a paused evaluation to end it (a BaseException: no ``except Exception`` swallows it)."""
+
+
+class TurnTaking:
+    """Run ``function(progress=...)`` one step at a time, a step being what lies between two calls of ``progress``.
+
+    ``function`` runs on a thread of its own but only while a caller of ``turn`` waits, so two
+    threads never run it and the caller's work at once: ``turn`` lets it run to its next
+    ``progress`` call (or its end) and returns whether it has ended. ``stop`` ends it early by
+    raising inside the paused ``progress`` call.
+    """
+
+    def __init__(self, function: Callable):
+        self._function = function
+        self._resume, self._paused = threading.Semaphore(0), threading.Semaphore(0)
+        self._thread = threading.Thread(target=self._run, name="shakegen-evaluation", daemon=True)
+        self._started = self._ended = self._stopping = False
+        self._value = self._error = None
+
+    def turn(self) -> bool:
+        """Let the function run one step; True once it has ended (returned or raised)."""
+        if self._ended:
+            return True
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        else:
+            self._resume.release()
+        self._paused.acquire()
+        return self._ended
+
+    def result(self):
+        """The function's return value, or its exception raised again."""
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def stop(self) -> None:
+        """End the function where it paused and wait until it has unwound; nothing if it never started."""
+        if self._started and not self._ended:
+            self._stopping = True
+            self._resume.release()
+            self._paused.acquire()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._function(progress=self._pause)
+        except _Stopped:
+            pass
+        except BaseException as error:  # handed to the caller of result()
+            self._error = error
+        finally:
+            self._ended = True
+            self._paused.release()
+
+    def _pause(self, *progress) -> None:
+        self._paused.release()
+        self._resume.acquire()
+        if self._stopping:
+            raise _Stopped()
 
 
 def run_name(model) -> str:
@@ -170,13 +270,26 @@ def model_card(model, limits: Limits) -> dict:
     }
 
 
+PARENT_FIELDS = ("run", "sha256", "val_loss", "step", "vocab_size")  # never a path: that is the server's disk
+
+
 def _parent(model):
-    """The run a fine-tuned run started from (its name, weights' SHA-256, validation loss), where
-    the run records one; else None. Never its path: that is the server's disk."""
+    """The run a fine-tuned run started from (its folder's bare name, weights' SHA-256, validation
+    loss, step, vocabulary size), where the run records one; else None. The run is recorded as
+    the user typed it (perhaps an absolute path): only its last part is shown."""
     for holder in (model, model.info, model.info.data):
         parent = holder.get("parent") if isinstance(holder, dict) else getattr(holder, "parent", None)
         if isinstance(parent, dict):
-            return {key: value for key, value in parent.items() if key != "path"}
+            shown = {key: parent[key] for key in PARENT_FIELDS if key in parent}
+            if shown.get("run") is not None:
+                shown["run"] = bare_name(str(shown["run"]))
+            return shown
         if parent is not None:
-            return Path(str(parent)).name
+            return bare_name(str(parent))
     return None
+
+
+def bare_name(run: str) -> str:
+    """The last part of a run's name as typed (``/home/me/runs/base/`` -> ``base``; ``pretrained`` stays)."""
+    parts = [part for part in run.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    return parts[-1] if parts else run
