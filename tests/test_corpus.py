@@ -85,6 +85,8 @@ def test_chunked_cleaning_equals_whole_with_every_option(tmp_path_factory, text,
         ("no spaces either", "Tobeornottobethatisthequestion" * 40),
         ("CJK, no spaces", "生存还是毁灭这是一个值得考虑的问题" * 40),
         ("CRLF", "To be, or not to be:\r\nthat is the question.\r\n" * 40),
+        ("dashes only", "-" * 2000),
+        ("em dashes and CRs", "\u2014\u2014\r" * 300),
     ],
 )
 def test_chunks_stay_small_whatever_the_line_ends(tmp_path, name, text):
@@ -111,19 +113,58 @@ def test_crlf_and_sigma_split_at_a_read_boundary(tmp_path, lowercase):
         assert "".join(pieces) == corpus.clean_text(text, lowercase=lowercase)
 
 
-def test_inert_characters_are_safe_to_cut_between_in_all_of_unicode():
-    """Checks, over every code point, the facts the cut rule rests on."""
-    second_halves = set()  # characters that compose with the one before them under NFC
+def test_characters_cuts_open_at_are_safe_in_all_of_unicode():
+    """Checks, over every code point, the facts the cut rule rests on, with facts derived apart from it."""
+    second_halves = set()  # characters NFC composes with the one before, found by NFC itself
     for code in range(sys.maxunicode + 1):
-        decomposition = unicodedata.decomposition(chr(code))
-        if decomposition and not decomposition.startswith("<") and len(decomposition.split()) == 2:
-            second_halves.add(chr(int(decomposition.split()[1], 16)))
-    second_halves.update(chr(code) for code in range(0x1161, 0x11C3))  # Hangul vowels and trailing consonants
-    inert = [chr(code) for code in range(sys.maxunicode + 1) if corpus._is_inert.__wrapped__(chr(code))]
-    assert len(inert) > 100_000  # letters and digits of every script
-    for char in inert:
-        assert char not in second_halves and unicodedata.combining(char) == 0
-        assert corpus.clean_text(char) == char
-        # Not case-ignorable (str.lower's final-sigma rule would look past it): were it,
-        # "AcΣ" would see the cased "A" through it, while "cΣ" sees nothing cased.
-        assert not (("A" + char + "\u03a3").lower().endswith("ς") and (char + "\u03a3").lower().endswith("σ"))
+        nfd = unicodedata.normalize("NFD", chr(code))
+        if len(nfd) >= 2 and unicodedata.normalize("NFC", nfd) != unicodedata.normalize("NFC", nfd[:-1]) + nfd[-1]:
+            second_halves.add(nfd[-1])
+    assert {"\u0301", "\u0327", "\u11a8", "\u1161"} <= second_halves
+    for lowercase, strip in ((False, False), (True, False), (False, True)):
+        opening = [chr(c) for c in range(sys.maxunicode + 1) if corpus._opens.__wrapped__(chr(c), lowercase, strip)]
+        assert len(opening) > 200_000  # letters, digits and symbols of every script
+        for char in opening:
+            cleaned = corpus.clean_text(char, lowercase=lowercase, strip_punctuation=strip, at_start=False)
+            first = unicodedata.normalize("NFD", cleaned)[0]
+            assert first not in second_halves and unicodedata.combining(first) == 0, hex(ord(char))
+    stops = [chr(code) for code in range(sys.maxunicode + 1) if corpus._stops_sigma.__wrapped__(chr(code))]
+    assert {"-", "a", "1", " ", "\r"} <= set(stops) and not {".", "'", ":", "\u03a3", "\u0301", "\x00"} & set(stops)
+    for char in stops:
+        # Unicode's Case_Ignorable: marks, format characters, modifiers, and the apostrophe, period and colon kin.
+        ignorable = unicodedata.category(char) in ("Mn", "Me", "Cf", "Lm", "Sk") or char in "'.:\u00b7\u2018\u2019"
+        assert not ignorable and char != "\u03a3", hex(ord(char))
+
+
+# Texts in which no cut is safe under these options: a run of combining marks; with
+# --lowercase, case-ignorable marks (the final-sigma rule looks through them) and CRs; with
+# --strip-punctuation, punctuation (dropped, it lets its neighbours meet). Multi-byte
+# characters (U+00B7, U+2019, U+2014: 2 and 3 bytes in UTF-8) are cut across by the reads.
+_NO_SAFE_CUT = [
+    ("combining marks", "e" + "\u0301" * 3000 + "x", {}),
+    ("case-ignorable marks", "A" + ".\u00b7'\r\u2019:" * 500 + "b", {"lowercase": True}),
+    ("punctuation stripped", "a" + "\u2014-.\u00ab" * 600 + "z", {"strip_punctuation": True}),
+]
+
+
+@pytest.mark.parametrize("name, text, options", _NO_SAFE_CUT, ids=[case[0] for case in _NO_SAFE_CUT])
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 5, 16])
+def test_text_without_a_safe_cut_is_cut_anyway_and_cleans_the_same(tmp_path, name, text, options, chunk_bytes):
+    path = tmp_path / "in.txt"
+    path.write_bytes(text.encode("utf-8"))
+    assert corpus._last_safe_cut(text[0], text[1:-1], **options) < 0  # none between its first and last character
+    max_held = 40
+    pieces = list(corpus.iter_clean_chunks(path, chunk_bytes=chunk_bytes, max_held_chars=max_held, **options))
+    assert "".join(pieces) == corpus.clean_text(text, **options)
+    # Nothing in these texts grows when cleaned: a piece is at most what was held plus one read.
+    assert max(len(piece) for piece in pieces) <= max_held + chunk_bytes
+    if "strip_punctuation" not in options:  # stripped pieces are mostly empty, hence not yielded
+        assert len(pieces) >= len(text) // (max_held + chunk_bytes)
+
+
+def test_forced_cuts_never_split_a_crlf_nor_the_last_character():
+    for text in ("\u0301\u0301\r", "\u0301\r\u0301", "ab\u0301\u0301"):
+        cut = corpus._forced_cut(text, 100)
+        assert 0 < cut < len(text) and text[cut - 1 : cut + 1] != "\r\n"
+    assert corpus._forced_cut("e\u0301\u0301\u0301", 100) == 3  # no character NFC starts at: the last place
+    assert corpus._forced_cut("ab\u0301\u0301\u0301", 100) == 1  # before the "b" the marks compose with
