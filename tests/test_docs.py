@@ -4,7 +4,8 @@
   every #anchor at a heading of that file (GitHub's slugs).
 - Every command of `shakegen --help` has a page, docs/commands/<command>.md, whose "Options"
   table lists exactly the options of `shakegen <command> --help`: none missing, none stale.
-- README.md names every command; the group's own options are documented in docs/commands/README.md.
+- README.md names every command and stays under 300 lines; the group's own options are
+  documented in docs/commands/README.md.
 
 The command line is read by walking the Click group named by the `shakegen` console script,
 without running any command (no TensorFlow import).
@@ -221,6 +222,11 @@ def test_readme_names_every_command_and_the_index_documents_the_group_options():
     ]
     missing += [f"{relative(index)} does not link to {name}.md" for name in visible if f"({name}.md" not in index_text]
     assert not missing, "Undocumented parts of the command line:\n  " + "\n  ".join(missing)
+
+
+def test_the_readme_stays_a_five_minute_read():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= 300, f"README.md has {lines} lines; keep it to 300 and move the rest into docs/"
 
 
 @pytest.mark.parametrize(
