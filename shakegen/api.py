@@ -111,7 +111,7 @@ class TextModel:
         self.model, self.info, self.saved_state = inference.load_model(run_dir, which)
         self.run_dir, self.which = Path(run_dir), which
         self.last_random_seed: int | None = None
-        self._samplers: dict = {}
+        self._sampler = None  # one compiled sampler serves every option value (built when first used)
 
     def __repr__(self) -> str:
         config = self.info.config
@@ -156,7 +156,8 @@ class TextModel:
         """Yield, as they are sampled, blocks of new text: one string per sample each time.
 
         ``seed`` must already be as ``seed_text`` returns it. Sample i uses random seed
-        ``random_seed + i``; ``None`` draws one (kept in ``last_random_seed``).
+        ``random_seed + i`` (from 0 to 2**32 - 1, wrapping); ``None`` draws one (kept in
+        ``last_random_seed``).
         """
         from shakegen import sampling
 
@@ -164,14 +165,20 @@ class TextModel:
             if not isinstance(value, int) or value < 1:
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}.")
         if random_seed is None:
-            random_seed = int.from_bytes(os.urandom(4), "little") >> 1
+            random_seed = sampling.draw_random_seed()
+        random_seed = sampling.check_random_seed(random_seed)
         self.last_random_seed = random_seed
-        key = (options.temperature, options.top_k, options.top_p)
-        if key not in self._samplers:
-            self._samplers[key] = sampling.Sampler(self.model, options)
         vocab = self.info.vocab
-        for block in self._samplers[key].sample(vocab.encode(seed), length, num_samples, random_seed):
+        for block in self.sampler().sample(vocab.encode(seed), length, num_samples, random_seed, options):
             yield [vocab.decode(row) for row in block]
+
+    def sampler(self):
+        """The model's one ``sampling.Sampler``: compiled once, it serves every option value."""
+        from shakegen import sampling
+
+        if self._sampler is None:
+            self._sampler = sampling.Sampler(self.model)
+        return self._sampler
 
     def generate(
         self,
@@ -192,8 +199,8 @@ class TextModel:
             top_k, top_p: sample only among the k most likely characters, or the most likely
                 ones whose probability reaches p.
             num_samples: ``None`` returns one string; a number returns a list of that many.
-            random_seed: the same seed and options always give the same text (sample i uses
-                ``random_seed + i``); ``None`` draws one, kept in ``last_random_seed``.
+            random_seed: from 0 to 2**32 - 1; the same seed and options always give the same
+                text (sample i uses ``random_seed + i``); ``None`` draws one, kept in ``last_random_seed``.
             skip_unknown: drop seed characters the model does not know instead of raising.
         Raises:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
@@ -226,7 +233,11 @@ class TextModel:
         skip_unknown: bool = False,
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
+        from shakegen import sampling
+
         options = self.sampling_options(temperature, top_k, top_p)
+        if random_seed is not None:  # refused before the seed is yielded
+            random_seed = sampling.check_random_seed(random_seed)
         prefix, seed = self._prompt(seed, skip_unknown)
         if prefix:
             yield prefix

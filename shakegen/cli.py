@@ -459,9 +459,9 @@ def train(
 )
 @click.option(
     "--random-seed",
-    type=int,
+    type=click.IntRange(0, 2**32 - 1),  # noise.SEED_RANGE
     default=None,
-    help="Seed for sampling (sample i uses seed + i). [default: random, printed]",
+    help="Seed for sampling, 0 to 2**32 - 1 (sample i uses seed + i). [default: random, printed]",
 )
 @click.option("--skip-unknown", is_flag=True, help="Drop seed characters the model does not know, with a warning.")
 @click.option("--no-stream", is_flag=True, help="Print the text only when it is complete.")
@@ -491,7 +491,6 @@ def generate(
       shakegen generate --checkpoint checkpoints/quick --num-samples 3 --random-seed 7 --json
     """
     import json
-    import os
     import sys
     import time
 
@@ -519,7 +518,7 @@ def generate(
     if dropped:
         ui.message(f"[yellow]Warning:[/] dropped characters the model does not know: {', '.join(map(repr, dropped))}.")
     if random_seed is None:
-        random_seed = int.from_bytes(os.urandom(4), "little") >> 1
+        random_seed = sampling.draw_random_seed()
     how = "greedy" if options.greedy else f"temperature {temperature:g}"
     ui.message(f"[dim]{info.run_dir} ({which}), {how}, random seed {random_seed}[/]")
 

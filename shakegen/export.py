@@ -6,8 +6,8 @@ run-time inputs, so the same inputs give exactly the same text. Its signatures:
 
 ``generate``
     seed (string), length (int32), temperature (float32; 0 greedy), top_k (int32; 0 none),
-    top_p (float32; 1 none), random_seed (int64) -> text (string): the ``length`` characters
-    sampled after the seed, the seed itself not included.
+    top_p (float32; 1 none), random_seed (int64, 0 to 2**32 - 1) -> text (string): the
+    ``length`` characters sampled after the seed, the seed itself not included.
 ``log_prob``
     text (string) -> log_prob (float64, nats), cross_entropy (float64, nats, = -log_prob),
     characters (int64, characters predicted: all but the first), loss (float64, nats per
@@ -20,7 +20,9 @@ leading byte-order mark, and the run's lower-casing and punctuation stripping), 
 Unicode NFC normalisation, which plain TensorFlow cannot do. A character the model does not
 know, invalid UTF-8 or an option out of range fails with an InvalidArgumentError whose
 message says what is wrong. ``assets/`` holds ``vocabulary.json`` and ``shakegen.json``
-(the run's config.json and how it was exported).
+(the run's config.json and how it was exported). Neither holds a path of the machine that
+exported it: the run, its corpus and a fine-tuned run's parent are named by their bare
+file or folder names (see ``pretrained.portable_run_config``).
 
 Everything runs in float32 with shakegen's own GRU loop (``rnn_kernel="fused"``), whatever
 the run was trained in, so the SavedModel runs on any device. Greedy is decided on the float32
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from shakegen import __version__, checkpoint, fileio, sampling
+from shakegen import __version__, checkpoint, fileio, inference, noise, pretrained, sampling
 from shakegen.errors import ShakegenError
 
 FORMAT = "shakegen-savedmodel/1"
@@ -149,11 +151,7 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 def _load_float32(run_dir: Path, which: str):
     """The run's model in float32 with shakegen's GRU loop (cuDNN's op would tie the graph to a GPU)."""
-    from shakegen.model import build_model
-
-    info = checkpoint.read_run(run_dir)
-    model = build_model(len(info.vocab), info.config.replace(precision="float32", rnn_kernel="fused", weight_drop=0.0))
-    checkpoint.load(checkpoint.checkpoint_path(run_dir, which), model)
+    model, info, _ = inference.load_model(run_dir, which, rnn_kernel="fused")
     return model, info
 
 
@@ -163,7 +161,7 @@ def _metadata(info, which: str) -> dict:
         "format": FORMAT,
         "shakegen_version": __version__,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "run": str(info.run_dir),
+        "run": Path(info.run_dir).resolve().name,  # by name: a local path means nothing elsewhere
         "which": which,
         "sampling": {"chunk": sampling.CHUNK, "prime_window": sampling.PRIME_WINDOW},
         "cleaning": {
@@ -171,7 +169,7 @@ def _metadata(info, which: str) -> dict:
             "strip_punctuation": bool(info.data.get("options", {}).get("strip_punctuation", False)),
             "nfc": False,
         },
-        "run_config": fileio.read_json(Path(info.run_dir) / checkpoint.CONFIG_FILE),
+        "run_config": pretrained.portable_run_config(fileio.read_json(Path(info.run_dir) / checkpoint.CONFIG_FILE)),
     }
 
 
@@ -279,9 +277,14 @@ class ExportModule(tf.Module):
             _check(tf.logical_and(top_p > 0, top_p <= 1), "top_p must be a number in (0, 1], 1 for none; got", top_p),
         ]
 
+    @staticmethod
+    def _check_random_seed(random_seed):
+        in_range = tf.logical_and(random_seed >= 0, random_seed < noise.SEED_RANGE)
+        return _check(in_range, f"random_seed must be an integer from 0 to {noise.SEED_RANGE - 1}; got", random_seed)
+
     def _generate(self, seed, length, temperature, top_k, top_p, random_seed):
         ids = self._encode(seed, "Seed text")
-        checks = self._check_options(length, temperature, top_k, top_p)
+        checks = [*self._check_options(length, temperature, top_k, top_p), self._check_random_seed(random_seed)]
         checks.append(_check(tf.size(ids) > 0, "The seed text is empty after cleaning; give a seed the model knows."))
         with tf.control_dependencies(checks):
             logits, states = self._prime(ids)
@@ -307,7 +310,7 @@ class ExportModule(tf.Module):
 
     def _draw(self, logits, states, length, temperature, top_k, top_p, random_seed):
         """``Sampler.sample`` for one sample: chunks of ``CHUNK`` characters, then the first ``length``."""
-        row_seeds = tf.reshape(tf.cast(tf.math.floormod(random_seed, 2**31), tf.int32), (1,))  # as (seed + 0) % 2**31
+        row_seeds = tf.reshape(random_seed, (1,))  # (1,) int64, checked to be from 0 to 2**32 - 1
         chunks = (length + sampling.CHUNK - 1) // sampling.CHUNK
 
         def body(index, logits, states, pieces):

@@ -65,9 +65,12 @@ def _build_float32(model):
         random.setstate(saved)
 
 
-def load_model(run_dir: str | Path, which: str = "best"):
-    """A run's model rebuilt in float32 from its folder alone, for sampling and evaluation.
+def load_model(run_dir: str | Path, which: str = "best", rnn_kernel: str | None = None):
+    """A run's model rebuilt in float32 from its folder alone, for sampling, evaluation and export.
 
+    Args:
+        rnn_kernel: the GRU loop to build (``"fused"``: shakegen's own, which runs anywhere,
+            as an export needs); None keeps the run's.
     Returns:
         (model, RunInfo, the checkpoint's saved state).
     Raises:
@@ -78,7 +81,10 @@ def load_model(run_dir: str | Path, which: str = "best"):
 
     info = checkpoint.read_run(run_dir)
     # float32, and no weight-drop (a training-only mask) so a GPU may run the layers on cuDNN.
-    model = build_model(len(info.vocab), info.config.replace(precision="float32", weight_drop=0.0))
+    config = info.config.replace(precision="float32", weight_drop=0.0)
+    if rnn_kernel is not None:
+        config = config.replace(rnn_kernel=rnn_kernel)
+    model = build_model(len(info.vocab), config)
     state = checkpoint.load(checkpoint.checkpoint_path(run_dir, which), model)
     return model, info, state
 

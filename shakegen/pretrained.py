@@ -1,7 +1,8 @@
 """The pretrained model that ships inside the package, and how it is built from a run.
 
 The bundle is a run folder like any other (``config.json``, ``best.npz``, ``history.csv``) whose
-weights are stored in float16 to keep the package small, plus ``pretrained.json`` (its card):
+weights are stored in float16 to keep the package small and whose files name no path of the
+machine that built it (``portable_run_config``), plus ``pretrained.json`` (its card):
 the command that trained it, the date and processor of the build, the training minutes at the
 best epoch, and its validation loss on the embedded corpus under both protocols, evaluated from
 the float16 weights as they ship (float32 arithmetic). ``shakegen generate``, ``eval``,
@@ -46,6 +47,31 @@ def card(bundle_dir: Path | None = None) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"The pretrained model's card {path} is missing or damaged ({error}).") from None
+
+
+def portable_run_config(raw: dict) -> dict:
+    """A copy of a run's config.json (as read) naming no path of this machine.
+
+    ``data.source`` becomes the corpus's bare file name, a fine-tuned run's ``parent.run``
+    its bare folder name (``"pretrained"`` stays), and ``parent.path`` goes; everything else
+    (the parent's SHA-256 included) is kept as it is.
+    """
+    values = json.loads(json.dumps(raw))  # a deep copy
+    data = values.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        data["source"] = _bare_name(data["source"])
+    parent = values.get("parent")
+    if isinstance(parent, dict):
+        parent.pop("path", None)
+        if isinstance(parent.get("run"), str):
+            parent["run"] = _bare_name(parent["run"])
+    return values
+
+
+def _bare_name(path: str) -> str:
+    """The last part of a path written on any system (``/`` or ``\\``), trailing separators ignored."""
+    parts = [part for part in path.replace("\\", "/").split("/") if part]
+    return parts[-1] if parts else path
 
 
 def float16_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -98,7 +124,9 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
 def _fill(staging: Path, run_dir: Path, info, command: str, which: str) -> dict:
     from shakegen import machine
 
-    shutil.copy2(run_dir / checkpoint.CONFIG_FILE, staging / checkpoint.CONFIG_FILE)
+    # The run's config names its corpus by the path it was prepared from: the bundle names it by file name.
+    raw = fileio.read_json(run_dir / checkpoint.CONFIG_FILE)
+    fileio.write_json(staging / checkpoint.CONFIG_FILE, portable_run_config(raw))
     shutil.copy2(run_dir / checkpoint.HISTORY_FILE, staging / checkpoint.HISTORY_FILE)
     checkpoint.write_snapshot(
         staging / checkpoint.BEST_FILE, float16_arrays(checkpoint.checkpoint_path(run_dir, which))
@@ -112,7 +140,7 @@ def _fill(staging: Path, run_dir: Path, info, command: str, which: str) -> dict:
     reached = checkpoint.read_history(run_dir, up_to_step=state.get("step"))
     values = {
         "command": command,
-        "source_run": run_dir.name,  # the folder it was built from, by name (a local path means nothing elsewhere)
+        "source_run": run_dir.resolve().name,  # the folder it was built from, by name (a local path means nothing elsewhere)
         "which": which,
         "built": datetime.date.today().isoformat(),
         "built_on": machine.processor_description(),

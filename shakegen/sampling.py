@@ -8,8 +8,14 @@ characters per call, so output can stream while the loop stays compiled. All sam
 request run as one batch.
 
 Randomness is Gumbel-max with noise drawn per sample from a stateless generator seeded by
-(random seed + sample index, chunk index): sample i of a batch is identical to a single
-sample run with random seed + i, and nothing depends on whether the output is streamed.
+(random seed + sample index, chunk index) as int64, so every random seed from 0 to 2**32 - 1
+has its own noise (seeds below 2**31 draw exactly what they drew as int32): sample i of a
+batch is identical to a single sample run with random seed + i, and nothing depends on
+whether the output is streamed.
+
+One ``Sampler`` serves every option value: the temperature, top-k and top-p are run-time
+inputs of one compiled loop whose signature is fixed (any batch size), so new option values
+never trace, compile or cache anything.
 
 Sampling always runs in float32 (see ``inference``): a run trained in mixed_bfloat16 gives
 the same text as its weights do in float32, on any processor.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -26,7 +33,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from shakegen import inference
+from shakegen import inference, noise
 from shakegen.errors import SamplingError
 from shakegen.model import step_function
 from shakegen.vocab import UnknownCharactersError
@@ -36,6 +43,9 @@ PRIME_WINDOW = 256
 # Below float32's smallest normal number a temperature cannot scale logits meaningfully
 # (it would round to 0 or turn every gap into infinity): such temperatures are greedy.
 GREEDY_BELOW = float(np.finfo(np.float32).tiny)
+# The largest temperature float32 holds; above it the temperature would become inf and the
+# logits all 0: uniform sampling, whatever the model says.
+LARGEST_TEMPERATURE = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,12 @@ class SamplingOptions:
     """How each next character is chosen.
 
     temperature: 0 means greedy (argmax); so does any temperature below ``GREEDY_BELOW``
-        (1.2e-38), which is greedy in the limit anyway.
+        (1.2e-38), which is greedy in the limit anyway. At most ``LARGEST_TEMPERATURE``
+        (3.4e38, float32's largest).
     top_k: sample only among the k most likely characters.
     top_p: sample only in the nucleus, the smallest set of most likely characters whose
-        probability reaches top_p.
+        probability reaches top_p; it always holds the most likely character, so a top_p
+        too small for float32 (below 1.2e-38, or rounding to 0) samples greedily.
     """
 
     temperature: float = 0.8
@@ -59,13 +71,31 @@ class SamplingOptions:
 
     def validate(self, vocab_size: int) -> "SamplingOptions":
         """Return self, or raise SamplingError naming the bad value and what is expected."""
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise SamplingError(f"temperature must be a finite number, 0 (greedy) or positive, got {self.temperature}.")
+        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= LARGEST_TEMPERATURE):
+            raise SamplingError(
+                f"temperature must be a finite number, 0 (greedy) or positive up to {LARGEST_TEMPERATURE:.7g} "
+                f"(float32's largest), got {self.temperature}."
+            )
         if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
             raise SamplingError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}.")
         if self.top_p is not None and not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise SamplingError(f"top-p must be a number in (0, 1], got {self.top_p}.")
         return self
+
+
+def check_random_seed(value) -> int:
+    """``value`` as an int, or SamplingError unless it is an integer from 0 to 2**32 - 1."""
+    try:
+        return noise.check_random_seed(value)
+    except ValueError as error:
+        message = str(error)
+        raise SamplingError(f"{message[0].upper()}{message[1:-1]}; pick one in that range.") from None
+
+
+def draw_random_seed() -> int:
+    """A random seed from the whole range 0 ... 2**32 - 1, from the operating system (reported, so the text
+    can be had again)."""
+    return int.from_bytes(os.urandom(4), "little")
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -97,7 +127,9 @@ def _keep_nucleus(logits, top_p):
     ordered = tf.sort(probabilities, direction="DESCENDING")
     before = tf.cumsum(ordered, axis=-1, exclusive=True)
     kept = tf.where(before < top_p, ordered, tf.ones_like(ordered))  # 1 never lowers the minimum
-    threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
+    # At most the largest probability: the most likely character stays even when top_p is
+    # below float32's smallest normal (flushed to 0, so `before < top_p` holds nowhere).
+    threshold = tf.minimum(tf.reduce_min(kept, axis=-1, keepdims=True), ordered[..., :1])
     return tf.where(probabilities < threshold, tf.constant(-np.inf, logits.dtype), logits)
 
 
@@ -113,6 +145,23 @@ def sample_next(logits, noise, temperature, top_k, top_p):
     filtered = filter_logits(shifted / temperature, top_k, top_p)
     gumbel = -tf.math.log(-tf.math.log(noise))
     return tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
+
+
+def chunk_noise(row_seeds, chunk_index, vocab_size: int):
+    """Uniform noise in [tiny, 1), (batch, CHUNK, vocab): row i's from the stateless seed (row_seeds[i], chunk_index).
+
+    ``row_seeds`` (batch,) int64 from 0 to 2**32 - 1: as int64 every seed has its own noise,
+    and a seed below 2**31 draws what it drew as an int32.
+    """
+    tiny = np.finfo(np.float32).tiny
+    chunk_index = tf.cast(chunk_index, tf.int64)
+    return tf.map_fn(
+        lambda seed: tf.random.stateless_uniform(
+            (CHUNK, vocab_size), seed=tf.stack([seed, chunk_index]), minval=tiny, maxval=1.0
+        ),
+        tf.cast(row_seeds, tf.int64),
+        fn_output_signature=tf.float32,
+    )
 
 
 def option_tensors(options: "SamplingOptions") -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -138,7 +187,8 @@ def sample_chunk(model, logits, states, row_seeds, chunk_index, temperature, top
 
     Args:
         logits: (batch, vocab) for the next character; states: [(batch, units)] per layer.
-        row_seeds: (batch,) int32; the noise of row i depends only on (row_seeds[i], chunk_index).
+        row_seeds: (batch,) int64 from 0 to 2**32 - 1; the noise of row i depends only on
+            (row_seeds[i], chunk_index) (see ``chunk_noise``).
         chunk_index: int32 scalar, the position of this chunk in the sample (0, 1, ...).
         temperature, top_k, top_p: scalar tensors (see ``option_tensors``); a temperature
             below ``GREEDY_BELOW`` is greedy (argmax), top_k 0 and top_p 1 filter nothing.
@@ -165,14 +215,7 @@ def sample_chunk(model, logits, states, row_seeds, chunk_index, temperature, top
         return loop(lambda t, logits: tf.argmax(logits, axis=-1, output_type=tf.int32))
 
     def sample():
-        tiny = np.finfo(np.float32).tiny
-        noise = tf.map_fn(  # (batch, CHUNK, vocab)
-            lambda seed: tf.random.stateless_uniform(
-                (CHUNK, model.vocab_size), seed=tf.stack([seed, chunk_index]), minval=tiny, maxval=1.0
-            ),
-            row_seeds,
-            fn_output_signature=tf.float32,
-        )
+        noise = chunk_noise(row_seeds, chunk_index, model.vocab_size)  # (batch, CHUNK, vocab)
         return loop(lambda t, logits: sample_next(logits, noise[:, t, :], temperature, top_k, top_p))
 
     # Decided once per chunk, outside the loop: greedy draws no noise at all.
@@ -235,25 +278,47 @@ def prepare_seed(seed_text: str, info, skip_unknown: bool = False) -> tuple[str,
 
 
 class Sampler:
-    """Draws text from a model; build once, sample many times.
+    """Draws text from a model; build once, sample many times, with any options.
 
     Args:
         model: a ``CharModel``; one that computes in mixed precision is sampled through its
             float32 twin, with the weights it has when the sampler is built.
-        options: validated ``SamplingOptions``.
+        options: validated ``SamplingOptions``, the default of ``sample``.
         prime_window: seed characters fed per compiled call while priming.
+
+    Its two compiled functions have fixed input signatures (any batch, any window), so each
+    traces once for the sampler's life: option values, random seeds, lengths and sample
+    counts are run-time inputs (``tracing_count`` stays at most 2).
     """
 
-    def __init__(self, model, options: SamplingOptions, prime_window: int = PRIME_WINDOW):
+    def __init__(self, model, options: SamplingOptions | None = None, prime_window: int = PRIME_WINDOW):
         if prime_window < 1:
             raise SamplingError(f"prime_window must be positive, got {prime_window}.")
         self.model = inference.float32_model(model)
-        self.options = options
+        self.options = SamplingOptions() if options is None else options
         self.prime_window = prime_window
         self.vocab_size = self.model.vocab_size
-        self._option_tensors = option_tensors(options)
-        self._chunk = tf.function(functools.partial(sample_chunk, self.model), reduce_retracing=True)
-        self._prime_step = tf.function(functools.partial(feed_seed_window, self.model), reduce_retracing=True)
+        states = [tf.TensorSpec((None, layer.units), tf.float32) for layer in self.model.rnn_layers]
+        self._chunk = tf.function(
+            functools.partial(sample_chunk, self.model),
+            input_signature=[
+                tf.TensorSpec((None, self.vocab_size), tf.float32),  # logits
+                states,
+                tf.TensorSpec((None,), tf.int64),  # row seeds
+                tf.TensorSpec((), tf.int32),  # chunk index
+                tf.TensorSpec((), tf.float32),  # temperature
+                tf.TensorSpec((), tf.int32),  # top_k
+                tf.TensorSpec((), tf.float32),  # top_p
+            ],
+        )
+        self._prime_step = tf.function(
+            functools.partial(feed_seed_window, self.model),
+            input_signature=[tf.TensorSpec((None, None), tf.int32), states],
+        )
+
+    def tracing_count(self) -> int:
+        """How many times its compiled functions have been traced (each is traced once, when first used)."""
+        return self._chunk.experimental_get_tracing_count() + self._prime_step.experimental_get_tracing_count()
 
     def prime(self, seed_ids) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Feed the seed at batch 1, window by window, carrying the state.
@@ -270,7 +335,12 @@ class Sampler:
         return logits, states
 
     def sample(
-        self, seed_ids: np.ndarray, length: int, num_samples: int = 1, random_seed: int = 0
+        self,
+        seed_ids: np.ndarray,
+        length: int,
+        num_samples: int = 1,
+        random_seed: int = 0,
+        options: SamplingOptions | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield blocks of new ids, shape (num_samples, up to CHUNK), until ``length`` in all.
 
@@ -278,9 +348,11 @@ class Sampler:
             seed_ids: the encoded prompt (at least one id).
             length: new characters per sample.
             num_samples: samples drawn together; sample i is what ``num_samples=1`` gives
-                with ``random_seed + i``.
+                with ``random_seed + i`` (wrapping at 2**32).
+            random_seed: from 0 to 2**32 - 1.
+            options: validated ``SamplingOptions``; None uses the sampler's.
         Raises:
-            SamplingError: an empty seed, or a length or sample count below 1.
+            SamplingError: an empty seed, a length or sample count below 1, or a random seed out of range.
         """
         if length < 1:
             raise SamplingError(f"length must be a positive number of characters, got {length}.")
@@ -288,16 +360,17 @@ class Sampler:
             raise SamplingError(f"num_samples must be positive, got {num_samples}.")
         if len(seed_ids) == 0:
             raise SamplingError("The seed must hold at least one character; give a non-empty seed.")
+        row_seeds = tf.constant(noise.sample_keys(check_random_seed(random_seed), num_samples), tf.int64)
+        option_values = option_tensors(self.options if options is None else options)
         logits, states = self.prime(seed_ids)
         # One primed state, copied to every sample: (num_samples, vocab) and (num_samples, units).
         logits = tf.tile(logits, (num_samples, 1))
         states = [tf.tile(state, (num_samples, 1)) for state in states]
-        row_seeds = tf.constant([(random_seed + index) % (2**31) for index in range(num_samples)], tf.int32)
         produced = 0
         chunk_index = 0
         while produced < length:
             ids, logits, states = self._chunk(
-                logits, states, row_seeds, tf.constant(chunk_index, tf.int32), *self._option_tensors
+                logits, states, row_seeds, tf.constant(chunk_index, tf.int32), *option_values
             )
             take = min(CHUNK, length - produced)
             yield ids.numpy()[:, :take]

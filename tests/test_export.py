@@ -2,7 +2,9 @@
 
 The exported graphs are compared with the command line's own output for the same inputs:
 ``generate`` with ``shakegen generate --json`` character for character, ``log_prob`` with
-``shakegen eval --text`` (and with a NumPy forward pass).
+``shakegen eval --text``; and both with independent computations: every generated character
+is the one a float64 NumPy forward pass and TensorFlow's Philox noise recomputed in NumPy give
+(``tests.reference``), and ``log_prob`` is a NumPy forward pass's.
 """
 
 import json
@@ -18,7 +20,7 @@ from click.testing import CliRunner
 from shakegen import checkpoint, export, sampling
 from shakegen.cli import main
 from shakegen.corpus import clean_text
-from tests.reference import log_softmax, model_logits, model_weights
+from tests.reference import log_softmax, model_logits, model_weights, run_weights, sampling_gaps_for
 from tests.runs import train_tiny_run
 
 # Makes `import shakegen` fail in the serving process, however shakegen is installed.
@@ -105,7 +107,7 @@ def float32_cases(small_text):
         case("ROMEO:", 150, 0.8, top_k=5, random_seed=3),  # three chunks, the last cut short
         case("First Citizen:\r\nWe", 70, 1.0, top_p=0.9, random_seed=7),  # a seed the CLI cleans
         case("All:\nSpeak", 65, 0.7, top_k=10, top_p=0.8, random_seed=2**31 + 5),  # seed beyond int32
-        case("Citizen", 30, 1.3, random_seed=-3),
+        case("Citizen", 30, 1.3, random_seed=2**32 - 1),  # the largest seed
         case(small_text[1000:1600], 40, 0.9, top_k=8, random_seed=1),  # primed in three windows
     ]
 
@@ -121,6 +123,8 @@ BAD = {
     "top_k": {"top_k": 1000},
     "top_p zero": {"top_p": 0.0},
     "top_p above one": {"top_p": 1.5},
+    "negative random seed": {"random_seed": -3},
+    "random seed beyond 32 bits": {"random_seed": 2**32},
     "short text": {"text": "A"},
     "unknown in text": {"text": "First Citizen: €"},
 }
@@ -204,6 +208,42 @@ def test_generate_equals_the_cli(runs, served, small_text, index):
     assert text == _cli_continuation(runs["float32"], options)
 
 
+def _gaps(run, options, text):
+    """How far each generated character falls below the reference's choice (0: its own; see reference.sampling_gaps)."""
+    info = checkpoint.read_run(run)
+    weights = run_weights(run / checkpoint.BEST_FILE, info.config.cell)  # straight from the file
+    seed_ids, ids = info.vocab.encode(clean_text(options["seed"])), info.vocab.encode(text)
+    keys = ("temperature", "top_k", "top_p", "random_seed")
+    return sampling_gaps_for(weights, seed_ids, ids, len(info.vocab), **{key: options[key] for key in keys})
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_generated_text_follows_the_reference_probabilities_and_noise(runs, served, small_text, index):
+    """Independent of the sampler: float64 NumPy probabilities, the options' definitions, and the
+    noise TensorFlow's stateless generator gives the random seed (Philox recomputed in NumPy).
+    Only a float near-tie may pick another character than the reference's best."""
+    options = float32_cases(small_text)[index]
+    gaps = _gaps(runs["float32"], options, served["float32"]["texts"][index])
+    assert gaps.max() < 1e-4 and np.count_nonzero(gaps) <= 1
+
+
+@pytest.mark.parametrize("index", range(len(BFLOAT16_CASES)))
+def test_bfloat16_run_follows_the_reference_in_float32(runs, served, index):
+    gaps = _gaps(runs["bfloat16"], BFLOAT16_CASES[index], served["bfloat16"]["texts"][index])
+    assert gaps.max() < 1e-4 and np.count_nonzero(gaps) <= 1
+
+
+def test_exported_files_name_no_path_of_this_machine(runs, served, exported):
+    """The run, its corpus and (for a fine-tuned run) its parent are named by bare names."""
+    run = runs["float32"]
+    stored = json.loads(served["float32"]["metadata"]["config"])
+    assert stored["run"] == run.name and stored["run_config"]["data"]["source"] == "corpus.txt"
+    where = str(run.parent.resolve())
+    for path in [*(exported["float32"] / "assets").iterdir(), exported["float32"] / export.SAVED_MODEL_FILE]:
+        assert where.encode() not in path.read_bytes(), path.name
+    assert where not in served["float32"]["metadata"]["config"]
+
+
 @pytest.mark.parametrize("index", range(len(BFLOAT16_CASES)))
 def test_bfloat16_run_generates_as_the_cli_in_float32(runs, served, index):
     options = BFLOAT16_CASES[index]
@@ -249,6 +289,8 @@ def test_log_prob_equals_eval_and_a_numpy_forward_pass(runs, served, score_text,
         ("top_k", "top_k must be between 1 and the vocabulary size"),
         ("top_p zero", "top_p must be a number in (0, 1]"),
         ("top_p above one", "top_p must be a number in (0, 1]"),
+        ("negative random seed", "random_seed must be an integer from 0 to 4294967295"),
+        ("random seed beyond 32 bits", "random_seed must be an integer from 0 to 4294967295"),
         ("short text", "at least 2 characters"),
         ("unknown in text", "Text has characters the model does not know"),
     ],

@@ -15,7 +15,7 @@ from shakegen import checkpoint, inference, sampling
 from shakegen.cli import main
 from shakegen.errors import SamplingError, ShakegenError
 from shakegen.vocab import UnknownCharactersError
-from tests.reference import model_logits, model_weights, sample_ids, softmax
+from tests.reference import model_logits, model_weights, sample_ids, sampler_noise, sampling_gaps, softmax
 from tests.runs import train_tiny_run
 
 
@@ -42,23 +42,6 @@ def _generate(model, info, seed_text, length, options, num_samples=1, random_see
     return sampling.generate_text(sampler, info.vocab, seed_text, length, num_samples, random_seed).texts
 
 
-def _noise(row_seed: int, vocab_size: int):
-    """The uniform noise the sampler draws for one sample, step by step: the same stateless
-    generator and seeds (an input shared with the reference, not the thing under test)."""
-    chunks = {}
-
-    def noise(t):
-        chunk = t // sampling.CHUNK
-        if chunk not in chunks:
-            seed = tf.constant([row_seed, chunk], tf.int32)
-            tiny = np.finfo(np.float32).tiny
-            shape = (sampling.CHUNK, vocab_size)
-            chunks[chunk] = tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0).numpy()
-        return chunks[chunk][t % sampling.CHUNK]
-
-    return noise
-
-
 def _reference_texts(model, info, seed_text, length, options, num_samples=1, random_seed=0):
     weights = model_weights(model)
     seed_ids = info.vocab.encode(seed_text)
@@ -71,7 +54,7 @@ def _reference_texts(model, info, seed_text, length, options, num_samples=1, ran
                 options.temperature,
                 options.top_k,
                 options.top_p,
-                _noise(random_seed + index, len(info.vocab)),
+                sampler_noise((random_seed + index) % 2**32, len(info.vocab)),
             )
         )
         for index in range(num_samples)
@@ -293,6 +276,9 @@ def test_cli_unknown_characters(shared_run):
         (["--top-p", "1.5"], 2, "top-p"),
         (["--top-p", "nan"], 2, "top-p"),
         (["--top-p", "inf"], 2, "top-p"),
+        (["--temperature", "1e300"], 2, "positive up to 3.402823e+38 (float32's largest), got 1e+300"),
+        (["--random-seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+        (["--random-seed", "4294967296"], 2, "4294967296 is not in the range 0<=x<=4294967295"),
         (["--seed-file", "missing.txt"], 1, "Cannot read the seed file missing.txt"),
         (["--seed-file", "seed.txt", "--encoding", "base64"], 1, "Unknown text encoding 'base64'"),
         (["--seed-file", "seed.txt", "--encoding", "nope"], 1, "Unknown text encoding 'nope'"),
@@ -362,3 +348,185 @@ def test_seed_file_is_read_in_the_runs_encoding(tmp_path, small_text):
     assert result.stdout.startswith("Café déjà") and len(result.stdout) == len("Café déjà") + 10
     utf8 = _cli("--checkpoint", str(run), "--seed-file", str(seed_file), "--length", "10", "--encoding", "utf-8")
     assert utf8.exit_code == 1 and "not valid utf-8" in utf8.output and "--encoding" in utf8.output
+
+
+# -- one compiled loop for every option value ---------------------------------------------------
+
+
+def test_one_compiled_loop_serves_every_option_value(shared_run, monkeypatch):
+    """Fifty temperatures, top-k and top-p values, greedy, and one and three samples: no new
+    sampler and no new trace after the first request (each new value used to trace two)."""
+    built = []
+    real_init = sampling.Sampler.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(sampling.Sampler, "__init__", recording_init)
+
+    def traces():
+        return sum(
+            f.experimental_get_tracing_count() for sampler in built for f in (sampler._chunk, sampler._prime_step)
+        )
+
+    model = shakegen.load(shared_run)
+    first = model.generate("First", length=70, temperature=0.5, random_seed=1)
+    after_first = traces()
+    texts = {first}
+    for index in range(50):
+        texts.add(model.generate("First", length=70, temperature=0.3 + index * 0.05, random_seed=1))
+    for options in (dict(top_k=3), dict(top_p=0.7), dict(top_k=9, top_p=0.95), dict(temperature=0)):
+        model.generate("First", length=70, random_seed=2, **options)
+    model.generate("First Citizen", length=130, num_samples=3, temperature=1.7, random_seed=3)
+    assert len(built) == 1 and traces() == after_first <= 2
+    assert len(texts) > 10  # the temperatures did change the texts: they reached the loop
+
+
+# -- random seeds: 0 ... 2**32 - 1, each its own text; the texts of seeds below 2**31 kept ---------
+
+
+def _fixed_model():
+    """A two-layer model of fixed weights (NumPy's generator), the same on every processor."""
+    from shakegen.config import TrainConfig
+    from shakegen.model import build_model
+
+    model = build_model(24, TrainConfig(embedding_dim=8, rnn_units=16, num_layers=2))
+    rng = np.random.default_rng(2026)
+    model.set_weights([rng.normal(0.0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+# Sampled by shakegen at commit ccde129 (random seeds then taken mod 2**31), ids written as letters.
+RECORDED = [
+    (
+        0.9,
+        None,
+        None,
+        0,
+        [
+            "vtlfujtnuublucbpuqqququfqqqqupfqfuumuqqfqobbccqwfbqufqqwqqbqqfqqfuugqqfohfqqqqquqqqqqfqqusqqqquffqpbqqpqqpqufqqfqqfcfjpffujqpfffqcpqjsqfqcpfqqfqbbqqqf"
+        ],
+    ),
+    (
+        0.9,
+        None,
+        None,
+        7,
+        [
+            "uhhttlwlkwbowuleullklqqufqqjqjcpqjfqqqfqqpfmccfjffucceflqqqbfqpfquuqqmqqquvfqqqqbuubqqfqlqpplqqfqpcqqqppjqqfqpfqufjfqqqqqfqpibuqufqjmccpfuqsjqqffqbfqq",
+            "htkgurujbclcbfmqpbbqqmfwbeumwqcqbccqwqqufqobqlqlqfqfqqvppqpuqpbufuqbcufffubqbqfqqqjplvrqcqqqufqfqquspbufpbpsbbqqfqffbflqupqqqupjqqfqupmcqwfwbqqfqqqcuf",
+        ],
+    ),
+    (
+        1.2,
+        5,
+        None,
+        2**31 - 1,
+        [
+            "fhpuufbcuqbbbbqqpmqfqpfqqqfppfbqcubccpqfqqpfqfubpfcqqqfpqppufqqucqcqfqqjqufqqpfffqqqffqqccpufeqfqqqujpqqcqufqfffqcfpufqqqqufpufqqfqcqffqquupuqumbqpfuq"
+        ],
+    ),
+    (
+        0.7,
+        None,
+        0.9,
+        123456789,
+        [
+            "hlalllelqemfbelllppbwqpbpppbwqfuuuuqqqqqupfqupqqcffqqufquqqqpfqqufqcpfqqqfufqqqqufuuqqfquqquuuqfqqfufqfqqufuqqcccpffcqfqqufqqqfqfqfqfqupfqfuququjqqquf"
+        ],
+    ),
+    (
+        1.0,
+        None,
+        None,
+        2**31 - 3,
+        [
+            "ljprlplllwulfuuxqlqqoqqqwpbuqqofqqufqcpcqqpfqcqffcqpfqqululbclpupqqqfpbfubpqqjfufqmcpqqjqqqpbfqqqmpuiqpqqjuwfqqlqpfqfpquuufqpfqqpfncjfqqfqqjcfffqqfqjc",
+            "ruffllobpbbgbbbbbqqcqepfqqbfqfclcllfpfepbwtuvuuunupuqqfcuopffbbnfjcofbqfccqsfqbqfbqlqupqfsqupffqqbculpwoqffjpcuwpwtpuafuufuqccpqfuqqufqfjspsbqqpwqqqvf",
+            "fkpuufcxuccbbbqmsmqfqpfqqqfpwubqqubucpqcqobbqfubjfqqqqfpwoocwlfjcpwqfuujqmcpqpfqbqpbffqqccqwcppoqqquppfqqqufqffcqcfpfqqqqfufpufqqfecqffoqbcppmbqbqpfqq",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p, random_seed, recorded", RECORDED)
+def test_texts_of_random_seeds_below_2_31_are_unchanged(temperature, top_k, top_p, random_seed, recorded):
+    options = sampling.SamplingOptions(temperature, top_k, top_p)
+    sampler = sampling.Sampler(_fixed_model(), options)
+    blocks = list(sampler.sample(np.array([1, 5, 9, 3], np.int32), 150, len(recorded), random_seed))
+    ids = np.concatenate(blocks, axis=1)
+    assert ["".join(chr(ord("a") + i) for i in row) for row in ids] == recorded
+
+
+def test_the_pretrained_models_texts_are_unchanged():
+    """As shakegen at commit ccde129 sampled them (whole path: load, clean, prime, sample, decode)."""
+    model = shakegen.load("pretrained")
+    assert model.generate("ROMEO:", length=120, temperature=0.8, random_seed=7) == (
+        "ROMEO:\nNo, no; I say there's none feighs of his truth.\nCome, live is but a voice; and that thou west be\n"
+        "obedience: for the hal"
+    )
+    assert model.generate("JULIET:", length=80, temperature=1.0, top_p=0.9, random_seed=2**31 - 1) == (
+        "JULIET:\nO, what a man that would have lived!\n\nROMEO:\nI pray you, most light, sir, you s"
+    )
+
+
+def test_random_seeds_cover_32_bits_without_collisions(loaded):
+    """S and S + 2**31 used to give the same text; every seed up to 2**32 - 1 now has its own,
+    the one a NumPy sampler fed TensorFlow's Philox noise for that seed (recomputed) gives, and
+    sample i of a batch stays the single sample with seed + i, wrapping at 2**32."""
+    model, info = loaded
+    options = sampling.SamplingOptions(temperature=1.0)
+    for low in (0, 5, 2**31 - 1):
+        [below] = _generate(model, info, "ROMEO:", 70, options, random_seed=low)
+        [above] = _generate(model, info, "ROMEO:", 70, options, random_seed=low + 2**31)
+        assert below != above
+    for seed in (2**31, 2**31 + 5, 2**32 - 1):
+        assert _generate(model, info, "ROMEO:", 70, options, random_seed=seed) == _reference_texts(
+            model, info, "ROMEO:", 70, options, random_seed=seed
+        )
+    batch = _generate(model, info, "ROMEO:", 70, options, num_samples=2, random_seed=2**32 - 1)
+    assert batch[1] == _generate(model, info, "ROMEO:", 70, options, random_seed=0)[0]
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, 2**40, 1.5, "7", True])
+def test_random_seeds_out_of_range_are_refused_in_one_line(loaded, shared_run, bad):
+    model, info = loaded
+    with pytest.raises(SamplingError, match=r"^Random seed must be an integer from 0 to 4294967295, got .*range\.$"):
+        next(sampling.Sampler(model).sample(np.array([1, 2]), 5, random_seed=bad))
+    text_model = shakegen.load(shared_run)
+    for call in (text_model.generate, lambda *a, **k: next(text_model.stream(*a, **k))):
+        with pytest.raises(SamplingError, match="Random seed must be an integer from 0 to 4294967295"):
+            call("First", length=5, random_seed=bad)
+
+
+# -- options float32 cannot hold ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_p", [1e-38, 1e-40, 1e-45, 1e-50, 1e-300])
+def test_a_nucleus_always_holds_the_most_likely_character(loaded, top_p):
+    """A top_p below float32's smallest normal (flushed to 0, or 0 outright) used to keep
+    nothing and emit id 0 forever; the nucleus it asks for is the most likely character."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2.0, (6, 20)).astype(np.float32)
+    filtered = sampling.filter_logits(tf.constant(logits), top_p=top_p).numpy()
+    for row, kept in zip(logits, filtered, strict=True):
+        assert np.flatnonzero(np.isfinite(kept)).tolist() == [int(np.argmax(softmax(row.astype(np.float64))))]
+    model, info = loaded
+    tiny_nucleus = _generate(model, info, "ROMEO:", 100, sampling.SamplingOptions(1.0, top_p=top_p), random_seed=3)
+    assert tiny_nucleus == _generate(model, info, "ROMEO:", 100, sampling.SamplingOptions(temperature=0))
+    assert tiny_nucleus == _reference_texts(model, info, "ROMEO:", 100, sampling.SamplingOptions(0))
+
+
+@pytest.mark.parametrize("temperature", [1e300, 3.5e38, float(np.finfo(np.float64).max)])
+def test_temperatures_float32_cannot_hold_are_refused(loaded, temperature):
+    """1e300 used to become inf in float32 and sample uniformly whatever the model said."""
+    model, info = loaded
+    with pytest.raises(SamplingError, match=r"positive up to 3.402823e\+38 \(float32's largest\), got"):
+        sampling.SamplingOptions(temperature).validate(len(info.vocab))
+    largest = sampling.SamplingOptions(3.4e38).validate(len(info.vocab))  # still a number in float32
+    texts = _generate(model, info, "ROMEO:", 64, largest, num_samples=2, random_seed=5)
+    for index, text in enumerate(texts):  # what softmax(logits / 3.4e38) and the noise give: nearly uniform
+        noise = sampler_noise(5 + index, len(info.vocab))
+        seed_ids, ids = info.vocab.encode("ROMEO:"), info.vocab.encode(text)
+        assert sampling_gaps(model_weights(model), seed_ids, ids, 3.4e38, noise=noise).max() < 1e-4
