@@ -183,9 +183,14 @@ def prepare(
         ui.message(f"Preparing {which}.")
     options = preparing.PrepareOptions(lowercase, strip_punctuation, val_fraction, encoding)
     with ui.byte_progress("Preparing") as update:
-        meta = preparing.prepare_corpus(
-            input_path, data_dir, options, progress=lambda stage, done, total: update(done, total)
-        )
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "wait":
+                ui.message(f"Another shakegen process is preparing data in {data_dir}; waiting for it to finish.")
+            else:
+                update(done, total)
+
+        meta = preparing.prepare_corpus(input_path, data_dir, options, progress=progress)
     ui.console.print(prepare_table(meta, preparing.prepared_dir(data_dir)))
 
 

@@ -355,7 +355,7 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
     """Encode a text file as the run's corpus was read and cleaned; unknown characters left out."""
     from pathlib import Path
 
-    from shakegen.corpus import iter_clean_chunks
+    from shakegen.corpus import iter_clean_chunks, looks_binary
     from shakegen.vocab import UnknownCharactersError
 
     path = Path(text_path)
@@ -364,7 +364,7 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
         raise EvaluationError(f"The text to evaluate, {path}, {what}; pass an existing text file with --text.")
     options = info.data.get("options", {})
     encoding = encoding or options.get("encoding") or "utf-8"
-    if _looks_binary(path, encoding):
+    if looks_binary(path, encoding):
         raise EvaluationError(
             f"{path} looks like a binary file (it holds NUL bytes), not {encoding} text; pass a text file with --text "
             "(or its encoding with --encoding)."

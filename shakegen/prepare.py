@@ -9,6 +9,7 @@ preparation (the old or the new), and the next start finishes or undoes the swap
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -97,6 +98,8 @@ def prepare_corpus(
     data_dir: str | Path,
     options: PrepareOptions = PrepareOptions(),
     progress: ProgressCallback | None = None,
+    *,
+    reuse: bool = False,
 ) -> dict:
     """Clean ``input_path``, build its vocabulary, split and encode it under ``data_dir``.
 
@@ -104,31 +107,86 @@ def prepare_corpus(
     appended to a scratch file; once the vocabulary is known, the scratch file is mapped to
     ids block by block. Memory stays bounded whatever the file size.
 
+    Preparations of one ``data_dir`` take turns under a lock on it. One that had to wait
+    for another, and finds that it prepared this same file (same path, size and
+    modification time) with the same options, returns that preparation instead of doing it
+    again: two trainings started together on an unprepared folder prepare it once. With
+    ``reuse`` a matching preparation is returned even without waiting.
+
+    Args:
+        progress: called with (stage, done, total): stages "read" and "encode" in bytes of
+            the input, and "wait" (0, 0) once if another process holds the lock.
     Returns:
         The metadata written to ``meta.json``.
     Raises:
         CorpusError: the file is missing, binary, undecodable, empty or too small.
-        PreparedDataError: another process is preparing into ``data_dir`` right now.
+        PreparedDataError: ``data_dir`` cannot be created.
     """
     input_path = Path(input_path)
-    corpus.check_readable_file(input_path)
+    corpus.check_readable_file(input_path, options.encoding)
     target = prepared_dir(data_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_data_dir(target.parent)
+    with _preparation_lock(target.parent, progress) as (locked, waited):
+        _recover(target)
+        if locked:  # only then is no other prepare writing a staging folder here
+            _remove_stale_staging(target.parent)
+        if waited or reuse:
+            meta = _matching_preparation(target, input_path, options)
+            if meta is not None:
+                return meta
+        return _prepare_locked(input_path, target, options, progress)
+
+
+def _make_data_dir(folder: Path) -> None:
     try:
-        with fileio.folder_lock(target.parent) as locked:
-            _recover(target)
-            if locked:  # only then is no other prepare writing a staging folder here
-                _remove_stale_staging(target.parent)
-            return _prepare_locked(input_path, target, options, progress)
-    except BlockingIOError:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=folder)  # a folder one may not write into fails here, not halfway
+        probe.close()
+    except OSError as error:
         raise PreparedDataError(
-            f"Another shakegen process is preparing data in {target.parent} right now. "
-            "Wait for it to finish, or pass another --data-dir."
+            f"Cannot write the prepared corpus into {folder}: {error.strerror or error}. "
+            "Pass a --data-dir you can create and write to."
         ) from None
 
 
+@contextlib.contextmanager
+def _preparation_lock(folder: Path, progress):
+    """Hold the folder lock, waiting for another process's preparation if need be; yields (locked, waited)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            locked, waited = stack.enter_context(fileio.folder_lock(folder)), False
+        except BlockingIOError:
+            if progress:
+                progress("wait", 0, 0)
+            locked, waited = stack.enter_context(fileio.folder_lock(folder, blocking=True)), True
+        yield locked, waited
+
+
+def _source_stat(input_path: Path) -> list[int]:
+    """What identifies the input's version: its size and modification time (nanoseconds)."""
+    stat = input_path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _matching_preparation(target: Path, input_path: Path, options: PrepareOptions) -> dict | None:
+    """The meta of the preparation in ``target`` if it was made from this file as it is now, with ``options``."""
+    try:
+        meta = fileio.read_json(target / "meta.json")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    same = (
+        meta.get("source") == str(input_path)
+        and meta.get("source_stat") == _source_stat(input_path)
+        and meta.get("options") == asdict(options)
+    )
+    return meta if same else None
+
+
 def _prepare_locked(input_path: Path, target: Path, options: PrepareOptions, progress) -> dict:
-    total_bytes = max(1, input_path.stat().st_size)
+    source_stat = _source_stat(input_path)  # before reading: a change while reading shows as a mismatch
+    total_bytes = max(1, source_stat[0])
     staging = Path(tempfile.mkdtemp(prefix=".prepared.", dir=target.parent))
     staging.chmod(0o777 & ~fileio.current_umask())
     try:
@@ -151,6 +209,7 @@ def _prepare_locked(input_path: Path, target: Path, options: PrepareOptions, pro
         order = np.argsort(-counts[codepoints], kind="stable")[:10]
         meta = {
             "source": str(input_path),
+            "source_stat": source_stat,
             "sha256": digest,
             "characters": total_chars,
             "vocab_size": len(vocab),

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import subprocess
@@ -256,9 +257,154 @@ def test_files_and_renames_are_made_durable(tmp_path, monkeypatch):
     assert before[-1][0] == "fsync dir" and before[-1][1].startswith(".prepared.")  # staging, after its last file
 
 
-def test_a_concurrent_prepare_is_refused(tmp_path):
+# --- one binary check; UTF-16 and UTF-32 corpora (issue 25 item 11) ---------------------------
+
+_TEXT = "First Citizen:\r\nBefore we proceed any further, hear me speak.\r\nCafé, naïve, Σίσυφος 🎭\r\n" * 20
+# PNG's signature and header chunk, zeros (as in any image's rows), then noise.
+_PNG_LIKE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(24) + np.random.default_rng(0).bytes(4000)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_corpora_prepare_to_the_ids_of_the_utf8_one(tmp_path, encoding):
+    utf8 = tmp_path / "utf8.txt"
+    utf8.write_bytes(_TEXT.encode("utf-8"))
+    wide = tmp_path / "wide.txt"
+    wide.write_bytes(_TEXT.encode(encoding))  # "utf-16" and "utf-32" write a byte-order mark, the others none
+    assert b"\x00" in wide.read_bytes()
+    expected = prepare.prepare_corpus(utf8, tmp_path / "a")
+    meta = prepare.prepare_corpus(wide, tmp_path / "b", prepare.PrepareOptions(encoding=encoding))
+    assert meta["sha256"] == expected["sha256"] == hashlib.sha256(corpus.clean_text(_TEXT).encode()).hexdigest()
+    a, b = prepare.load_prepared(tmp_path / "a"), prepare.load_prepared(tmp_path / "b")
+    assert b.vocab.chars == a.vocab.chars == tuple(sorted(set(corpus.clean_text(_TEXT))))
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
+    assert b.vocab.decode(np.concatenate([b.train, b.val])) == _TEXT.replace("\r\n", "\n")
+
+
+def _one_line_error(result, *expected):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("Error:") and all(text in lines[0] for text in expected), lines[0]
+
+
+def test_cli_prepares_utf16_and_names_the_encoding_of_a_misread_one(tmp_path):
+    source = tmp_path / "wide.txt"
+    source.write_bytes(_TEXT.encode("utf-16"))
+    misread = CliRunner().invoke(main, ["prepare", "--input", str(source), "--data-dir", str(tmp_path / "d")])
+    _one_line_error(misread, "binary", "--encoding utf-16")
+    assert not (tmp_path / "d" / "prepared").exists()
+    args = ["prepare", "--input", str(source), "--data-dir", str(tmp_path / "d"), "--encoding", "utf-16"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert prepare.load_prepared(tmp_path / "d").meta["characters"] == len(_TEXT.replace("\r\n", "\n"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "utf-16", "utf-16-le", "utf-32", "utf-32-be"])
+def test_a_binary_file_is_refused_in_every_encoding_by_prepare_and_eval(tmp_path, encoding):
+    from shakegen import checkpoint, evaluate, pretrained
+    from shakegen.errors import EvaluationError
+
+    image = tmp_path / "picture.png"
+    image.write_bytes(_PNG_LIKE)
+    args = ["prepare", "--input", str(image), "--data-dir", str(tmp_path / "d"), "--encoding", encoding]
+    _one_line_error(CliRunner().invoke(main, args), "binary", encoding)
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+    info = checkpoint.read_run(pretrained.BUNDLE_DIR)
+    with pytest.raises(EvaluationError, match="binary"):
+        evaluate.evaluation_ids(info, split=None, text_path=image, encoding=encoding)
+
+
+def test_eval_text_refuses_a_binary_file_named_utf16_in_one_line(tmp_path):
+    image = tmp_path / "picture.png"
+    image.write_bytes(_PNG_LIKE)
+    args = ["eval", "--checkpoint", "pretrained", "--text", str(image), "--encoding", "utf-16"]
+    _one_line_error(CliRunner().invoke(main, args), "binary")
+
+
+# --- preparations started together take turns (issue 25 item 11) --------------------------------
+
+# Prepares the embedded corpus into argv[1] as training.ensure_prepared does, saying on stdout
+# when it waits for the folder lock and whether it read the corpus itself.
+_PREPARER = """
+import sys
+from shakegen import prepare
+stages = []
+def progress(stage, done, total):
+    if stage == "wait" and "wait" not in stages:
+        print("waiting", flush=True)
+    stages.append(stage)
+if not prepare.is_prepared(sys.argv[1]):
+    source, _ = prepare.default_input()
+    prepare.prepare_corpus(source, sys.argv[1], progress=progress)
+prepare.load_prepared(sys.argv[1])
+print("read" if "read" in stages else "reused", flush=True)
+"""
+
+
+def test_two_preparations_started_together_both_succeed_and_prepare_once(tmp_path):
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    with fileio.folder_lock(data_dir):  # both start while the folder is busy, as when one is mid-way
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _PREPARER, str(data_dir)],
+                cwd=tmp_path,  # where no data/raw corpus is: both prepare the embedded one
+                env={**os.environ, "PYTHONPATH": str(root)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        assert [child.stdout.readline() for child in children] == ["waiting\n", "waiting\n"]
+    outcomes = []
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["read", "reused"]  # one prepared, the other found its work done
+    single = prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, tmp_path / "single")
+    folder, expected = data_dir / "prepared", tmp_path / "single" / "prepared"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in expected.iterdir())
+    for name in ("train.npy", "val.npy", "vocab.json"):
+        assert (folder / name).read_bytes() == (expected / name).read_bytes()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["sha256"] == single["sha256"] == corpus.TINY_SHAKESPEARE_SHA256
+    assert _hidden(data_dir) == []
+
+
+def test_a_waiting_preparation_of_another_file_still_prepares_it(tmp_path, monkeypatch):
     old, new = _two_corpora(tmp_path)
-    with fileio.folder_lock(tmp_path / "d"):
-        with pytest.raises(PreparedDataError, match="Another shakegen process is preparing"):
-            prepare.prepare_corpus(new, tmp_path / "d")
-    assert prepare.load_prepared(tmp_path / "d").meta["source"] == str(old)
+    stages = []
+    real_lock = fileio.folder_lock
+
+    def busy_then_free(folder, *, blocking=False):  # the first try finds the folder busy
+        if not blocking:
+            raise BlockingIOError
+        return real_lock(folder, blocking=True)
+
+    monkeypatch.setattr(fileio, "folder_lock", busy_then_free)
+    meta = prepare.prepare_corpus(new, tmp_path / "d", progress=lambda stage, done, total: stages.append(stage))
+    assert stages[0] == "wait" and "read" in stages
+    assert meta["source"] == str(new) and prepare.load_prepared(tmp_path / "d").meta["source"] == str(new)
+    # The same file again, after waiting: the preparation just made is returned, not redone.
+    stages.clear()
+    assert prepare.prepare_corpus(new, tmp_path / "d", progress=lambda *a: stages.append(a[0])) == meta
+    assert stages == ["wait"]
+    # Changed since, or other options: prepared again.
+    new.write_text("Now is the winter of our discontent, made glorious summer.\n" * 10)
+    assert prepare.prepare_corpus(new, tmp_path / "d")["sha256"] != meta["sha256"]
+    lowered = prepare.prepare_corpus(new, tmp_path / "d", prepare.PrepareOptions(lowercase=True))
+    assert lowered["options"]["lowercase"] is True
+
+
+# --- what a person might type (issue 25) ---------------------------------------------------------
+
+
+def test_a_data_dir_that_cannot_be_written_is_one_line(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("To be, or not to be, that is the question.\n" * 10)
+    (tmp_path / "file").write_text("not a folder")
+    args = ["prepare", "--input", str(source), "--data-dir", str(tmp_path / "file" / "d")]
+    _one_line_error(CliRunner().invoke(main, args), "Cannot write the prepared corpus", "--data-dir")
+    assert (tmp_path / "file").read_text() == "not a folder"
