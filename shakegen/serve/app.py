@@ -21,7 +21,7 @@ import shakegen
 from shakegen.errors import ShakegenError
 from shakegen.serve.gate import Gate, HostRule
 from shakegen.serve.schemas import (
-    SSE_DESCRIPTION,
+    SSE_EVENT,
     ApiError,
     EvaluateAnswer,
     GenerateAnswer,
@@ -113,7 +113,7 @@ def create_app(
         responses={
             200: {
                 "description": 'The samples; with "stream": true, server-sent events instead.',
-                "content": {"text/event-stream": {"schema": {"type": "string", "description": SSE_DESCRIPTION}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT}},
             },
             **error_responses(*posted),
         },

@@ -73,12 +73,18 @@ class EvaluateAnswer(BaseModel):
     left_out_characters: int = Field(..., description="Characters the model does not know, left out of the figure.")
 
 
-SSE_DESCRIPTION = (
-    'With "stream": true: server-sent events, as sampled. `event: start` (data: random_seed, num_samples, length), '
-    'then `event: text` (data: {"sample": i, "text": "..."}: the seed first, then one block of new text per sample '
-    "at a time; joined per sample they equal the plain answer's texts), then `event: done` (data: the plain "
-    'answer\'s summary fields) or, if sampling failed after the answer started, `event: error` (data: {"detail"}).'
-)
+SSE_EVENT = {
+    "type": "object",
+    "description": 'With "stream": true: server-sent events, as sampled. `start` (data: random_seed, num_samples, '
+    'length), then `text` (data: {"sample": i, "text": "..."}: the seed first, then one block of new text per sample '
+    "at a time; joined per sample they equal the plain answer's texts), then `done` (data: the plain answer's "
+    'summary fields) or, if sampling failed after the answer started, `error` (data: {"detail": "..."}).',
+    "properties": {
+        "event": {"type": "string", "enum": ["start", "text", "done", "error"]},
+        "data": {"type": "string", "description": "A JSON object, as described above."},
+    },
+    "required": ["event", "data"],
+}
 
 
 def error_responses(*statuses: int) -> dict:

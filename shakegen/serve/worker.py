@@ -23,7 +23,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
