@@ -12,7 +12,8 @@ units u, and k = 3u for ``gru``/``classic`` (gates and candidate from the input)
 Each layer's weights are kept as float32 C-contiguous arrays in the layout the step multiplies
 by, so one step is a few matrix-vector products and elementwise operations. Priming and
 scoring run layer by layer over a window of text: the input projection of a layer above the
-first is then one matrix product for the whole window, and only the recurrence loops in time.
+first is then one matrix product for the whole window, and only the recurrence loops in time. The loops run
+on one OpenBLAS thread (``blas_threads``): more only fight over the cores for products this small.
 
 Sampling draws its noise from ``shakegen.noise``: Gumbel-max over logits / temperature,
 restricted to the top-k and to the top-p nucleus (as ``sampling.filter_logits`` defines them),
@@ -29,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from shakegen import noise
+from shakegen import blas_threads, noise
 from shakegen.errors import CheckpointError, SamplingError
 
 BLOCK = 64  # characters per yielded block (and per draw of noise)
@@ -222,8 +223,9 @@ class Engine:
         """Read ``ids`` (any length, at least one) from ``context`` (zero states when None), at batch 1."""
         ids = self._check_ids(ids, 1)
         states = (context or self.zero_context()).states
-        for start in range(0, len(ids), WINDOW):
-            logits, states, _ = self._read(ids[start : start + WINDOW], states, keep=False)
+        with blas_threads.limited(1):
+            for start in range(0, len(ids), WINDOW):
+                logits, states, _ = self._read(ids[start : start + WINDOW], states, keep=False)
         return Context(logits[-1:], tuple(states))
 
     def score(self, ids, context: Context | None = None, hidden: bool = False) -> Scores:
@@ -234,7 +236,8 @@ class Engine:
         pieces, layers_out = [], [[] for _ in self.layers]
         for start in range(0, len(ids), WINDOW):
             window = ids[start : start + WINDOW]
-            logits, states, outputs = self._read(window, states, keep=hidden)
+            with blas_threads.limited(1):
+                logits, states, outputs = self._read(window, states, keep=hidden)
             predicting = logits[:-1] if previous is None else np.concatenate([previous, logits[:-1]])
             targets = window if previous is not None else window[1:]
             pieces.append(_log_softmax(predicting)[np.arange(len(targets)), targets])
@@ -287,14 +290,15 @@ class Engine:
             count = min(block, length - start)
             gumbel = None if greedy else noise.gumbel_numpy(keys, np.arange(start, start + count), self.vocab_size)
             chosen = np.empty((batch, count), np.int32)
-            for t in range(count):
-                if greedy:
-                    ids = np.argmax(logits, axis=-1)
-                else:
-                    ids = choose(logits, gumbel[:, t], temperature, top_k, top_p)
-                chosen[:, t] = ids
-                if start + t + 1 < length:  # the last character needs no forward pass
-                    logits, states = self.step(ids, states)
+            with blas_threads.limited(1):  # not while the caller holds the block
+                for t in range(count):
+                    if greedy:
+                        ids = np.argmax(logits, axis=-1)
+                    else:
+                        ids = choose(logits, gumbel[:, t], temperature, top_k, top_p)
+                    chosen[:, t] = ids
+                    if start + t + 1 < length:  # the last character needs no forward pass
+                        logits, states = self.step(ids, states)
             yield chosen
 
     def _check_ids(self, ids, minimum: int) -> np.ndarray:

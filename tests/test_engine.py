@@ -234,3 +234,15 @@ def test_the_engine_never_imports_tensorflow_or_keras():
         [sys.executable, "-c", code, str(pretrained.BUNDLE_DIR)], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_loops_run_on_one_blas_thread_and_restore_the_count():
+    from shakegen import blas_threads
+
+    found = blas_threads._openblas()
+    if found is None or found[0]() < 2:
+        pytest.skip("NumPy's BLAS here is not a multi-threaded OpenBLAS")
+    before = found[0]()
+    with blas_threads.limited(1):
+        assert found[0]() == 1
+    assert found[0]() == before
