@@ -319,3 +319,11 @@ def _forced_cut(text: str, max_chars: int) -> int:
             if right not in _composition_seconds():
                 return index
     return len(text) - 1
+
+
+def unwritable_reason(folder: Path, error: OSError) -> str:
+    """Why files cannot be written in ``folder``, for a message: a file in the way, or the system's reason."""
+    in_the_way = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        return f"{in_the_way} is a file, not a folder"
+    return error.strerror or str(error)

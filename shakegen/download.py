@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,10 +12,11 @@ from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import LocationParseError
 from urllib3.util.retry import Retry
 
 from shakegen import corpus, fileio
-from shakegen.errors import ShakegenError
+from shakegen.errors import ConfigError, ShakegenError
 from shakegen.fileio import file_sha256
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -98,19 +100,23 @@ def download(
     Returns:
         What was written, or what was found already present.
     Raises:
-        DownloadError: any failure; ``out`` is then exactly as it was before.
+        ConfigError: ``sha256`` is not a SHA-256, or ``out`` cannot be written; nothing is fetched.
+        DownloadError: any other failure; ``out`` is then exactly as it was before.
     """
     out = Path(out)
     sha256 = sha256.lower() if sha256 else None
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ConfigError(
+            f"The expected SHA-256 {sha256[:80]!r} is not 64 hexadecimal digits. Pass the corpus's SHA-256 "
+            "(as sha256sum prints it) with --sha256, or --sha256 '' to skip the check."
+        )
     fileio.remove_stale_temporaries(out.parent, out.name)  # left by a killed download
     if sha256 and out.is_file() and not force:
         present = file_sha256(out)
         if present == sha256:
             return DownloadResult(out, out.stat().st_size, present, fetched=False)
-    if urlparse(url).scheme not in ("http", "https"):
-        raise DownloadError(f"Cannot download {url!r}: expected an http:// or https:// URL.")
-
-    host = urlparse(url).netloc
+    host = _checked_host(url)
+    _check_writable(out)
     try:
         with make_session(retries) as session:
             response = session.get(url, stream=True, timeout=(timeout, timeout))
@@ -129,7 +135,32 @@ def download(
         ) from None
     except requests.exceptions.RequestException as error:
         raise DownloadError(f"Could not download {url}: {_reason(error)}.") from None
+    except LocationParseError as error:  # a host urllib3 cannot encode ("a..b"), raised past requests
+        raise DownloadError(f"Cannot download {url!r}: it is not a valid URL ({error}).") from None
     return DownloadResult(out, size, digest, fetched=True)
+
+
+def _checked_host(url: str) -> str:
+    """The host of an http(s) ``url``; DownloadError if it is not one."""
+    try:
+        parsed = urlparse(url)
+    except ValueError as error:  # "http://[::1": an unclosed IPv6 address
+        raise DownloadError(f"Cannot download {url!r}: it is not a valid URL ({error}).") from None
+    if parsed.scheme not in ("http", "https"):
+        raise DownloadError(f"Cannot download {url!r}: expected an http:// or https:// URL.")
+    return parsed.netloc
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any transfer if ``out`` cannot be written (its folder is a file, or not writable)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot write the download to {out}: {corpus.unwritable_reason(out.parent, error)}. "
+            "Pass an --out in a folder you can create and write to."
+        ) from None
 
 
 def _reason(error: Exception) -> str:

@@ -144,7 +144,7 @@ def _make_data_dir(folder: Path) -> None:
         probe.close()
     except OSError as error:
         raise PreparedDataError(
-            f"Cannot write the prepared corpus into {folder}: {error.strerror or error}. "
+            f"Cannot write the prepared corpus into {folder}: {corpus.unwritable_reason(folder, error)}. "
             "Pass a --data-dir you can create and write to."
         ) from None
 

@@ -150,3 +150,30 @@ def test_stale_temporary_files_of_a_killed_download_are_removed(server, tmp_path
 def test_help_states_the_retry_after_cap():
     result = CliRunner().invoke(main, ["download", "--help"])
     assert "Retry-After up to 60 s" in " ".join(result.output.split())
+
+
+def _one_line_error(result, *expected):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert all(text in lines[0] for text in expected), lines[0]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[::1/x.txt", "http://a..b/x.txt"])
+def test_cli_malformed_urls_are_one_line(tmp_path, url):
+    result = CliRunner().invoke(main, ["download", "--url", url, "--out", str(tmp_path / "c.txt"), "--retries", "0"])
+    _one_line_error(result, "not a valid URL")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_a_malformed_sha256_is_refused_before_fetching(server, tmp_path):
+    out = tmp_path / "c.txt"
+    args = ["download", "--url", f"{server.base}/input.txt", "--out", str(out), "--sha256", "86c4e6aa9d"]
+    _one_line_error(CliRunner().invoke(main, args), "not 64 hexadecimal digits", "--sha256")
+    assert server.hits("/input.txt") == 0 and not out.exists()
+
+
+def test_cli_an_out_that_cannot_be_written_is_refused_before_fetching(server, tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    args = ["download", "--url", f"{server.base}/input.txt", "--out", str(tmp_path / "notes" / "c.txt")]
+    _one_line_error(CliRunner().invoke(main, args), "notes is a file, not a folder", "--out")
+    assert server.hits("/input.txt") == 0 and (tmp_path / "notes").read_text() == "mine"
