@@ -1,0 +1,186 @@
+"""The NumPy engine against the TensorFlow sampler on the pretrained model.
+
+(warm) characters per second in one warm process, batch by batch: the engine's sampler
+       (``shakegen.engine``) against TensorFlow's compiled loop (``sampling.Sampler``), both
+       loaded and warmed up first, alternating rounds, median; the crossover is the first batch
+       where TensorFlow is faster.
+(cold) a whole fresh process printing a sample of the pretrained model, alternating runs,
+       median: the engine from ``python -c`` against the ``shakegen generate`` command as it is
+       (``--cli-args`` adds options to it, e.g. ``--engine tensorflow``). Wall time, time to the
+       first byte on stdout and to the first sampled character, and peak RSS (``os.wait4``'s
+       rusage of that child alone). The children are started by a small process that imports
+       only the standard library: a child's peak RSS counts its parent's pages up to its exec.
+
+    python benchmarks/engine_speed.py [--rounds 5] [--length 2000] [--batches 1,2,4,8,16,32]
+    python benchmarks/engine_speed.py --cold [--runs 5] [--cold-length 500] [--cli-args "--engine tensorflow"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "shakegen" / "pretrained_model"
+
+SEED = "ROMEO:"
+TEMPERATURE = 0.8
+ENGINE_CHILD = """
+import sys
+from shakegen import engine
+loaded, info, _ = engine.load(sys.argv[1])
+out = sys.stdout
+out.write(sys.argv[2])
+out.flush()
+for block in loaded.sample(info.vocab.encode(sys.argv[2]), int(sys.argv[3]), temperature=float(sys.argv[4])):
+    out.write(info.vocab.decode(block[0]))
+    out.flush()
+out.write("\\n")
+"""
+
+
+def engine_sampler(run_dir):
+    from shakegen import engine
+
+    loaded, info, _ = engine.load(run_dir)
+    seed_ids = info.vocab.encode(SEED)
+
+    def run(length: int, batch: int) -> None:
+        for _ in loaded.sample(seed_ids, length, num_samples=batch, temperature=TEMPERATURE):
+            pass
+
+    return run
+
+
+def tensorflow_sampler(run_dir):
+    """TensorFlow's path as the faces use it: the float32 model and its compiled sampling loop."""
+    from shakegen import inference, sampling
+
+    model, info, _ = inference.load_model(run_dir)
+    sampler = sampling.Sampler(model, sampling.SamplingOptions(temperature=TEMPERATURE))
+    seed_ids = info.vocab.encode(SEED)
+
+    def run(length: int, batch: int) -> None:
+        for _ in sampler.sample(seed_ids, length, batch, 0):
+            pass
+
+    return run
+
+
+def warm(run_dir, batches: list[int], length: int, rounds: int) -> None:
+    from common import alternate, report, timed_rate  # imports TensorFlow
+
+    ways = {"engine": engine_sampler(run_dir), "tensorflow": tensorflow_sampler(run_dir)}
+    crossover = None
+    for batch in batches:
+        for run in ways.values():
+            run(min(length, 200), batch)  # trace, compile, fill caches
+        runs = {
+            f"{name}, batch {batch}": (
+                lambda run=run, batch=batch: timed_rate(lambda: run(length, batch), length * batch)
+            )
+            for name, run in ways.items()
+        }
+        print(f"\nbatch {batch}: {length:,} characters per sample, {rounds} alternating rounds")
+        rates = alternate(runs, rounds, pause=0.5)
+        report(rates, f"tensorflow, batch {batch}", "chars/s")
+        if crossover is None and statistics.median(rates[f"tensorflow, batch {batch}"]) > statistics.median(
+            rates[f"engine, batch {batch}"]
+        ):
+            crossover = batch
+    print(
+        f"\ncrossover: {'TensorFlow faster from batch ' + str(crossover) if crossover else 'none in ' + str(batches)}"
+    )
+
+
+def timed_child(command: list[str], cwd: str, seed_length: int, environment: dict) -> dict:
+    """Run ``command``; seconds to its first stdout byte, to the first sampled character, to its
+    end, and its own peak RSS in MB."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    received, first_byte, first_sampled = b"", None, None
+    while chunk := os.read(process.stdout.fileno(), 65536):
+        now = time.perf_counter() - started
+        first_byte = now if first_byte is None else first_byte
+        received += chunk
+        if first_sampled is None and len(received.decode("utf-8", "ignore")) > seed_length:
+            first_sampled = now
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stdout.close()
+    if process.returncode:
+        raise SystemExit(f"{shlex.join(command)} failed with exit status {process.returncode}")
+    return {
+        "wall s": wall,
+        "first byte s": first_byte,
+        "first sampled s": first_sampled,
+        "peak RSS MB": usage.ru_maxrss / 1024,
+    }
+
+
+def cold_runs(run_dir: str, length: int, runs: int, cli_args: list[str]) -> dict:
+    """In the small process: every command ``runs`` times, alternating; figures by command."""
+    commands = {
+        "engine (python -c)": [sys.executable, "-c", ENGINE_CHILD, run_dir, SEED, str(length), str(TEMPERATURE)],
+        "shakegen generate": [sys.executable, "-m", "shakegen", "generate", "--checkpoint", run_dir]
+        + ["--seed", SEED, "--length", str(length), "--temperature", str(TEMPERATURE), *cli_args],
+    }
+    figures = {name: [] for name in commands}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as folder:  # a fresh folder: no checkpoints/ or data/ to find
+        for _ in range(runs):
+            for name, command in commands.items():
+                figures[name].append(timed_child(command, folder, len(SEED), environment))
+    return figures
+
+
+def cold(run_dir, length: int, runs: int, cli_args: list[str]) -> None:
+    request = json.dumps([str(Path(run_dir).resolve()), length, runs, cli_args])
+    result = subprocess.run([sys.executable, __file__, "--cold-child", request], capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(result.stderr.strip() or "the timing process failed")
+    figures = json.loads(result.stdout)
+    print(f"\nfresh process, {length} characters, {runs} alternating runs, median (all runs):")
+    for name, rows in figures.items():
+        print(f"  {name}")
+        for key in rows[0]:
+            values = [row[key] for row in rows]
+            print(f"    {key:<16}{statistics.median(values):8.3f}   ({', '.join(f'{value:.3f}' for value in values)})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=str(BUNDLE), help="run folder (default: the pretrained model)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--length", type=int, default=2000, help="characters per sample in the warm comparison")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes, e.g. 1,2,4,8,16,32")
+    parser.add_argument("--cold", action="store_true", help="also time whole fresh processes")
+    parser.add_argument("--cold-only", action="store_true", help="only time whole fresh processes")
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per command")
+    parser.add_argument("--cold-length", type=int, default=500)
+    parser.add_argument("--cli-args", default="", help="extra options for shakegen generate, one string")
+    parser.add_argument("--cold-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cold_child:
+        return print(json.dumps(cold_runs(*json.loads(args.cold_child))))
+    sys.path.insert(0, str(ROOT))
+    from shakegen.machine import processor_description
+
+    print(f"processor: {processor_description()}; run: {Path(args.run)}")
+    if not args.cold_only:
+        warm(args.run, [int(value) for value in args.batches.split(",")], args.length, args.rounds)
+    if args.cold or args.cold_only:
+        cold(args.run, args.cold_length, args.runs, shlex.split(args.cli_args))
+
+
+if __name__ == "__main__":
+    main()
