@@ -8,7 +8,16 @@ request, and checks that nothing was mixed or lost: every client's text must equ
 Python API's text for its random seed (sample i of one batched ``model.generate`` call
 with random seed s is the text for random seed s + i).
 
+Then small requests under evaluation load: --small-requests plain /v1/generate requests of
+--small-length characters, one after another, first with nothing else running, then while
+--evaluators clients keep scoring texts of --evaluate-characters characters on /v1/evaluate
+(each starts the next as soon as one is answered). Reports p50/p95 latency of the small
+requests in both phases and their ratio; their texts must equal the API's too. Evaluation
+takes turns with sampling on the model's thread, so a small request waits for at most a
+turn or so, not for a whole evaluation. --evaluate-characters 0 skips this part.
+
     python benchmarks/serve_load.py --checkpoint checkpoints/quick [--clients 1,4,16] [--length 500] [--rounds 3]
+    python benchmarks/serve_load.py --checkpoint pretrained --evaluate-characters 1000000 --evaluators 2
     python benchmarks/serve_load.py --tiny        # a tiny run trained on the spot (seconds)
 
 Nothing leaves 127.0.0.1; every request has a timeout and the whole run a deadline (--max-seconds).
@@ -44,8 +53,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(run_dir: Path, port: int, log_path: Path, deadline: float) -> subprocess.Popen:
-    command = [sys.executable, "-m", "shakegen", "serve", "--checkpoint", str(run_dir), "--port", str(port)]
+def start_server(run_dir: Path, port: int, log_path: Path, deadline: float, *options: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "shakegen", "serve", "--checkpoint", str(run_dir), "--port", str(port), *options]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     while time.monotonic() < deadline:
@@ -124,6 +133,135 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def post_json(port: int, path: str, body: dict, timeout: float, connection=None) -> tuple[dict, float]:
+    """One plain POST; its answer and its latency in seconds."""
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    started = time.perf_counter()
+    connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    payload = response.read()
+    latency = time.perf_counter() - started
+    if response.status != 200:
+        raise SystemExit(f"{path} answered {response.status}: {payload[:300]!r}")
+    return json.loads(payload), latency
+
+
+def small_requests(port: int, bodies: list[dict], expected: list[str], timeout: float) -> tuple[list[float], int]:
+    """The small requests one after another: their latencies, and how many texts differ from the API's."""
+    latencies, wrong = [], 0
+    for body, text in zip(bodies, expected, strict=True):
+        answer, latency = post_json(port, "/v1/generate", body, timeout)
+        latencies.append(latency)
+        wrong += answer["text"] != text
+    return latencies, wrong
+
+
+class Evaluators:
+    """``count`` clients, each scoring ``text`` on /v1/evaluate again and again until ``stop``."""
+
+    def __init__(self, port: int, count: int, text: str, timeout: float):
+        self.port, self.text, self.timeout = port, text, timeout
+        self.finished: list[float] = []  # seconds per evaluation answered
+        self.errors: list[BaseException] = []
+        self.connections: list = [None] * count
+        self.turns_before = self._health()["evaluation_turns"]
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(index,), daemon=True) for index in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _health(self) -> dict:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        connection.request("GET", "/healthz")
+        return json.loads(connection.getresponse().read())
+
+    def _run(self, index: int) -> None:
+        while not self._stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.connections[index] = connection
+            try:
+                _, seconds = post_json(self.port, "/v1/evaluate", {"text": self.text}, self.timeout, connection)
+                self.finished.append(seconds)
+            except (OSError, http.client.HTTPException) as error:
+                if not self._stop.is_set():
+                    self.errors.append(error)
+                return
+            finally:
+                connection.close()
+
+    def wait_until_scoring(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            health = self._health()
+            if health["evaluating_now"] >= len(self.threads) and health["evaluation_turns"] > self.turns_before:
+                return
+            time.sleep(0.05)
+        raise SystemExit("the evaluations did not start in time")
+
+    def stop(self) -> dict:
+        """Hang up on the evaluations still running (the server stops them) and report the counters."""
+        self._stop.set()
+        for connection in self.connections:
+            if connection is not None and connection.sock is not None:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for thread in self.threads:
+            thread.join(self.timeout)
+        if self.errors:
+            raise SystemExit(f"an evaluation failed: {self.errors[0]!r}")
+        deadline = time.monotonic() + self.timeout
+        while (health := self._health())["evaluating_now"] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server stops each at its next turn
+        return health
+
+
+def evaluation_load(port: int, args, run_dir: Path, expected: list[str], bodies: list[dict], deadline: float) -> bool:
+    """Latency of small requests alone and under evaluation load; prints a table. True if every text matched."""
+    from shakegen import corpus
+
+    source = corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")
+    text = (source * (args.evaluate_characters // len(source) + 1))[: args.evaluate_characters]
+    alone, wrong_alone = small_requests(port, bodies, expected, args.timeout)
+    if time.monotonic() > deadline:
+        raise SystemExit("--max-seconds reached")
+    evaluators = Evaluators(port, args.evaluators, text, args.timeout)
+    try:
+        evaluators.wait_until_scoring(deadline)
+        loaded, wrong_loaded = small_requests(port, bodies, expected, args.timeout)
+        during = evaluators._health()
+    finally:
+        after = evaluators.stop()
+    turns = during["evaluation_turns"] - evaluators.turns_before
+    print()
+    print(
+        f"small requests: {len(bodies)} plain /v1/generate of {args.small_length} characters, one after another; "
+        f"evaluation load: {args.evaluators} client(s) scoring {args.evaluate_characters:,} characters each, "
+        "again and again"
+    )
+    print()
+    print("| small requests | latency p50 (s) | latency p95 (s) | p95 / p95 alone | mixed or lost |")
+    print("|---|---:|---:|---:|---|")
+    p95_alone = percentile(alone, 95)
+    for name, latencies, wrong in [
+        ("alone", alone, wrong_alone),
+        (f"during {args.evaluators} evaluation(s)", loaded, wrong_loaded),
+    ]:
+        print(
+            f"| {name} | {percentile(latencies, 50):.3f} | {percentile(latencies, 95):.3f} "
+            f"| {percentile(latencies, 95) / p95_alone:.1f}x | {'none' if wrong == 0 else f'{wrong} texts differ'} |"
+        )
+    print()
+    evaluated = evaluators.finished
+    print(
+        f"while the small requests ran: {turns} evaluation turns taken, {during['evaluating_now']} evaluation(s) "
+        f"running at the end; evaluations answered in all: {len(evaluated)}"
+        + (f" (median {np.median(evaluated):.2f} s each)" if evaluated else "")
+        + f"; stopped when their client hung up: {after['evaluations_stopped']}"
+    )
+    return wrong_alone == 0 and wrong_loaded == 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="Run folder to serve.")
@@ -135,10 +273,18 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--timeout", type=float, default=300.0, help="Seconds any one request may take.")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="Deadline for the whole benchmark.")
+    parser.add_argument("--small-requests", type=int, default=40, help="Small requests per phase (evaluation load).")
+    parser.add_argument("--small-length", type=int, default=20, help="Characters per small request.")
+    parser.add_argument(
+        "--evaluate-characters", type=int, default=200_000, help="Characters per evaluation of the load; 0 skips it."
+    )
+    parser.add_argument("--evaluators", type=int, default=1, help="Clients scoring texts at once (evaluation load).")
     args = parser.parse_args()
     counts = [int(count) for count in args.clients.split(",")]
     if not (args.checkpoint or args.tiny) or not all(1 <= count <= 64 for count in counts) or args.length > 5000:
         parser.error("give --checkpoint RUN or --tiny; client counts 1 to 64; --length at most 5000")
+    if not (1 <= args.small_requests <= 1000 and 1 <= args.small_length <= 5000 and 1 <= args.evaluators <= 16):
+        parser.error("--small-requests 1 to 1000, --small-length 1 to 5000, --evaluators 1 to 16")
     deadline = time.monotonic() + args.max_seconds
     workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     run_dir = args.checkpoint
@@ -162,11 +308,28 @@ def main() -> None:
             expected[base] = model.generate(
                 args.seed, length=args.length, temperature=args.temperature, num_samples=count, random_seed=base
             )
+    small_bodies = [
+        {"seed": args.seed, "length": args.small_length, "temperature": args.temperature, "random_seed": 50_000 + index}
+        for index in range(args.small_requests)
+    ]
+    small_expected = model.generate(
+        args.seed,
+        length=args.small_length,
+        temperature=args.temperature,
+        num_samples=args.small_requests,
+        random_seed=50_000,
+    )
     del model
 
     port = free_port()
     load_before = os.getloadavg()
-    server = start_server(run_dir, port, workdir / "serve.log", deadline)
+    evaluation_options = [
+        "--max-evaluate-characters",
+        str(max(1, args.evaluate_characters)),
+        "--max-request-bytes",
+        str(max(1_048_576, 4 * args.evaluate_characters + 1024)),  # JSON may escape a character to 6 bytes; ample
+    ]
+    server = start_server(run_dir, port, workdir / "serve.log", deadline, *evaluation_options)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=args.timeout)
         connection.request("GET", "/v1/model")
@@ -208,6 +371,8 @@ def main() -> None:
                 f"| {np.median(per_client):,.0f} | {np.median(totals):,.0f} "
                 f"| {'none' if wrong == 0 else f'{wrong} of {len(results)} texts differ'} |"
             )
+        if args.evaluate_characters > 0:
+            all_equal &= evaluation_load(port, args, run_dir, small_expected, small_bodies, deadline)
         print()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(
