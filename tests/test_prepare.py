@@ -408,3 +408,11 @@ def test_a_data_dir_that_cannot_be_written_is_one_line(tmp_path):
     args = ["prepare", "--input", str(source), "--data-dir", str(tmp_path / "file" / "d")]
     _one_line_error(CliRunner().invoke(main, args), "Cannot write the prepared corpus", "--data-dir")
     assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_reuse_returns_a_matching_preparation_without_reading_again(tmp_path):
+    old, new = _two_corpora(tmp_path)  # old is prepared in tmp_path / "d"
+    stages = []
+    meta = prepare.prepare_corpus(old, tmp_path / "d", reuse=True, progress=lambda *a: stages.append(a[0]))
+    assert stages == [] and meta == json.loads((tmp_path / "d" / "prepared" / "meta.json").read_text())
+    assert prepare.prepare_corpus(new, tmp_path / "d", reuse=True)["source"] == str(new)  # another file: prepared
