@@ -9,12 +9,17 @@ training, comparison, sampling and evaluation go through it. A run folder holds
   history.csv   one row per validation (once per epoch, or every --eval-every steps)
   curves.png    train/val loss curves
   logs/         TensorBoard event files (scalars by global step)
-A folder is a run once it holds config.json *and* last.npz: a start that failed before its
-first checkpoint leaves no run behind, so a plain rerun simply starts again.
+A run folder is recognisable as shakegen's by the format marker in its config.json
+(``FORMAT``); a folder that lacks one counts as a run only in shakegen's own layout (config.json
+and last.npz, nothing but the files listed above). A folder holding anything else is never
+written to, and starting a run over removes only the files listed above (``clear_run``).
+A folder is a run to resume once it holds config.json *and* last.npz: a start that failed before
+its first checkpoint leaves no weights behind, so a plain rerun simply starts again.
 Weights are NumPy arrays keyed by variable path (JSON and .npz, never pickle). Each file is
 written atomically, and ``last.npz`` holds everything resume needs in one file, so a crash
-at any moment leaves a consistent checkpoint. history.csv is written before last.npz; rows
-past last.npz's step are dropped on resume, so a kill between the two loses nothing.
+at any moment leaves a consistent checkpoint. history.csv is written before best.npz and
+last.npz; rows past the last validation last.npz records are dropped on resume (that
+validation is done again), so a kill between them loses nothing and counts nothing twice.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import csv
 import datetime
 import io
 import json
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +41,15 @@ from shakegen.config import TrainConfig
 from shakegen.errors import CheckpointError, CheckpointWriteError
 from shakegen.vocab import Vocabulary
 
-FORMAT = "shakegen-run/1"
+FORMAT_NAME = "shakegen-run/"  # config.json's "format": this and a version
+FORMAT = FORMAT_NAME + "1"
 CONFIG_FILE = "config.json"
 LAST_FILE = "last.npz"
 BEST_FILE = "best.npz"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 LOGS_DIR = "logs"  # TensorBoard event files (summaries.py)
+EVENTS_PREFIX = "events.out.tfevents."  # how TensorFlow names an event file
 RUN_FILES = (CONFIG_FILE, LAST_FILE, BEST_FILE, HISTORY_FILE, CURVES_FILE)
 WHICH = ("best", "last")
 HISTORY_FIELDS = (
@@ -95,9 +101,97 @@ class RunInfo:
 
 
 def is_run(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a run: a config and at least one saved checkpoint."""
+    """Whether ``run_dir`` holds a run to resume: shakegen's config and its last checkpoint."""
     run_dir = Path(run_dir)
-    return (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file()
+    return (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file() and is_run_folder(run_dir)
+
+
+def has_format_marker(run_dir: str | Path) -> bool:
+    """Whether ``run_dir``'s config.json says it is a shakegen run (its ``format``), damaged or not otherwise."""
+    try:
+        raw = fileio.read_json(Path(run_dir) / CONFIG_FILE)
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and isinstance(raw.get("format"), str) and raw["format"].startswith(FORMAT_NAME)
+
+
+def is_run_folder(run_dir: str | Path) -> bool:
+    """Whether shakegen recognises ``run_dir`` as one of its run folders (see the module docstring).
+
+    A config.json with the format marker; or, without one (a damaged config), config.json and
+    last.npz with nothing but shakegen's files beside them.
+    """
+    run_dir = Path(run_dir)
+    if has_format_marker(run_dir):
+        return True
+    legacy = (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file()
+    return legacy and not foreign_entries(run_dir)
+
+
+def holds_weights(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds trained weights (last.npz or best.npz): starting over needs --overwrite."""
+    return any((Path(run_dir) / name).is_file() for name in (LAST_FILE, BEST_FILE))
+
+
+def foreign_entries(run_dir: str | Path) -> list[str]:
+    """What ``run_dir`` holds that shakegen does not write in a run folder (names; ``logs/...`` inside logs)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    foreign = []
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name == LOGS_DIR and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{LOGS_DIR}/{child.name}" for child in sorted(entry.iterdir()) if not _is_event_file(child)]
+        elif not (entry.is_file() and not entry.is_symlink() and _is_run_file_name(entry.name)):
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
+def is_empty_folder(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is absent, or holds nothing but what a killed write of a run file left."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return True
+    return run_dir.is_dir() and all(
+        entry.is_file() and _is_temporary(entry.name, RUN_FILES) for entry in run_dir.iterdir()
+    )
+
+
+def _is_run_file_name(name: str) -> bool:
+    return name in RUN_FILES or _is_temporary(name, RUN_FILES)
+
+
+def _is_temporary(name: str, of: tuple[str, ...]) -> bool:
+    """A temporary file ``fileio.atomic_open`` names for one of ``of``: ``.<name>.<8 characters>.tmp``."""
+    return any(fileio.is_temporary_of(name, target) for target in of)
+
+
+def _is_event_file(path: Path) -> bool:
+    """A TensorBoard event file shakegen's ScalarLog writes (or a temporary of one being trimmed)."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    name = path.name
+    if name.startswith(EVENTS_PREFIX):
+        return True
+    return name.startswith("." + EVENTS_PREFIX) and name.endswith(".tmp")
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove the files shakegen writes in a run folder, and nothing else.
+
+    logs/ goes only when nothing but shakegen's event files was in it.
+    """
+    run_dir = Path(run_dir)
+    for entry in list(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if entry.is_file() and not entry.is_symlink() and _is_run_file_name(entry.name):
+            entry.unlink(missing_ok=True)
+    logs = run_dir / LOGS_DIR
+    if logs.is_dir() and not logs.is_symlink():
+        for entry in list(logs.iterdir()):
+            if _is_event_file(entry):
+                entry.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: someone else's files stay, and so does logs/
+            logs.rmdir()
 
 
 @contextlib.contextmanager
@@ -128,12 +222,10 @@ def start_run(
     parameters: int,
     parent: dict | None = None,
 ) -> None:
-    """Clear ``run_dir`` of any earlier run's files and write the new run's config.json."""
+    """Clear ``run_dir`` of an earlier run's files (``clear_run``: only those) and write the new run's config.json."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
+    clear_run(run_dir)
     write_run_config(run_dir, config, vocab, data, parameters, parent)
 
 
@@ -181,6 +273,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
             raise ValueError("'config' and 'data' must be objects")
         if not isinstance(raw["vocab"], list) or not isinstance(raw.get("parent", {}), dict):
             raise ValueError("'vocab' must be a list and 'parent' an object")
+        if not isinstance(raw["data"].get("options", {}), dict):
+            raise ValueError("'data.options' must be an object")
         info = RunInfo(
             run_dir,
             TrainConfig.from_json(raw["config"]).validate(),
@@ -395,11 +489,18 @@ def load_model(run_dir: str | Path, which: str = "best"):
     return model, info, state
 
 
-def scalar_log(run_dir: str | Path):
-    """The run's TensorBoard log (``logs/``), appended to across resumes."""
-    from shakegen.summaries import ScalarLog
+def scalar_log(run_dir: str | Path, resumed_at: int | None = None):
+    """The run's TensorBoard log (``logs/``), appended to across resumes.
 
-    return ScalarLog(Path(run_dir) / LOGS_DIR)
+    ``resumed_at``: the step a resumed run continues from; the points an earlier process wrote
+    after it (it stopped later than its last checkpoint) are dropped first, so each step has one.
+    """
+    from shakegen import summaries
+
+    logs = Path(run_dir) / LOGS_DIR
+    if resumed_at is not None:
+        summaries.trim(logs, resumed_at, prefix=EVENTS_PREFIX)
+    return summaries.ScalarLog(logs)
 
 
 def write_history(run_dir: str | Path, history: list[dict]) -> None:
@@ -426,8 +527,12 @@ def read_history(run_dir: str | Path, up_to_step: int | None = None) -> list[dic
         return []
     try:
         with open(path, encoding="utf-8") as handle:
-            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
-    except (ValueError, TypeError, csv.Error) as error:
+            reader = csv.DictReader(handle)
+            missing = [name for name in HISTORY_FIELDS if name not in (reader.fieldnames or ())]
+            if missing:
+                raise ValueError(f"it lacks the column(s) {', '.join(missing)}")
+            rows = [{key: float(value) for key, value in row.items()} for row in reader]
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is damaged ({error}). Delete it to start a new history.") from None
     if up_to_step is not None:
         rows = [row for row in rows if row["step"] <= up_to_step]

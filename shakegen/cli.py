@@ -264,11 +264,31 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option("--batch-size", type=int, default=None, help=_preset_help("batch_size", "Windows per batch."))
 @click.option(
-    "--epochs", type=int, default=None, help=_preset_help("epochs", "Epochs (the learning-rate schedule spans them).")
+    "--epochs",
+    type=int,
+    default=None,
+    help=_preset_help(
+        "epochs", "Epochs. Any budget given (this or --max-*) replaces the preset's: tiny's 20-step cap goes."
+    ),
 )
-@click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps in all.")
-@click.option("--max-minutes", type=float, default=None, help="Stop after this many minutes of training in all.")
-@click.option("--max-characters", type=int, default=None, help="Stop after training on this many characters in all.")
+@click.option(
+    "--max-steps",
+    type=int,
+    default=None,
+    help="Stop after this many optimizer steps in all; the learning-rate schedule ends there.",
+)
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop after this many minutes of training in all (the schedule then follows the epochs).",
+)
+@click.option(
+    "--max-characters",
+    type=int,
+    default=None,
+    help="Stop after training on this many characters in all; the learning-rate schedule ends there.",
+)
 @click.option(
     "--learning-rate", type=float, default=None, help=_preset_help("learning_rate", "Adam's initial learning rate.")
 )
@@ -276,7 +296,7 @@ def _preset_help(name: str, text: str) -> str:
     "--final-learning-rate",
     type=float,
     default=None,
-    help=_preset_help("final_learning_rate", "Where the cosine schedule ends, at the last planned epoch."),
+    help=_preset_help("final_learning_rate", "Where the cosine schedule ends: at the end of the budget."),
 )
 @click.option(
     "--lr-schedule",
@@ -354,9 +374,9 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option(
     "--random-seed",
-    type=int,
+    type=click.IntRange(0, 2**32 - 1),
     default=None,
-    help=_preset_help("random_seed", "Seed for weights, data order and dropout."),
+    help=_preset_help("random_seed", "Seed for weights, data order and dropout, 0 to 2**32 - 1."),
 )
 @click.option(
     "--run-dir",
@@ -366,7 +386,11 @@ def _preset_help(name: str, text: str) -> str:
 )
 @data_dir_option("Prepared data folder (prepared from the embedded corpus if empty).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
-@click.option("--overwrite", is_flag=True, help="Start over in a --run-dir that already holds a run.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start over in a --run-dir that already holds a run (only the files shakegen wrote there are removed).",
+)
 @click.option(
     "--init-from",
     default=None,
@@ -423,7 +447,10 @@ def train(
         raise click.ClickException(f"{interrupted} Resume with: shakegen train --resume --run-dir {run_dir}") from None
     finally:
         display.close()
-    ui.message(f'Run folder: {run_dir} (generate with: shakegen generate --checkpoint {run_dir} --seed "ROMEO:")')
+    from rich.markup import escape
+
+    shown = escape(str(run_dir))
+    ui.message(f'Run folder: {shown} (generate with: shakegen generate --checkpoint {shown} --seed "ROMEO:")')
 
 
 @main.command()

@@ -22,6 +22,12 @@ RNN_KERNELS = ("auto", "fused", "keras")
 # After the linear warm-up: cosine decay to final_learning_rate over the planned epochs, or constant.
 LR_SCHEDULES = ("cosine", "constant")
 
+MAX_RANDOM_SEED = 2**32 - 1  # seeds are 32 bits everywhere: weights, data order, dropout, sampling
+SEED_RANGE = f"0 to {MAX_RANDOM_SEED} (2**32 - 1)"
+# How long a run trains: the planned epochs and the caps that stop it sooner (see TrainConfig.replace).
+BUDGET_CAPS = ("max_steps", "max_minutes", "max_characters")
+BUDGET_FIELDS = ("epochs", *BUDGET_CAPS)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -67,6 +73,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
+        seed = self.random_seed
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_RANDOM_SEED:
+            raise ConfigError(f"random_seed must be an integer from {SEED_RANGE}, got {seed!r}; pick one in range.")
+        if self.val_characters is not None and self.val_characters < 2:
+            raise ConfigError(
+                f"val_characters must be at least 2 (validation predicts each character from those before it), "
+                f"got {self.val_characters}."
+            )
         if self.clip_norm is not None and not 0 <= self.clip_norm < math.inf:
             raise ConfigError(
                 f"clip_norm must be a finite positive number, or 0 for no clipping; got {self.clip_norm!r}."
@@ -143,7 +157,17 @@ class TrainConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
     def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """This config with ``changes``; a change of None is no change (an option not given).
+
+        A budget given (``BUDGET_FIELDS``: epochs, max_steps, max_minutes, max_characters)
+        replaces this config's budget: the caps it does not name are cleared, so a preset's
+        ``max_steps`` never cuts short the ``epochs`` or characters asked for. Give several to
+        keep several (the run stops at the first reached).
+        """
+        given = {key: value for key, value in changes.items() if value is not None}
+        if any(key in BUDGET_FIELDS for key in given):
+            given = {**{key: None for key in BUDGET_CAPS}, **given}
+        return dataclasses.replace(self, **given)
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -54,6 +54,20 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """How long the learning-rate schedule is: ``steps`` optimizer steps, set by the ``basis`` budget.
+
+    ``basis`` is ``epochs``, ``max_steps`` or ``max_characters``; ``minutes_budget``: a
+    ``max_minutes`` budget is set too, which cannot be counted in steps.
+    """
+
+    steps: int
+    basis: str
+    lr_schedule: str  # cosine or constant
+    minutes_budget: bool
+
+
+@dataclass(frozen=True)
 class Stepped:
     """One optimizer step finished."""
 
@@ -104,7 +118,17 @@ class CellStarted:
 
 
 Event = (
-    Preparing | Notice | FineTuning | Started | Stepped | Validating | Validated | Checkpointed | Finished | CellStarted
+    Preparing
+    | Notice
+    | FineTuning
+    | Started
+    | Schedule
+    | Stepped
+    | Validating
+    | Validated
+    | Checkpointed
+    | Finished
+    | CellStarted
 )
 Progress = Callable[[Event], None]
 

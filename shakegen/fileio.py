@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ except ImportError:  # Windows: no advisory locks; folder_lock then locks nothin
 # A temporary file untouched for this long belongs to a process that was killed: a live
 # download or checkpoint write touches its file every few seconds.
 STALE_AFTER_SECONDS = 3600.0
+_TEMPORARY_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 @contextlib.contextmanager
@@ -33,9 +35,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _create_temporary(path)
     try:
-        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual mode
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding, newline="" if encoding else None) as handle:
             yield handle
@@ -47,6 +48,53 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """``atomic_open`` for a writer that opens its file by name (TensorFlow's): yields the temporary's path.
+
+    On success the temporary is synced and renamed over ``path``; on any exception it is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = _create_temporary(path)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        fd = os.open(tmp_name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<8 random characters>.tmp`` beside ``path``, opened for writing.
+
+    Mode 0o666 and the system applies the umask, as to any new file (``tempfile.mkstemp``
+    makes 0o600, and reading the umask means setting it, which races other threads).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        suffix = "".join(secrets.choice(_TEMPORARY_CHARACTERS) for _ in range(8))
+        name = str(path.parent / f".{path.name}.{suffix}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"No unused temporary file name beside {path}")
+
+
+def is_temporary_of(name: str, target: str) -> bool:
+    """Whether ``name`` is what ``atomic_open`` names a temporary file for ``target``."""
+    return re.fullmatch(re.escape(f".{target}.") + r"[a-z0-9_]{8}\.tmp", name) is not None
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -83,14 +131,13 @@ def remove_stale_temporaries(
     Only files named as ``atomic_open`` names them and not modified for ``older_than``
     seconds, so a write in progress in another process is left alone. Returns what was removed.
     """
-    pattern = re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp")
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     now = time.time()
     for entry in folder.iterdir():
-        if not pattern.fullmatch(entry.name):
+        if not is_temporary_of(entry.name, name):
             continue
         with contextlib.suppress(FileNotFoundError):  # another process cleaned it first
             if entry.is_file() and now - entry.stat().st_mtime > older_than:
@@ -150,6 +197,21 @@ def read_json(path: str | os.PathLike):
 
 
 def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it (``os.umask`` sets it, racing other threads).
+
+    From /proc where the system has it (Linux); else from the mode a new file is given.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    folder = tempfile.mkdtemp(prefix=".umask.")
+    try:
+        probe = os.path.join(folder, "probe")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777))
+        return 0o777 & ~os.stat(probe).st_mode
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, "probe"))
+        os.rmdir(folder)

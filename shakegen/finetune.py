@@ -22,6 +22,7 @@ starts fresh, and the run's architecture (``TrainConfig.architecture``) is the b
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ FINE_TUNING_DEFAULTS = {"learning_rate": 1e-3, "patience": 3, "weight_decay": 0.
 FINAL_LEARNING_RATE_RATIO = 0.1  # the cosine schedule ends at learning_rate × this, unless set
 BIAS_SAMPLE_CHARACTERS = 4096  # characters of the new corpus the output biases are fitted on
 BIAS_SAMPLE_WINDOW = 256
+PRETRAINED_NAME = "pretrained"  # --init-from's name for the bundled model (api.resolve_run)
 
 
 @dataclass(frozen=True)
@@ -57,16 +59,31 @@ class Base:
     def val_loss(self) -> float | None:
         return self.state.get("val_loss")
 
-    def record(self) -> dict:
-        """What the fine-tuned run's config.json says about its parent."""
+    def record(self, run_dir: str | Path) -> dict:
+        """What the fine-tuned run ``run_dir``'s config.json says about its parent.
+
+        ``run`` and ``path`` name it without this machine's folders: ``pretrained``, or its
+        folder relative to ``run_dir`` (``../quick``), so the record means the same after the
+        runs are moved together, and leaks no absolute path into what the run carries.
+        """
+        relative = relative_folder(self.info.run_dir, run_dir)
         return {
-            "run": self.name,
-            "path": str(Path(self.info.run_dir).resolve()),
+            "run": PRETRAINED_NAME if self.name == PRETRAINED_NAME else relative,
+            "path": None if self.name == PRETRAINED_NAME else relative,
             "sha256": self.sha256,
             "val_loss": self.val_loss,
             "step": self.state.get("step"),
             "vocab_size": len(self.info.vocab),
         }
+
+
+def relative_folder(folder: str | Path, run_dir: str | Path) -> str:
+    """``folder`` relative to ``run_dir`` (POSIX separators); its bare name where no relative path exists."""
+    folder, run_dir = Path(folder).resolve(), Path(run_dir).resolve()
+    try:
+        return Path(os.path.relpath(folder, run_dir)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return folder.name
 
 
 def open_base(init_from: str | Path, run_dir: Path) -> Base:

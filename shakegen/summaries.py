@@ -3,13 +3,17 @@
 Scalars are written with TensorFlow's own ``tf.summary.write`` and the metadata of
 TensorBoard's scalar plugin, so training needs no TensorBoard install; viewing does
 (``pip install tensorboard``, then ``tensorboard --logdir checkpoints``). The step axis
-is the optimizer's global step, so a resumed run continues the same curves.
+is the optimizer's global step, so a resumed run continues the same curves: on resume, the
+points a stopped process wrote past the step it resumes from are first trimmed from the event
+files (``trim``), so no step holds two points (TensorBoard would show either).
 """
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
+
+from shakegen import fileio
 
 LOG_EVERY = 10  # training scalars: one point (the mean) per this many steps
 
@@ -40,6 +44,46 @@ class ScalarLog:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def trim(log_dir: str | Path, up_to_step: int, prefix: str = "events.out.tfevents.") -> int:
+    """Drop the summaries after ``up_to_step`` from every event file in ``log_dir``; return how many.
+
+    A file is rewritten (atomically: a temporary beside it, then a rename) only when it holds
+    such points; its other records (the file version) stay. A record cut short by a killed
+    writer ends the file there.
+    """
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        return 0
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    dropped = 0
+    for path in sorted(log_dir.glob(prefix + "*")):
+        kept, removed = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                event = event_pb2.Event.FromString(record.numpy())
+                if event.HasField("summary") and event.step > up_to_step:
+                    removed += 1
+                else:
+                    kept.append(record.numpy())
+        except tf.errors.DataLossError:  # a killed writer's last record: the rest is lost anyway
+            removed += 1
+        if removed:
+            _rewrite_records(path, kept)
+            dropped += removed
+    return dropped
+
+
+def _rewrite_records(path: Path, records: list[bytes]) -> None:
+    import tensorflow as tf
+
+    fileio.remove_stale_temporaries(path.parent, path.name)  # a trim killed before: this process holds the run
+    with fileio.atomic_path(path) as temporary, tf.io.TFRecordWriter(str(temporary)) as writer:
+        for record in records:  # TFRecord framing, with its checksums
+            writer.write(record)
 
 
 class TrainingLog:

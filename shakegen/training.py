@@ -57,6 +57,7 @@ RESUMABLE_CHANGES = (
 )
 EXPLOSION_FACTOR = 3.0  # char-rnn's rule: the loss passed three times its first value
 EXPLOSION_WINDOW = 8  # steps averaged before comparing with the threshold
+MIN_VALIDATION_CHARACTERS = 2  # one character to predict, one to predict it from
 
 
 @dataclass
@@ -151,6 +152,7 @@ def train(
         init_from,
     )
     with trainer.holding_run_folder(), _signals_interrupt() as received, contextlib.closing(trainer):
+        trainer.signals = received
         trainer.begin()
         try:
             while (reason := trainer.stop_reason()) is None:
@@ -178,7 +180,9 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
     has_run = checkpoint.is_run(run_dir)
     if resume and not has_run:
         raise ConfigError(f"Nothing to resume: {run_dir} holds no saved run. Train without --resume to start one.")
-    if base is not None and has_run and not overwrite:
+    if not resume:
+        check_run_folder_free(run_dir, overwrite)
+    if base is not None and checkpoint.holds_weights(run_dir) and not overwrite:
         raise ConfigError(
             f"{run_dir} already holds a run. Pass --overwrite to replace it with the fine-tuned run, or choose another "
             "--run-dir (to continue that run instead, pass --resume without --init-from)."
@@ -201,7 +205,7 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
     # Only the chief prepares data and judges the run folder; other workers follow it.
     data = ensure_prepared(data_dir, emit) if chief else prepare.load_prepared(data_dir)
     if existing is not None and chief:
-        check_compatible(existing, config, data.vocab)
+        check_compatible(existing, config, data.vocab, resume)
         if not resume:
             raise ConfigError(
                 f"{run_dir} already holds a run. Pass --resume to continue it, --overwrite to start it over, "
@@ -209,7 +213,13 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
             )
         if existing.data.get("sha256") != data.meta["sha256"]:
             emit(events.Notice(f"The prepared data differs from the data {run_dir} was trained on (SHA-256)."))
+    elif chief and not resume and not overwrite and checkpoint.holds_weights(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a run's weights (no {checkpoint.LAST_FILE} to resume from). Pass --overwrite to "
+            "start it over, or choose another --run-dir."
+        )
     config.validate(train_characters=len(data.train))
+    check_validation_split(config, len(data.val))
     replicas = strategy_object.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ConfigError(
@@ -233,6 +243,43 @@ def _open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, e
     return Trainer(config, run_dir, data, strategy_object, chief, emit, resumed=resume, vocab=vocab, base=base)
 
 
+def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a run in a folder that holds anything shakegen did not write there.
+
+    Free: a new or empty folder, or one shakegen recognises as its run folder (then starting
+    over removes only its own files: ``checkpoint.clear_run``).
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir.")
+    if checkpoint.is_empty_folder(run_dir) or checkpoint.is_run_folder(run_dir):
+        return
+    config = [checkpoint.CONFIG_FILE + " (not a shakegen run's)"] if (run_dir / checkpoint.CONFIG_FILE).exists() else []
+    held = config + checkpoint.foreign_entries(run_dir)
+    shown = ", ".join(held[:6]) + (f" and {len(held) - 6} more" if len(held) > 6 else "")
+    only = " (--overwrite replaces only a shakegen run)" if overwrite else ""
+    raise ConfigError(
+        f"{run_dir} is not a shakegen run folder: it holds {shown}, so shakegen will not train there{only}. "
+        f"Choose another --run-dir: a new or empty folder, such as {run_dir / 'run'}."
+    )
+
+
+def check_validation_split(config: TrainConfig, val_split_characters: int) -> None:
+    """Refuse a validation text too short to score, before any training (validation predicts each
+    character from those before it, so it needs at least ``MIN_VALIDATION_CHARACTERS``)."""
+    scored = min(val_split_characters, config.val_characters or val_split_characters)
+    if scored >= MIN_VALIDATION_CHARACTERS:
+        return
+    if config.val_characters is not None and config.val_characters < val_split_characters:
+        raise ConfigError(
+            f"--val-characters {config.val_characters} leaves nothing to validate on: validation needs at least "
+            f"{MIN_VALIDATION_CHARACTERS} characters. Pass --val-characters {MIN_VALIDATION_CHARACTERS} or more."
+        )
+    raise ConfigError(
+        f"The prepared validation split holds {val_split_characters} character(s); validation needs at least "
+        f"{MIN_VALIDATION_CHARACTERS}. Prepare a longer corpus, or a larger --val-fraction."
+    )
+
+
 def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> prepare.PreparedData:
     """Load the prepared corpus, preparing the embedded one first if nothing is prepared."""
     if not prepare.is_prepared(data_dir):
@@ -242,7 +289,7 @@ def ensure_prepared(data_dir: Path, emit: events.Progress = events.ignore) -> pr
     return prepare.load_prepared(data_dir)
 
 
-def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab: Vocabulary) -> None:
+def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab: Vocabulary, resume: bool = True) -> None:
     """Raise ConfigError naming what differs between a saved run and a requested one.
 
     The run's vocabulary must hold every character of the prepared data's ``vocab``: the
@@ -254,7 +301,9 @@ def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab: V
         raise ConfigError(
             f"The run in {existing.run_dir} was trained on a vocabulary of {len(existing.vocab)} characters, "
             f"but the prepared data has {len(lacking)} it lacks ({shown}). Prepare the same corpus, train into a "
-            "new --run-dir, or fine-tune the run on this corpus with --init-from."
+            "new --run-dir"
+            + ("" if resume else " (or start this one over with --overwrite)")
+            + ", or fine-tune the run on this corpus with --init-from."
         )
     mismatched = [
         f"{name} {getattr(existing.config, name)!r} (saved) vs {getattr(config, name)!r} (requested)"
@@ -262,16 +311,20 @@ def check_compatible(existing: checkpoint.RunInfo, config: TrainConfig, vocab: V
         if name not in RESUMABLE_CHANGES and getattr(existing.config, name) != getattr(config, name)
     ]
     if mismatched:
-        raise ConfigError(
-            f"The run in {existing.run_dir} differs: {'; '.join(mismatched)}. "
-            "Resume without changing these, or train into a new --run-dir."
+        fix = (
+            "Resume without changing these, pass --overwrite to start it over with yours, or train into a new --run-dir."
+            if resume
+            else "Pass --resume (without these options) to continue it, --overwrite to start it over with yours, "
+            "or train into a new --run-dir."
         )
+        raise ConfigError(f"The run in {existing.run_dir} differs: {'; '.join(mismatched)}. {fix}")
 
 
 def _data_info(data: prepare.PreparedData, counts: np.ndarray) -> dict:
     """What config.json records about the data (eval's unigram baseline uses the counts)."""
     keys = ("source", "sha256", "characters", "train_characters", "val_characters", "options")
     info = {key: data.meta[key] for key in keys}
+    info["source"] = Path(str(info["source"])).name  # the file's name: its folder is this machine's business
     info["train_counts"] = counts.tolist()
     return info
 
@@ -286,29 +339,40 @@ def _run_counts(data: prepare.PreparedData, id_table: np.ndarray | None, vocab_s
     return by_run_id
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
-    """The learning rate at each optimizer step, as a Keras schedule.
+def schedule_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[int, str]:
+    """How many optimizer steps the learning-rate schedule spans, and which budget set it.
 
-    Linear warm-up to learning_rate over warmup_steps (step s uses (s + 1) / warmup_steps of it),
-    then a cosine to final_learning_rate at the end of the planned epochs, or constant.
+    The budget the run will stop at: the fewest steps among the planned epochs, ``max_steps``
+    and ``max_characters`` (in steps of ``batch_size × seq_length``). ``max_minutes`` cannot
+    be counted in steps, so alone it leaves the schedule to the epochs (``"epochs"``).
+    """
+    budgets = {"epochs": config.epochs * steps_per_epoch}
+    if config.max_steps:
+        budgets["max_steps"] = config.max_steps
+    if config.max_characters:
+        budgets["max_characters"] = math.ceil(config.max_characters / (config.batch_size * config.seq_length))
+    basis = min(budgets, key=lambda name: (budgets[name], name != "epochs"))
+    return max(1, budgets[basis]), basis
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
+    """The learning rate at each optimizer step: Keras's ``CosineDecay``.
+
+    Linear warm-up from 0 to learning_rate over warmup_steps (Keras's ``warmup_target``), then
+    a cosine to final_learning_rate (``alpha``, as a fraction of the peak) at the end of the
+    budget (``schedule_steps``), or constant (``alpha`` 1). Past the end it stays at the final rate.
     """
     import keras
-    from keras import ops
 
-    peak, final, warmup = config.learning_rate, config.final_learning_rate, config.warmup_steps
-    decay_steps = max(1, config.epochs * steps_per_epoch - warmup)
-
-    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            step = ops.cast(step, "float32")
-            if config.lr_schedule == "constant":
-                after = peak + 0.0 * step
-            else:
-                progress = ops.minimum(ops.maximum(step - warmup, 0.0) / decay_steps, 1.0)
-                after = final + (peak - final) * 0.5 * (1.0 + ops.cos(math.pi * progress))
-            return ops.where(step < warmup, peak * (step + 1.0) / warmup, after) if warmup else after
-
-    return Schedule()
+    total, _ = schedule_steps(config, steps_per_epoch)
+    peak, warmup = config.learning_rate, config.warmup_steps
+    alpha = 1.0 if config.lr_schedule == "constant" else config.final_learning_rate / peak
+    decay_steps = max(1, total - warmup)
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, alpha=alpha, warmup_target=peak, warmup_steps=warmup
+    )
 
 
 class ExplosionGuard:
@@ -396,7 +460,8 @@ class Trainer:
         self._epoch_steps = 0
         self._pending = None  # a timed checkpoint waiting for the next step to vouch for it
         self._last_save = time.monotonic()
-        self.log = TrainingLog(None)  # opened by open_log, once the run folder is ready
+        self.log = TrainingLog(None)  # opened by begin, once the run folder is ready
+        self.signals = _Received()  # train() puts the signal handlers' record here
 
     def holding_run_folder(self):
         """Only the chief writes the run folder, and only one process at a time."""
@@ -412,17 +477,19 @@ class Trainer:
             self.state = TrainState.from_json(saved)
             for variable, value in zip(self.carried, checkpoint.read_carried(last), strict=False):
                 variable.assign(value)
-            self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.global_step)
+            # Rows past the last committed validation: written by a process stopped before it committed.
+            self.history = checkpoint.read_history(self.run_dir, up_to_step=self.state.last_validation_step)
         else:
             counts = _run_counts(self.data, self.id_table, len(self.vocab))
             if self.chief:
-                parent = self.base.record() if self.base else None
+                parent = self.base.record(self.run_dir) if self.base else None
                 info = _data_info(self.data, counts)
                 checkpoint.start_run(self.run_dir, self.config, self.vocab, info, self.model.count_params(), parent)
             if self.base is not None:
                 self._start_from_base(counts)
         if self.chief:
-            self.log = TrainingLog(checkpoint.scalar_log(self.run_dir))
+            resumed_at = self.state.global_step if self.resumed else None
+            self.log = TrainingLog(checkpoint.scalar_log(self.run_dir, resumed_at=resumed_at))
 
         self.emit(
             events.Started(
@@ -438,6 +505,8 @@ class Trainer:
                 val_split_characters=len(self.data.val),
             )
         )
+        steps, basis = schedule_steps(self.config, self.steps_per_epoch)
+        self.emit(events.Schedule(steps, basis, self.config.lr_schedule, bool(self.config.max_minutes)))
 
     def _start_from_base(self, counts: np.ndarray) -> None:
         """Assign the base's weights, set the new characters' output biases, and say what was added."""
@@ -599,23 +668,27 @@ class Trainer:
             "elapsed_seconds": state.elapsed_seconds,
             "characters_seen": state.characters_seen,
         }
-        self.history.append(row)
         improved = state.best_val_loss is None or validation.loss < state.best_val_loss
-        if improved:
-            state.best_val_loss, state.best_epoch, state.validations_since_best = validation.loss, row["epoch"], 0
-        else:
-            state.validations_since_best += 1
-        state.last_validation_step = state.global_step
-        state.train_nll_sum, state.train_count = 0.0, 0
-        if finished_epoch:
-            state.epoch += 1
-            state.epoch_start_step = state.global_step
-            self._batches = None
+        # Persist, then commit: an interrupt before the commit leaves the state as it was, so
+        # last.npz never records a best that best.npz does not hold, and the validation is
+        # simply done again on resume (rows past the last committed one are dropped then).
         if self.chief:
-            checkpoint.write_history(self.run_dir, self.history)  # before last.npz: see checkpoint.py
-            if improved:
+            checkpoint.write_history(self.run_dir, [*self.history, row])  # before last.npz: see checkpoint.py
+        with self.signals.deferred():  # best.npz and the state it matches change together
+            if self.chief and improved:
                 best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
                 checkpoint.save(checkpoint.checkpoint_path(self.run_dir, "best"), self.model, best)
+            self.history.append(row)
+            if improved:
+                state.best_val_loss, state.best_epoch, state.validations_since_best = validation.loss, row["epoch"], 0
+            else:
+                state.validations_since_best += 1
+            state.last_validation_step = state.global_step
+            state.train_nll_sum, state.train_count = 0.0, 0
+            if finished_epoch:
+                state.epoch += 1
+                state.epoch_start_step = state.global_step
+                self._batches = None
         return row, improved
 
     def _best_windowed_loss(self) -> float | None:
@@ -666,14 +739,31 @@ class Trainer:
 class _Received:
     name: str = "Ctrl-C"
     signalled: bool = False
+    deferring: bool = False  # inside ``deferred``: a signal waits for its end
+    pending: bool = False
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """A block no signal interrupts: one that arrives inside stops training at its end."""
+        if self.deferring:
+            yield
+            return
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def _signals_interrupt():
-    """Within the block, SIGTERM and SIGHUP stop training like Ctrl-C (the checkpoint is saved).
+    """Within the block, Ctrl-C, SIGTERM and SIGHUP stop training (the checkpoint is saved).
 
     Kubernetes, Slurm and spot instances send SIGTERM before killing; a closed terminal
-    sends SIGHUP. Yields which signal arrived, for the message.
+    sends SIGHUP. Yields which signal arrived, for the message, and ``deferred`` blocks.
     """
     received = _Received()
     if threading.current_thread() is not threading.main_thread():
@@ -683,10 +773,15 @@ def _signals_interrupt():
     def handler(number, frame):
         if received.signalled:  # already stopping: let the checkpoint be written
             return
-        received.name, received.signalled = signal.Signals(number).name, True
+        received.name = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        received.signalled = True
+        if received.deferring:
+            received.pending = True
+            return
         raise KeyboardInterrupt
 
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGTERM, signal.SIGHUP)}
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield received
     finally:
@@ -719,7 +814,8 @@ def make_train_step(model, optimizer, config: TrainConfig, strategy, carried: li
     variables = model.trainable_variables
     carried = carried or []
     layers = model.rnn_layers[: len(carried)]
-    seed = tf.constant(config.random_seed, tf.int32)
+    # The seed's 32 bits as int32: seeds below 2**31 keep their value, those above get their own masks.
+    seed = tf.constant(np.array(config.random_seed, np.uint32).view(np.int32), tf.int32)
     replicas = strategy.num_replicas_in_sync
     global_characters = float(config.batch_size * config.seq_length)
 

@@ -7,12 +7,12 @@ honours NO_COLOR and drops colour and live displays when stderr is not a termina
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -34,6 +34,7 @@ console = Console(
 
 
 def message(text: str) -> None:
+    """Print ``text`` on stderr; it is rich markup, so user text in it goes through ``escape`` first."""
     console.print(text)
 
 
@@ -64,7 +65,7 @@ def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(escape(key), escape(value))  # plain text: a path may hold [brackets]
     return table
 
 
@@ -90,6 +91,7 @@ class TrainDisplay:
             events.Notice: self.on_notice,
             events.FineTuning: self.on_fine_tuning,
             events.Started: self.on_start,
+            events.Schedule: self.on_schedule,
             events.Stepped: self.on_step,
             events.Validating: self.on_validating,
             events.Validated: self.on_validated,
@@ -102,18 +104,20 @@ class TrainDisplay:
 
     def on_cell(self, event: events.CellStarted):
         note = " (already finished, not trained again)" if event.skipped else ""
-        console.rule(f"cell {event.cell}{note}")
+        console.rule(f"cell {escape(event.cell)}{note}")
 
     def on_preparing(self, event: events.Preparing):
-        message(f"Nothing is prepared in {event.data_dir}; preparing {event.which} first.")
+        message(f"Nothing is prepared in {escape(event.data_dir)}; preparing {escape(event.which)} first.")
 
     def on_notice(self, event: events.Notice):
-        message(f"[yellow]Warning:[/] {event.message}")
+        message(f"[yellow]Warning:[/] {escape(event.message)}")
 
     def on_fine_tuning(self, event: events.FineTuning):
         loss = f" (val loss {event.base_val_loss:.4f})" if event.base_val_loss is not None else ""
         if event.added:
-            shown = " ".join(show_char(char) for char in event.added[:40]) + (" …" if len(event.added) > 40 else "")
+            shown = " ".join(escape(show_char(char)) for char in event.added[:40]) + (
+                " …" if len(event.added) > 40 else ""
+            )
             grown = (
                 f"{len(event.added)} characters added to its {event.base_characters} "
                 f"(ids {event.base_characters}–{event.base_characters + len(event.added) - 1}): {shown}"
@@ -121,7 +125,7 @@ class TrainDisplay:
         else:
             grown = f"no characters added: the corpus uses only characters among its {event.base_characters}"
         unused = f"; {event.unused} of its characters do not occur in this corpus and are kept" if event.unused else ""
-        message(f"Fine-tuning from {event.base}{loss}: {grown}{unused}.")
+        message(f"Fine-tuning from {escape(event.base)}{loss}: {grown}{unused}.")
 
     def on_start(self, event: events.Started):
         config = event.config
@@ -137,7 +141,7 @@ class TrainDisplay:
         state = event.state
         verb = f"Resuming at epoch {state.epoch + 1}, step {state.global_step}" if event.resumed else "Training"
         message(
-            f"{verb} in {event.run_dir}: {config.epochs} epochs of {event.steps_per_epoch} steps "
+            f"{verb} in {escape(event.run_dir)}: {config.epochs} epochs of {event.steps_per_epoch} steps "
             f"(batch {config.batch_size} × {config.seq_length} characters), {optimizer_summary(config)}, {config.precision}"
             + (f", across {event.replicas} replicas." if event.replicas > 1 else ".")
         )
@@ -149,6 +153,18 @@ class TrainDisplay:
         )
         saving = f", last.npz every {config.checkpoint_minutes:g} min" if config.checkpoint_minutes else ""
         message(f"Validating {every}{capped}{saving}.")
+
+    def on_schedule(self, event: events.Schedule):
+        if event.lr_schedule == "constant":
+            return
+        if event.basis == "epochs" and event.minutes_budget:
+            message(
+                f"The learning-rate schedule follows the planned epochs ({event.steps:,} steps): a --max-minutes "
+                "budget cannot be counted in steps; give --max-steps or --max-characters to anneal within the budget."
+            )
+            return
+        budgets = {"epochs": "the planned epochs", "max_steps": "--max-steps", "max_characters": "the character budget"}
+        message(f"The learning rate anneals over {event.steps:,} steps ({budgets.get(event.basis, event.basis)}).")
 
     def on_step(self, event: events.Stepped):
         if not console.is_terminal:
@@ -181,7 +197,7 @@ class TrainDisplay:
 
     def on_checkpointed(self, event: events.Checkpointed):
         if not console.is_terminal:
-            message(f"checkpoint at step {event.step} saved to {event.path}")
+            message(f"checkpoint at step {event.step} saved to {escape(event.path)}")
 
     def _stop_bar(self):
         if self.progress is not None:
@@ -209,9 +225,11 @@ class TrainDisplay:
             "max_characters": "the character budget was reached",
             "patience": "validation loss stopped improving (--patience)",
         }
+        from shakegen.evaluate import safe_exp  # training has loaded TensorFlow by now; ui never does itself
+
         state = event.state
         best = (
-            f" Best val loss {state.best_val_loss:.4f} streaming (perplexity {_safe_exp(state.best_val_loss):.3f}) "
+            f" Best val loss {state.best_val_loss:.4f} streaming (perplexity {safe_exp(state.best_val_loss):.3f}) "
             f"at epoch {state.best_epoch:.3g}"
             if state.best_val_loss is not None
             else ""
@@ -225,14 +243,6 @@ class TrainDisplay:
         self._stop_bar()
 
 
-def _safe_exp(value: float) -> float:
-    """exp that shows inf for a huge loss instead of raising OverflowError.
-
-    evaluate.safe_exp's twin: ui never imports TensorFlow, and evaluate does.
-    """
-    return math.exp(value) if value < 700 else math.inf
-
-
 def eval_table(rows: list[dict]) -> Table:
     """One column per evaluated checkpoint, so runs compare side by side; the first line and the
     caption name the protocol, so a figure is never read against one measured another way."""
@@ -244,7 +254,7 @@ def eval_table(rows: list[dict]) -> Table:
     table = Table(title=f"Perplexity on the {first['text']}", caption=caption, title_justify="left")
     table.add_column("")
     for row in rows:
-        table.add_column(f"{row['run']}\n({row['which']})", justify="right")
+        table.add_column(f"{escape(str(row['run']))}\n({row['which']})", justify="right")
 
     def line(label, render):
         table.add_row(label, *(render(row) for row in rows))
@@ -265,7 +275,7 @@ def eval_table(rows: list[dict]) -> Table:
     line("unigram baseline ppl", lambda r: f"{r['unigram_perplexity']:.2f}" if r["unigram_perplexity"] else "–")
     line("cell, parameters", lambda r: f"{r['cell']}, {r['parameters']:,}")
     line("epoch, step", lambda r: f"{'–' if r['epoch'] is None else format(r['epoch'], '.3g')}, {r['step']}")
-    line("training minutes", lambda r: f"{r['training_minutes']:.1f}")
+    line("training minutes", lambda r: "–" if r["training_minutes"] is None else f"{r['training_minutes']:.1f}")
     if any(r["left_out_characters"] for r in rows):
         line("unknown chars left out", lambda r: f"{r['left_out_characters']:,}")
     return table

@@ -179,7 +179,10 @@ def test_run_folder_records_its_parent(fine_tuned, base_run, new_data):
     best = base_run / "best.npz"
     assert parent["sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
     assert parent["val_loss"] == checkpoint.read_state(best)["val_loss"]
-    assert parent["run"] == str(base_run) and parent["vocab_size"] == len(checkpoint.read_run(base_run).vocab)
+    assert parent["vocab_size"] == len(checkpoint.read_run(base_run).vocab)
+    # Named relative to the run folder (both sit in one folder), never by this machine's absolute path.
+    assert parent["run"] == parent["path"] == "../base" and (run / parent["run"]).resolve() == base_run.resolve()
+    assert str(base_run.parent) not in (run / "config.json").read_text(encoding="utf-8")
     info = checkpoint.read_run(run)
     assert info.parent == parent
     # The base's architecture, the fine-tuning defaults the user did not override, the user's others.
@@ -338,7 +341,14 @@ def test_into_a_folder_holding_a_run_needs_overwrite(folder, base_run, new_data)
         training.train(_config(), run_dir, new_data, init_from=base_run)
     assert _files(run_dir) == before
     training.train(_config(epochs=1), run_dir, new_data, init_from=base_run, overwrite=True)
-    assert checkpoint.read_run(run_dir).parent["run"] == str(base_run)
+    assert checkpoint.read_run(run_dir).parent["run"] == "../base"
+
+
+def test_the_pretrained_parent_is_recorded_by_name(tmp_path):
+    base = finetune.open_base("pretrained", tmp_path / "run")
+    record = base.record(tmp_path / "run")
+    assert record["run"] == "pretrained" and record["path"] is None
+    assert not any(isinstance(value, str) and "/" in value for value in record.values())
 
 
 def test_command_line(folder, base_run, new_data, monkeypatch):

@@ -270,3 +270,80 @@ def test_one_training_process_per_run_folder(trained_run, small_data):
     assert stale.exists()
     train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
+def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
+    tmp_path, small_data, small_config, how, monkeypatch
+):
+    """Stopped while the curves of an improved validation are redrawn: last.npz must not record a
+    best that best.npz does not hold, and the resumed run ends where an uninterrupted one does."""
+    from shakegen import plots
+
+    config = small_config.replace(eval_every=10)
+    straight = train(config, tmp_path / "straight", small_data)
+    improved_at, best_so_far = [], float("inf")
+    for row in straight.history:
+        if row["val_loss"] < best_so_far:
+            improved_at.append(int(row["step"]))
+            best_so_far = row["val_loss"]
+    target = improved_at[1]  # the second validation that set a best: best.npz exists before it
+    real_curves = plots.loss_curves_png
+
+    def interrupted_curves(history, title):
+        if int(history[-1]["step"]) == target:
+            if how == "SIGTERM":
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises KeyboardInterrupt right here
+            raise KeyboardInterrupt
+        return real_curves(history, title)
+
+    monkeypatch.setattr(plots, "loss_curves_png", interrupted_curves)
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "run", small_data)
+    last = checkpoint.read_state(tmp_path / "run" / "last.npz")
+    best = checkpoint.read_state(tmp_path / "run" / "best.npz")
+    assert last["global_step"] == target
+    assert last["best_val_loss"] == best["val_loss"] and best["step"] < target
+    monkeypatch.setattr(plots, "loss_curves_png", real_curves)
+    resumed = train(None, tmp_path / "run", small_data, resume=True)
+    assert [row["step"] for row in resumed.history] == [row["step"] for row in straight.history]  # no row twice
+    assert [row["val_loss"] for row in resumed.history] == pytest.approx(
+        [row["val_loss"] for row in straight.history],
+        rel=1e-5,  # history.csv keeps 6 significant digits
+    )
+    assert checkpoint.read_state(tmp_path / "run" / "best.npz") == checkpoint.read_state(
+        tmp_path / "straight" / "best.npz"
+    )
+    _assert_same_weights(tmp_path / "straight", tmp_path / "run")
+
+
+def _event_points(log_dir):
+    """[(tag, step, value)] of every scalar in every event file, duplicates included."""
+    import tensorflow as tf
+
+    points = []
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                points.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+    return points
+
+
+def test_a_resume_trims_the_points_written_past_its_checkpoint(tmp_path, small_data, small_config):
+    """A process that wrote TensorBoard points past its last checkpoint (killed after a timed
+    checkpoint, say) leaves them behind; the resumed run must not log those steps twice."""
+    config = small_config.replace(eval_every=10, lr_schedule="constant", max_steps=20)
+    run_dir = tmp_path / "run"
+    train(config, run_dir, small_data)
+    at_20 = (run_dir / "last.npz").read_bytes()
+    train(None, run_dir, small_data, resume=True, changes={"max_steps": 40})  # logs steps 21..40
+    (run_dir / "last.npz").write_bytes(at_20)  # as if it had died with its last checkpoint at step 20
+    result = train(None, run_dir, small_data, resume=True, changes={"max_steps": 40})
+    points = _event_points(run_dir / "logs")
+    counted = {}
+    for tag, step, _ in points:
+        counted[(tag, step)] = counted.get((tag, step), 0) + 1
+    assert max(counted.values()) == 1, sorted(key for key, count in counted.items() if count > 1)
+    validation = {step: value for tag, step, value in points if tag == "validation/loss"}
+    assert validation == pytest.approx({int(row["step"]): row["val_loss"] for row in result.history}, rel=1e-5)
+    assert sorted(step for tag, step, _ in points if tag == "train/loss") == [10, 20, 30, 40]

@@ -215,7 +215,8 @@ def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_pat
     1..k (each from a run stopped there: training does not depend on the average), computed here
     in NumPy; last.npz keeps the raw weights."""
     decay, steps = 0.6, 4
-    config = small_config.replace(ema_decay=decay, eval_every=steps)
+    # A constant rate: runs stopped at k are then prefixes of one run (a cosine would follow each budget).
+    config = small_config.replace(ema_decay=decay, eval_every=steps, lr_schedule="constant")
     raw = []
     for k in range(1, steps + 1):
         train(config.replace(max_steps=k), tmp_path / f"run{k}", small_data)
@@ -229,7 +230,7 @@ def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_pat
         np.testing.assert_allclose(best[name], average[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert not np.allclose(best[names[0]], raw[-1][names[0]])  # last.npz: the raw weights
     history = checkpoint.read_history(tmp_path / f"run{steps}")
-    plain = train(small_config.replace(eval_every=steps, max_steps=steps), tmp_path / "plain", small_data)
+    plain = train(config.replace(ema_decay=0.0, max_steps=steps), tmp_path / "plain", small_data)
     assert history[-1]["val_loss"] != plain.history[-1]["val_loss"]  # validated on the average
     assert history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"], rel=1e-6)
 
@@ -249,17 +250,17 @@ def test_invalid_optimizer_settings_refused(change, message):
 
 
 def test_learning_rate_schedule_warms_up_then_decays_as_planned():
-    """Known points of the schedule the optimizer reads: linear warm-up, then cosine or constant."""
+    """Known points of the schedule the optimizer reads: linear warm-up from 0 (Keras's), then cosine or constant."""
     from shakegen.training import learning_rate_schedule
 
     spe = 10  # 3 epochs: 30 planned steps, 10 of them warm-up, a cosine over the other 20
     config = TrainConfig(epochs=3, learning_rate=1e-2, final_learning_rate=1e-3, warmup_steps=10)
     rate = learning_rate_schedule(config, spe)
-    expected = {0: 1e-3, 4: 5e-3, 9: 1e-2, 10: 1e-2, 20: 5.5e-3, 30: 1e-3, 45: 1e-3}
+    expected = {0: 0.0, 4: 4e-3, 9: 9e-3, 10: 1e-2, 20: 5.5e-3, 30: 1e-3, 45: 1e-3}
     for step, value in expected.items():
         assert float(rate(step)) == pytest.approx(value, rel=1e-6), step
     constant = learning_rate_schedule(config.replace(lr_schedule="constant"), spe)
-    assert [float(constant(step)) for step in (0, 9, 10, 30)] == pytest.approx([1e-3, 1e-2, 1e-2, 1e-2])
+    assert [float(constant(step)) for step in (0, 9, 10, 30)] == pytest.approx([0.0, 9e-3, 1e-2, 1e-2])
     # Without warm-up it is Keras's own cosine decay, which runs used before warm-up existed.
     import keras
 
@@ -272,9 +273,9 @@ def test_learning_rate_schedule_warms_up_then_decays_as_planned():
 def test_learning_rate_column_follows_the_warm_up(tmp_path, small_data, small_config):
     config = small_config.replace(warmup_steps=4, eval_every=1, max_steps=3, lr_schedule="constant")
     result = train(config, tmp_path / "run", small_data)
-    # The history records the rate of the step that follows each validation.
+    # The history records the rate of the step that follows each validation (step k: k / 4 of the peak).
     rates = [row["learning_rate"] for row in result.history]
-    assert rates == pytest.approx([config.learning_rate * k / 4 for k in (2, 3, 4)], rel=1e-5)
+    assert rates == pytest.approx([config.learning_rate * k / 4 for k in (1, 2, 3)], rel=1e-5)
 
 
 def test_weight_decay_is_decoupled_and_spares_biases(tmp_path, small_data, small_config):
@@ -304,3 +305,121 @@ def test_weight_decay_is_decoupled_and_spares_biases(tmp_path, small_data, small
             np.testing.assert_allclose(difference, config.learning_rate * decay * w0, atol=2e-7, err_msg=name)
             decayed += 1
     assert decayed >= 3  # embedding, kernels, output
+
+
+def _cosine(step, total, peak, final):
+    """The cosine from ``peak`` to ``final`` over ``total`` steps, written out (not Keras's)."""
+    import math
+
+    progress = min(step, total) / total
+    return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def test_tiny_anneals_to_the_final_rate_at_its_step_budget(tmp_path, small_data):
+    """tiny stops at step 20: the schedule must end there, not after its planned epochs."""
+    from shakegen.training import learning_rate_schedule
+
+    tiny = PRESETS["tiny"]
+    rate = learning_rate_schedule(tiny, steps_per_epoch=1960)  # the embedded corpus: 3,920 planned steps
+    for step in (0, 5, 10, 15, 20, 25):
+        assert float(rate(step)) == pytest.approx(_cosine(step, 20, tiny.learning_rate, tiny.final_learning_rate))
+    assert float(rate(20)) == pytest.approx(tiny.final_learning_rate)
+    # A run: ten epochs planned, the budget of 20 steps reached first; the history's rates follow it.
+    config = tiny.replace(epochs=10, max_steps=20, eval_every=5)
+    result = train(config, tmp_path / "run", small_data)
+    assert [row["step"] for row in result.history] == [5, 10, 15, 20]
+    expected = [_cosine(row["step"], 20, tiny.learning_rate, tiny.final_learning_rate) for row in result.history]
+    assert [row["learning_rate"] for row in result.history] == pytest.approx(expected, rel=1e-5)
+    assert result.history[-1]["learning_rate"] == pytest.approx(tiny.final_learning_rate, rel=1e-5)
+
+
+def test_a_character_budget_sets_the_schedule_and_minutes_say_they_cannot():
+    from shakegen.training import learning_rate_schedule, schedule_steps
+
+    config = TrainConfig(batch_size=4, seq_length=8, epochs=50, learning_rate=1e-2, final_learning_rate=1e-3)
+    characters = config.replace(max_characters=4 * 8 * 12 - 5)  # 12 steps reach it (the last one partly)
+    assert schedule_steps(characters, steps_per_epoch=100) == (12, "max_characters")
+    assert float(learning_rate_schedule(characters, 100)(12)) == pytest.approx(1e-3)
+    assert float(learning_rate_schedule(characters, 100)(6)) == pytest.approx(_cosine(6, 12, 1e-2, 1e-3))
+    assert schedule_steps(config.replace(max_minutes=3.0), steps_per_epoch=100) == (5000, "epochs")
+    assert schedule_steps(config.replace(max_steps=30, max_characters=10**9), steps_per_epoch=100) == (30, "max_steps")
+
+
+def test_a_minutes_budget_says_the_schedule_follows_the_epochs(tmp_path, small_data):
+    args = ["train", "--preset", "tiny", "--epochs", "1", "--max-minutes", "5", "--data-dir", str(small_data)]
+    result = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    steps = checkpoint.read_state(tmp_path / "run" / "last.npz")["global_step"]
+    assert f"The learning-rate schedule follows the planned epochs ({steps} steps)" in result.output
+    assert "--max-minutes" in result.output
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"epochs": 3}, {"max_characters": 200_000}, {"max_minutes": 2.0}],
+    ids=["epochs", "characters", "minutes"],
+)
+def test_a_budget_given_replaces_the_presets_step_cap(given):
+    """tiny caps runs at 20 steps; a budget asked for must not be cut short by it (README's
+    `compare --preset tiny --characters 200000` trained 10,240 characters)."""
+    config = PRESETS["tiny"].replace(**given)
+    assert config.max_steps is None
+    assert {name: getattr(config, name) for name in given} == given
+    assert PRESETS["tiny"].replace(dropout=0.1).max_steps == 20  # other options keep it
+    both = PRESETS["tiny"].replace(max_steps=5, max_characters=100)
+    assert (both.max_steps, both.max_characters) == (5, 100)
+
+
+def test_compare_base_budget_trains_the_characters_asked_for(tmp_path, small_data):
+    """The base config `compare --preset tiny --characters N` builds trains N characters (more epochs
+    than tiny's two: the small corpus holds 10 steps an epoch)."""
+    base = PRESETS["tiny"].replace(max_minutes=None, max_characters=16 * 32 * 25, epochs=10, random_seed=1)
+    result = train(base.replace(cell="gru"), tmp_path / "run", small_data)
+    assert result.state.stop_reason == "max_characters" and result.state.characters_seen == 16 * 32 * 25
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_random_seed_out_of_range_is_one_line(tmp_path, small_data, seed):
+    args = ["train", "--preset", "tiny", "--random-seed", seed, "--data-dir", str(small_data)]
+    result = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "0<=x<=4294967295" in result.output.replace(" ", "")
+    with pytest.raises(ConfigError, match=r"random_seed must be an integer from 0 to 4294967295"):
+        train(PRESETS["tiny"].replace(random_seed=int(seed)), tmp_path / "run", small_data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_largest_random_seed_trains(tmp_path, small_data, small_config):
+    config = small_config.replace(max_steps=2, dropout=0.3, weight_drop=0.2, random_seed=2**32 - 1)
+    assert train(config, tmp_path / "top", small_data).state.global_step == 2
+    assert all(np.isfinite(value).all() for value in _weights(tmp_path / "top").values() if value.dtype.kind == "f")
+
+
+def test_val_characters_below_two_is_refused_before_training(tmp_path, small_data, small_config):
+    args = ["train", "--preset", "tiny", "--val-characters", "1", "--data-dir", str(small_data)]
+    result = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "val_characters must be at least 2" in result.output
+    assert not (tmp_path / "run").exists()
+    train(small_config.replace(val_characters=2, max_steps=2, eval_every=1), tmp_path / "two", small_data)
+
+
+def test_a_history_missing_a_column_is_one_line_on_resume(trained_run, small_data):
+    text = (trained_run / "history.csv").read_text().splitlines()
+    header = text[0].split(",")
+    column = header.index("step")
+    lines = [",".join(value for index, value in enumerate(line.split(",")) if index != column) for line in text]
+    (trained_run / "history.csv").write_text("\n".join(lines) + "\n")
+    args = ["train", "--resume", "--epochs", "3", "--run-dir", str(trained_run), "--data-dir", str(small_data)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "history.csv is damaged" in result.output and "step" in result.output
+
+
+def test_data_options_not_an_object_is_one_line(trained_run):
+    raw = json.loads((trained_run / "config.json").read_text())
+    raw["data"]["options"] = ["lowercase"]
+    (trained_run / "config.json").write_text(json.dumps(raw))
+    result = CliRunner().invoke(main, ["generate", "--checkpoint", str(trained_run), "--length", "5"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "'data.options' must be an object" in result.output
