@@ -152,7 +152,9 @@ def _checked_host(url: str) -> str:
 
 
 def _check_writable(out: Path) -> None:
-    """Fail before any transfer if ``out`` cannot be written (its folder is a file, or not writable)."""
+    """Fail before any transfer if ``out`` cannot be written (a folder, in a file, or not writable)."""
+    if out.is_dir():
+        raise ConfigError(f"Cannot write the download to {out}: it is a folder. Pass a file path with --out.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()

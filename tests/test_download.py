@@ -177,3 +177,10 @@ def test_cli_an_out_that_cannot_be_written_is_refused_before_fetching(server, tm
     args = ["download", "--url", f"{server.base}/input.txt", "--out", str(tmp_path / "notes" / "c.txt")]
     _one_line_error(CliRunner().invoke(main, args), "notes is a file, not a folder", "--out")
     assert server.hits("/input.txt") == 0 and (tmp_path / "notes").read_text() == "mine"
+
+
+def test_cli_an_empty_out_is_a_folder_refused_before_fetching(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["download", "--url", f"{server.base}/input.txt", "--out", ""]
+    _one_line_error(CliRunner().invoke(main, args), "it is a folder", "--out")
+    assert server.hits("/input.txt") == 0 and list(tmp_path.iterdir()) == []
