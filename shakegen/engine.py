@@ -65,8 +65,7 @@ class Layer:
         u = recurrent_kernel.shape[0]
         bias = np.asarray(bias, np.float64)
         self.variant, self.units = variant, u
-        self.kernel64 = np.asarray(kernel, np.float64)  # kept for the first layer's table
-        self.kernel = _f32(kernel)
+        self.kernel = _f32(kernel)  # float16 bundles widen exactly
         self.gate_bias = self.recurrent_bias = self.constant_gates = None
         if variant == "gru":
             self.input_bias, self.recurrent_bias = bias[0], _f32(bias[1])
@@ -88,7 +87,7 @@ class Layer:
 
     def table(self, embedding) -> np.ndarray:
         """The input projection of every character, embedding @ W + b_in: (V, k) float32 from float64."""
-        return _f32(np.asarray(embedding, np.float64) @ self.kernel64 + self.input_bias)
+        return _f32(np.asarray(embedding, np.float64) @ self.kernel.astype(np.float64) + self.input_bias)
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """x (..., input) -> x @ W + b_in (..., k)."""
@@ -186,7 +185,7 @@ class Engine:
         self.cell, self.num_layers = cell, num_layers
 
     def zero_context(self, batch: int = 1) -> Context:
-        """No text read: zero states, and logits None-like zeros (never used to predict)."""
+        """No text read: zero states (its logits are zeros, never used: nothing predicts the first character)."""
         states = tuple(np.zeros((batch, layer.units), np.float32) for layer in self.layers)
         return Context(np.zeros((batch, self.vocab_size), np.float32), states)
 
