@@ -14,6 +14,7 @@ import shakegen
 from shakegen.cli import main
 from shakegen.errors import CheckpointError, ConfigError, EvaluationError, SamplingError
 from shakegen.vocab import UnknownCharactersError
+from tests.reference import run_weights, sampling_gaps_for
 
 
 def _cli_texts(run_dir, *options):
@@ -44,6 +45,67 @@ def test_generate_equals_the_cli(trained_run, options, cli_options):
     several = model.generate("First", length=80, num_samples=3, **options)
     assert several == _cli_texts(trained_run, "--seed", "First", "--length", "80", "--num-samples", "3", *cli_options)
     assert several[1] == model.generate("First", length=80, **{**options, "random_seed": options["random_seed"] + 1})
+
+
+def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options: dict) -> None:
+    """Every character of every sample is what a float64 NumPy forward pass, the options'
+    definitions and the random seed's noise (TensorFlow's Philox, recomputed in NumPy) give;
+    only a float near-tie may pick another."""
+    from shakegen import checkpoint
+
+    info = checkpoint.read_run(run_dir)
+    weights = run_weights(Path(run_dir) / checkpoint.BEST_FILE, info.config.cell)  # straight from the file
+    for index, text in enumerate(texts):
+        assert text.startswith(seed)
+        gaps = sampling_gaps_for(
+            weights,
+            info.vocab.encode(seed),
+            info.vocab.encode(text[len(seed) :]),
+            len(info.vocab),
+            options.get("temperature", 0.8),
+            options.get("top_k"),
+            options.get("top_p"),
+            (options["random_seed"] + index) % 2**32,
+        )
+        assert gaps.max() < 1e-4 and np.count_nonzero(gaps) <= 1, (index, gaps.max())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(temperature=0.8, top_p=0.9, random_seed=7),
+        dict(temperature=1.3, top_k=5, random_seed=3),
+        dict(temperature=0.0, random_seed=1),
+        dict(temperature=1.0, random_seed=2**31 + 9),
+        dict(temperature=0.6, top_k=12, top_p=0.95, random_seed=2**32 - 1),  # sample 1 wraps to seed 0
+    ],
+    ids=["top-p", "top-k", "greedy", "seed-above-2**31", "largest-seed"],
+)
+def test_api_and_cli_texts_follow_the_reference_probabilities_and_noise(trained_run, options):
+    """An independent check of what the equality tests above compare shakegen with itself on."""
+    model = shakegen.load(trained_run)
+    texts = model.generate("First", length=100, num_samples=2, **options)
+    _assert_follows_the_reference(trained_run, "First", texts, options)
+    streamed = "".join(model.stream("First", length=100, **options))
+    assert streamed == texts[0]
+    cli_options = [f"--random-seed={options['random_seed']}", "--temperature", str(options["temperature"])]
+    cli_options += ["--top-k", str(options["top_k"])] if "top_k" in options else []
+    cli_options += ["--top-p", str(options["top_p"])] if "top_p" in options else []
+    cli = _cli_texts(trained_run, "--seed", "First", "--length", "100", "--num-samples", "2", *cli_options)
+    _assert_follows_the_reference(trained_run, "First", cli, options)
+
+
+def test_random_seeds_outside_32_bits_are_refused_in_one_line(trained_run):
+    model = shakegen.load(trained_run)
+    for bad in (-1, 2**32):
+        with pytest.raises(SamplingError, match="^Random seed must be an integer from 0 to 4294967295, got"):
+            model.generate("First", length=5, random_seed=bad)
+        result = CliRunner().invoke(
+            main, ["generate", "--checkpoint", str(trained_run), "--seed", "A", f"--random-seed={bad}"]
+        )
+        assert result.exit_code == 2 and "not in the range 0<=x<=4294967295" in result.output
+        assert "Traceback" not in result.output
+    assert model.generate(length=20) and 0 <= model.last_random_seed < 2**32
 
 
 def test_stream_yields_as_it_samples(trained_run):

@@ -12,6 +12,7 @@ from shakegen import checkpoint, corpus, prepare, pretrained, training
 from shakegen.cli import main
 from shakegen.config import TrainConfig
 from shakegen.errors import CheckpointError
+from tests.reference import log_softmax, model_logits, run_weights
 
 
 def test_the_bundled_model_scores_the_figure_stored_with_it():
@@ -25,13 +26,54 @@ def test_the_bundled_model_scores_the_figure_stored_with_it():
     report = model.evaluate(split="val", data_dir=None)
     assert report.characters == model.info.data["val_characters"] - 1
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-4)
-    # No last.npz ships: how long it trained comes from its history.
+    # No last.npz ships: how long it trained to its best weights comes from its history.
     history = checkpoint.read_history(pretrained.BUNDLE_DIR)
-    assert report.training_minutes == pytest.approx(history[-1]["elapsed_seconds"] / 60)
+    at_best = next(row for row in history if row["step"] == report.step)
+    assert report.training_minutes == pytest.approx(at_best["elapsed_seconds"] / 60)
     # The weights ship in float16; float32 copies of them are what runs.
     weights = checkpoint.read_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE)
     assert all(value.dtype == np.float16 for value in weights.values())
     assert abs(card["val_loss_streaming"] - card["val_loss_streaming_float32_weights"]) < pretrained.STORAGE_TOLERANCE
+
+
+def test_the_bundled_model_scores_a_validation_slice_as_a_numpy_forward_pass():
+    """Independent of the code that wrote the card: its float16 weights read from the file, a
+    float64 forward pass written from the GRU equations, on the first 2,000 characters of the
+    validation split (the cleaned corpus after its training characters), streaming from zeros."""
+    info = checkpoint.read_run(pretrained.BUNDLE_DIR)
+    text = info.clean(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
+    assert len(text) == info.data["characters"]
+    validation = text[info.data["train_characters"] :]
+    assert len(validation) == info.data["val_characters"]
+    piece = validation[:2000]
+    ids = info.vocab.encode(piece)
+    logits, _ = model_logits(
+        run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell), ids[None, :-1]
+    )
+    expected = -log_softmax(logits[0])[np.arange(len(ids) - 1), ids[1:]].mean()
+    report = shakegen.load("pretrained").evaluate(piece)
+    assert report.characters == len(piece) - 1 and report.left_out_characters == 0
+    assert report.loss == pytest.approx(expected, abs=1e-4)
+    assert 1.0 < expected < 2.0  # a trained model's figure, not a degenerate one
+
+
+def test_portable_run_config_names_no_path():
+    raw = {
+        "format": "shakegen-run/1",
+        "data": {"source": "/home/someone/corpora/bible.txt", "sha256": "ab", "characters": 10},
+        "parent": {"run": "/home/someone/runs/base/", "path": "/home/someone/runs/base", "sha256": "cd"},
+        "config": {"cell": "gru"},
+    }
+    portable = pretrained.portable_run_config(raw)
+    assert portable == {
+        "format": "shakegen-run/1",
+        "data": {"source": "bible.txt", "sha256": "ab", "characters": 10},
+        "parent": {"run": "base", "sha256": "cd"},
+        "config": {"cell": "gru"},
+    }
+    assert raw["data"]["source"] == "/home/someone/corpora/bible.txt"  # a copy: the run's own is untouched
+    windows = {"data": {"source": "C:\\Users\\x\\input.txt"}, "parent": {"run": "pretrained"}}
+    assert pretrained.portable_run_config(windows) == {"data": {"source": "input.txt"}, "parent": {"run": "pretrained"}}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +104,11 @@ def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, t
     float32 = shakegen.load(embedded_run).evaluate(split="val", data_dir=data_dir)
     assert float32.loss == pytest.approx(card["val_loss_streaming_float32_weights"], abs=1e-6)
     assert card["command"] == "shakegen train --preset tiny" and card["storage"] == "float16"
+    # What ships names no path of the machine that built it: the corpus by its file name.
+    assert checkpoint.read_run(out).data["source"] == corpus.EMBEDDED_CORPUS.name
+    for path in out.iterdir():
+        for where in (tmp_path, embedded_run.parent, corpus.EMBEDDED_CORPUS.parent):
+            assert str(where.resolve()).encode() not in path.read_bytes(), (path.name, where)
 
 
 def test_build_refuses_a_run_trained_on_another_corpus(trained_run, tmp_path):
