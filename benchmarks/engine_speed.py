@@ -11,7 +11,7 @@
        rusage of that child alone). The children are started by a small process that imports
        only the standard library: a child's peak RSS counts its parent's pages up to its exec.
 
-    python benchmarks/engine_speed.py [--rounds 5] [--length 2000] [--batches 1,2,4,8,16,32]
+    python benchmarks/engine_speed.py [--rounds 5] [--length 2000] [--batches 1,2,4,8,16,32] [--blas-threads 1,2]
     python benchmarks/engine_speed.py --cold [--runs 5] [--cold-length 500] [--cli-args "--engine tensorflow"]
 """
 
@@ -47,15 +47,19 @@ out.write("\\n")
 """
 
 
-def engine_sampler(run_dir):
+def engine_sampler(run_dir, blas_threads: int = 1):
     from shakegen import engine
 
     loaded, info, _ = engine.load(run_dir)
     seed_ids = info.vocab.encode(SEED)
 
     def run(length: int, batch: int) -> None:
-        for _ in loaded.sample(seed_ids, length, num_samples=batch, temperature=TEMPERATURE):
-            pass
+        engine.BLAS_THREADS = blas_threads
+        try:
+            for _ in loaded.sample(seed_ids, length, num_samples=batch, temperature=TEMPERATURE):
+                pass
+        finally:
+            engine.BLAS_THREADS = 1
 
     return run
 
@@ -75,10 +79,14 @@ def tensorflow_sampler(run_dir):
     return run
 
 
-def warm(run_dir, batches: list[int], length: int, rounds: int) -> None:
+def warm(run_dir, batches: list[int], length: int, rounds: int, blas_threads: list[int]) -> None:
     from common import alternate, report, timed_rate  # imports TensorFlow
 
-    ways = {"engine": engine_sampler(run_dir), "tensorflow": tensorflow_sampler(run_dir)}
+    ways = {
+        "engine" if count == 1 else f"engine, {count} BLAS threads": engine_sampler(run_dir, count)
+        for count in blas_threads
+    }
+    ways["tensorflow"] = tensorflow_sampler(run_dir)
     crossover = None
     for batch in batches:
         for run in ways.values():
@@ -92,9 +100,8 @@ def warm(run_dir, batches: list[int], length: int, rounds: int) -> None:
         print(f"\nbatch {batch}: {length:,} characters per sample, {rounds} alternating rounds")
         rates = alternate(runs, rounds, pause=0.5)
         report(rates, f"tensorflow, batch {batch}", "chars/s")
-        if crossover is None and statistics.median(rates[f"tensorflow, batch {batch}"]) > statistics.median(
-            rates[f"engine, batch {batch}"]
-        ):
+        engine_best = max(statistics.median(values) for name, values in rates.items() if name.startswith("engine"))
+        if crossover is None and statistics.median(rates[f"tensorflow, batch {batch}"]) > engine_best:
             crossover = batch
     print(
         f"\ncrossover: {'TensorFlow faster from batch ' + str(crossover) if crossover else 'none in ' + str(batches)}"
@@ -163,6 +170,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--length", type=int, default=2000, help="characters per sample in the warm comparison")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes, e.g. 1,2,4,8,16,32")
+    parser.add_argument("--blas-threads", default="1", help="engine OpenBLAS thread counts to compare, e.g. 1,2")
     parser.add_argument("--cold", action="store_true", help="also time whole fresh processes")
     parser.add_argument("--cold-only", action="store_true", help="only time whole fresh processes")
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per command")
@@ -177,7 +185,8 @@ def main():
 
     print(f"processor: {processor_description()}; run: {Path(args.run)}")
     if not args.cold_only:
-        warm(args.run, [int(value) for value in args.batches.split(",")], args.length, args.rounds)
+        batches = [int(value) for value in args.batches.split(",")]
+        warm(args.run, batches, args.length, args.rounds, [int(value) for value in args.blas_threads.split(",")])
     if args.cold or args.cold_only:
         cold(args.run, args.cold_length, args.runs, shlex.split(args.cli_args))
 

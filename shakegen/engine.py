@@ -35,6 +35,7 @@ from shakegen.errors import CheckpointError, SamplingError
 
 BLOCK = 64  # characters per yielded block (and per draw of noise)
 WINDOW = 2048  # characters per layer-by-layer pass while priming or scoring: bounds memory
+BLAS_THREADS = 1  # OpenBLAS threads for the loops (see blas_threads)
 # Below float32's smallest normal number a temperature cannot scale logits meaningfully: greedy.
 GREEDY_BELOW = float(np.finfo(np.float32).tiny)
 
@@ -222,7 +223,7 @@ class Engine:
         """Read ``ids`` (any length, at least one) from ``context`` (zero states when None), at batch 1."""
         ids = self._check_ids(ids, 1)
         states = (context or self.zero_context()).states
-        with blas_threads.limited(1):
+        with blas_threads.limited(BLAS_THREADS):
             for start in range(0, len(ids), WINDOW):
                 logits, states, _ = self._read(ids[start : start + WINDOW], states, keep=False)
         return Context(logits[-1:], tuple(states))
@@ -235,7 +236,7 @@ class Engine:
         pieces, layers_out = [], [[] for _ in self.layers]
         for start in range(0, len(ids), WINDOW):
             window = ids[start : start + WINDOW]
-            with blas_threads.limited(1):
+            with blas_threads.limited(BLAS_THREADS):
                 logits, states, outputs = self._read(window, states, keep=hidden)
             predicting = logits[:-1] if previous is None else np.concatenate([previous, logits[:-1]])
             targets = window if previous is not None else window[1:]
@@ -289,7 +290,7 @@ class Engine:
             count = min(block, length - start)
             gumbel = None if greedy else noise.gumbel_numpy(keys, np.arange(start, start + count), self.vocab_size)
             chosen = np.empty((batch, count), np.int32)
-            with blas_threads.limited(1):  # not while the caller holds the block
+            with blas_threads.limited(BLAS_THREADS):  # not while the caller holds the block
                 for t in range(count):
                     if greedy:
                         ids = np.argmax(logits, axis=-1)
