@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from shakegen.errors import ConfigError
 
-MAX_RANDOM_SEED = 2**31 - 1  # sample i uses (random_seed + i) mod 2**31
+MAX_RANDOM_SEED = 2**32 - 1  # as everywhere in shakegen; sample i uses (random_seed + i) mod 2**32
 MAX_TEMPERATURE = 10.0  # far past where text is noise; keeps the field's range finite
 
 

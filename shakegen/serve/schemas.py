@@ -140,7 +140,8 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
             None,
             ge=0,
             le=MAX_RANDOM_SEED,
-            description="Same seed and options, same text (sample i uses random_seed + i); null draws one.",
+            description="Same seed and options, same text (sample i uses random_seed + i, modulo 2**32); "
+            "null draws one, reported in the answer.",
         )
         num_samples: int = Field(1, ge=1, le=limits.max_samples, description="Independent samples.")
         skip_unknown: bool = Field(False, description="Drop seed characters the model does not know.")

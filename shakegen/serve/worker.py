@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -91,11 +90,13 @@ class ModelWorker:
         Raises:
             SamplingError, UnknownCharactersError: bad options or seed.
         """
+        from shakegen import sampling
+
         options = self.model.sampling_options(temperature, top_k, top_p)
         # TextModel.generate's rule: no seed primes a newline and the text is only what follows it.
         text, dropped = ("\n", []) if seed is None else self.model.seed_text(seed, skip_unknown)
         if random_seed is None:  # drawn as the CLI draws it, and reported so the text can be had again
-            random_seed = int.from_bytes(os.urandom(4), "little") >> 1
+            random_seed = sampling.draw_random_seed()
         prefix = "" if seed is None else text
         return GenerationPlan(text, prefix, length, options, num_samples, random_seed, dropped)
 
