@@ -88,18 +88,18 @@ def looks_binary(path: str | Path, encoding: str = "utf-8") -> bool:
     The one binary check, for every text shakegen reads. The first 8 kB are decoded in
     ``encoding`` (undecodable bytes replaced): text in any encoding holds no U+0000 and few
     control characters. NUL *bytes* are not counted, since UTF-16 and UTF-32 text is full
-    of them. An unknown encoding gives False: reading the file then says what is wrong.
+    of them. An unknown or bytes-to-bytes encoding gives False: reading the file says so.
     """
+    try:
+        check_encoding(encoding)
+    except CorpusError:
+        return False  # an unknown or bytes-to-bytes codec: reading the file says so
     with open(path, "rb") as handle:
         head = handle.read(_BINARY_SNIFF_BYTES)
     try:
         text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
-    except LookupError:
-        return False
     except (UnicodeError, ValueError, TypeError):  # codecs that cannot replace (idna): judge the bytes
         return b"\x00" in head
-    if not isinstance(text, str):  # a bytes-to-bytes codec; check_encoding refuses it
-        return False
     return "\x00" in text or len(_BINARY_CONTROL.findall(text)) > 0.3 * len(text)
 
 

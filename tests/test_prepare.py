@@ -416,3 +416,11 @@ def test_reuse_returns_a_matching_preparation_without_reading_again(tmp_path):
     meta = prepare.prepare_corpus(old, tmp_path / "d", reuse=True, progress=lambda *a: stages.append(a[0]))
     assert stages == [] and meta == json.loads((tmp_path / "d" / "prepared" / "meta.json").read_text())
     assert prepare.prepare_corpus(new, tmp_path / "d", reuse=True)["source"] == str(new)  # another file: prepared
+
+
+@pytest.mark.parametrize("encoding", ["hex", "base64", "no-such-codec", "undefined", "punycode"])
+def test_eval_text_in_an_encoding_that_cannot_read_text_is_one_line(tmp_path, encoding):
+    text = tmp_path / "t.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 5)
+    args = ["eval", "--checkpoint", "pretrained", "--text", str(text), "--encoding", encoding]
+    _one_line_error(CliRunner().invoke(main, args), encoding)
