@@ -2,8 +2,8 @@
 
 The engine's products are small ((batch, units) by (units, 3 units), once per character). Split
 over threads they gain little, and on a busy machine OpenBLAS's spinning threads fight for the
-cores: the pretrained model sampled about 150 characters/s at batch 1 with two BLAS threads on
-a loaded 2-core machine against about 2,300 with one. The engine therefore runs its loops under
+cores: on a 2-core AMD EPYC shared with other work, the pretrained model sampled 150 to 220
+characters/s at batch 1 with two BLAS threads, against about 2,300 with one. The engine therefore runs its loops under
 ``limited(1)``, which lowers OpenBLAS's thread count for the duration and restores it after.
 
 OpenBLAS is found among the libraries this process has loaded (``/proc/self/maps``) and set
