@@ -756,10 +756,10 @@ def eval_command(
 )
 @click.option(
     "--random-seed",
-    type=int,
+    type=click.IntRange(0, 2**32 - 1),
     default=PRESETS["quick"].random_seed,
     show_default=True,
-    help="Seed shared by every cell when --seeds is not given.",
+    help="Seed shared by every cell when --seeds is not given (0 to 2**32 - 1).",
 )
 @click.option(
     "--out-dir",
@@ -769,11 +769,21 @@ def eval_command(
     help="One run folder per cell (and seed), plus compare.csv/.json/.png.",
 )
 @data_dir_option("Prepared data folder (prepared from the embedded corpus if empty).")
-def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, data_dir) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Train again, from scratch, the runs in --out-dir made with other settings (only shakegen's own run "
+    "files are removed).",
+)
+def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, data_dir, overwrite) -> None:
     """Train several GRU variants on the same data, seeds and budget, and compare them.
 
-    Resumes: a run that already finished is not trained again. With a character budget,
-    each run validates about ten times, so short budgets still have curves.
+    Resumes: a run in --out-dir made with exactly these settings (preset, budget, seed,
+    corpus) is reused if finished and resumed if not; a run made otherwise is refused
+    before anything trains, unless --overwrite. The budget alone decides how long each run
+    trains: the preset's step cap is lifted, and a character budget gets the epochs it
+    needs. With a character budget, each run validates about ten times, so short budgets
+    still have curves.
 
     \b
     Example:
@@ -781,6 +791,8 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
       shakegen compare --seeds 1,2,3 --characters 10000000
       shakegen compare --preset tiny --seeds 1,2 --characters 200000
     """
+    import dataclasses
+
     from shakegen import compare as comparing
 
     cell_list = comparing.parse_cells(cells)
@@ -790,10 +802,15 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
     import_tensorflow()
     if minutes is None and characters is None:
         minutes = 5.0
-    base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)
+    # The budget is the comparison's: the preset's own step cap (tiny's 20) must not cut it short.
+    base = dataclasses.replace(
+        PRESETS[preset], max_steps=None, max_minutes=minutes, max_characters=characters, random_seed=random_seed
+    )
     display = ui.TrainDisplay()
     try:
-        rows = comparing.compare(cell_list, base, out_dir, data_dir, seeds=seed_list, progress=display)
+        rows = comparing.compare(
+            cell_list, base, out_dir, data_dir, seeds=seed_list, progress=display, overwrite=overwrite
+        )
     finally:
         display.close()
     ui.console.print(ui.compare_table(rows))

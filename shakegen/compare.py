@@ -7,22 +7,28 @@ difference can be read against the seed-to-seed noise.
 
 Each (cell, seed) trains in its own run folder under the output folder, so a comparison
 resumes: a run that already finished is not trained again, one that was interrupted resumes.
+Only a run whose recorded settings (every field of its TrainConfig, budget included, and the
+corpus's SHA-256) are those asked is reused or resumed; any other is refused before anything
+is trained, unless ``overwrite`` asks to train it again from scratch.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import statistics
 from pathlib import Path
 
-from shakegen import checkpoint, fileio, prepare
+from shakegen import checkpoint, events, fileio
 from shakegen.config import CELLS, ConfigError, TrainConfig
-from shakegen.dataset import steps_per_epoch
+from shakegen.dataset import epoch_batches, steps_per_epoch
+from shakegen.errors import CheckpointError
 from shakegen.events import CellStarted
+from shakegen.noise import SEED_RANGE
 from shakegen.plots import compare_png
-from shakegen.training import train
+from shakegen.training import ensure_prepared, train
 
 RUN_FIELDS = (
     "cell",
@@ -36,6 +42,8 @@ RUN_FIELDS = (
     "minutes",
 )
 VALIDATIONS_PER_RUN = 10  # with a character budget: validation points on each curve
+SHOWN_DIFFERENCES = 3  # settings named when a run in --out-dir differs from the one asked
+MAX_RANDOM_SEED = SEED_RANGE - 1  # random seeds are 32-bit everywhere in shakegen
 
 
 def parse_cells(text: str) -> list[str]:
@@ -55,6 +63,11 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds must be comma-separated integers such as 1,2,3; got {text!r}.") from None
     if not seeds:
         raise ConfigError("--seeds needs at least one integer, such as 1,2,3.")
+    outside = [seed for seed in seeds if not 0 <= seed <= MAX_RANDOM_SEED]
+    if outside:
+        raise ConfigError(
+            f"--seeds must be integers from 0 to {MAX_RANDOM_SEED:,} (2**32 - 1); got {', '.join(map(str, outside))}."
+        )
     return list(dict.fromkeys(seeds))
 
 
@@ -64,6 +77,25 @@ def run_folder(out_dir: Path, cell: str, seed: int, several_seeds: bool) -> Path
 
 def _finished(run_dir: Path) -> bool:
     return bool(checkpoint.read_state(checkpoint.checkpoint_path(run_dir, "last")).get("stop_reason"))
+
+
+def with_budget_epochs(config: TrainConfig, train_characters: int) -> TrainConfig:
+    """A character budget is the run's length: enough epochs that it, not ``epochs``, ends the run.
+
+    Epochs' step counts differ by up to one with their random offsets, so they are counted
+    for this run's seed, epoch by epoch (``dataset.epoch_batches``).
+    """
+    if not config.max_characters:
+        return config
+    steps = math.ceil(config.max_characters / (config.batch_size * config.seq_length))
+    epochs, covered = 0, 0
+    while covered < steps:
+        covered += epoch_batches(
+            train_characters, config.seq_length, config.batch_size, config.random_seed, epochs, config.stateful
+        )
+        epochs += 1
+    # dataclasses.replace: TrainConfig.replace would take a new epochs as a new budget and clear the cap.
+    return config if epochs <= config.epochs else dataclasses.replace(config, epochs=epochs)
 
 
 def with_validation_points(base: TrainConfig, train_characters: int | None = None) -> TrainConfig:
@@ -82,6 +114,51 @@ def with_validation_points(base: TrainConfig, train_characters: int | None = Non
     return base.replace(eval_every=max(1, steps // VALIDATIONS_PER_RUN))
 
 
+def run_config(base: TrainConfig, cell: str, seed: int, train_characters: int) -> TrainConfig:
+    """The exact configuration the (cell, seed) run trains with, as its config.json records it."""
+    from shakegen import cells
+
+    config = with_budget_epochs(base.replace(cell=cell, random_seed=seed), train_characters)
+    return config.resolved(gpu=cells.gpu_visible())  # precision "auto" made concrete, as training does
+
+
+def differences(existing: checkpoint.RunInfo, config: TrainConfig, sha256: str | None) -> list[str]:
+    """What differs between a run's recorded settings and ``config`` (and the corpus), by name."""
+    saved, asked = existing.config.to_json(), config.to_json()
+    found = [f"{name} {saved[name]!r} there, {asked[name]!r} asked" for name in asked if saved[name] != asked[name]]
+    if existing.data.get("sha256") != sha256:
+        found.append("another corpus (SHA-256)")
+    return found
+
+
+def _plan(run_dir: Path, config: TrainConfig, sha256: str | None, overwrite: bool) -> str:
+    """``reuse``, ``resume``, ``new`` or ``overwrite`` for one run folder; refuses a run made otherwise.
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run with other settings (or a damaged one), and not ``overwrite``.
+    """
+    if not checkpoint.is_run(run_dir):
+        return "new"
+    try:
+        existing = checkpoint.read_run(run_dir)
+    except CheckpointError:
+        if overwrite:
+            return "overwrite"
+        raise
+    found = differences(existing, config, sha256)
+    if not found:
+        return "reuse" if _finished(run_dir) else "resume"
+    if overwrite:
+        return "overwrite"
+    shown = "; ".join(found[:SHOWN_DIFFERENCES]) + (
+        f"; {len(found) - SHOWN_DIFFERENCES} more" if len(found) > SHOWN_DIFFERENCES else ""
+    )
+    raise ConfigError(
+        f"{run_dir} holds a {existing.config.cell} run made with other settings ({shown}), so its figures are not "
+        "this comparison's. Choose another --out-dir, or pass --overwrite to train it again with these settings."
+    )
+
+
 def compare(
     cells: list[str],
     base: TrainConfig,
@@ -89,28 +166,44 @@ def compare(
     data_dir: str | Path = "data",
     seeds: list[int] | None = None,
     progress=None,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Train every cell with ``base`` once per seed; return one summary row per cell.
 
-    ``base.max_minutes`` and/or ``base.max_characters`` are the per-run budget. Writes
-    compare.csv (one row per run), compare.json (cells and runs) and compare.png.
+    ``base.max_minutes`` and/or ``base.max_characters`` are the per-run budget (a character
+    budget raises ``epochs`` where needed, so every run trains on that many characters).
+    Writes compare.csv (one row per run), compare.json (cells and runs) and compare.png.
+
+    A run already in ``out_dir`` is reused (finished) or resumed (interrupted) only when it was
+    made with exactly these settings; every run is checked before any trains.
+
+    Args:
+        overwrite: train again, from scratch, the runs in ``out_dir`` made with other settings
+            (training removes only its own files there); matching runs are still reused.
+    Raises:
+        ConfigError: a run in ``out_dir`` was made with other settings, and not ``overwrite``.
     """
     out_dir = Path(out_dir)
     seeds = seeds or [base.random_seed]
-    train_characters = len(prepare.load_prepared(data_dir).train) if prepare.is_prepared(data_dir) else None
+    data = ensure_prepared(Path(data_dir), progress or events.ignore)  # the runs' settings depend on its length
+    train_characters, sha256 = len(data.train), data.meta.get("sha256")
     base = with_validation_points(base, train_characters)
-    runs = []
+    planned = []
     for cell in cells:
         for seed in seeds:
             run_dir = run_folder(out_dir, cell, seed, len(seeds) > 1)
-            finished = _finished(run_dir)
-            if progress:
-                progress(CellStarted(cell if len(seeds) == 1 else f"{cell}, seed {seed}", finished))
-            if not finished:
-                resume = checkpoint.is_run(run_dir)
-                config = base.replace(cell=cell, random_seed=seed)
-                train(config, run_dir, data_dir, resume=resume, overwrite=not resume, progress=progress)
-            runs.append(summarise(run_dir))
+            config = run_config(base, cell, seed, train_characters)
+            planned.append((cell, seed, run_dir, config, _plan(run_dir, config, sha256, overwrite)))
+    runs = []
+    for cell, seed, run_dir, config, action in planned:
+        if progress:
+            progress(CellStarted(cell if len(seeds) == 1 else f"{cell}, seed {seed}", action == "reuse"))
+        if action != "reuse":
+            resume = action == "resume"
+            # A folder that holds no run yet is training's to judge; --overwrite lets it clear its own leftovers.
+            start_over = action == "overwrite" or (action == "new" and overwrite)
+            train(config, run_dir, data_dir, resume=resume, overwrite=start_over, progress=progress)
+        runs.append(summarise(run_dir))
     cell_rows = [summarise_cell([run for run in runs if run["cell"] == cell]) for cell in cells]
     write_results(out_dir, cell_rows, runs, len(seeds) > 1)
     return cell_rows
