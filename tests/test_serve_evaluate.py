@@ -51,6 +51,14 @@ def model(tiny_run):  # noqa: F811
     return shakegen.load(tiny_run)
 
 
+@pytest.fixture(scope="module")
+def one_call(model, long_text):
+    """The long text scored in one call of the Python API: its report, and how many compiled calls it took."""
+    calls = []
+    report = model.evaluate(long_text, progress=lambda *done: calls.append(done))
+    return report, len(calls)
+
+
 def wait_for(server: Server, condition, what: str) -> dict:
     """/healthz until ``condition(health)``; a bound on waiting, never an assertion on time."""
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -92,7 +100,7 @@ def test_a_stopped_evaluation_unwinds_and_an_error_is_raised_again(model, long_t
         failing.result()
 
 
-def test_a_small_generate_is_answered_while_a_long_text_is_scored(server, model, long_text):
+def test_a_small_generate_is_answered_while_a_long_text_is_scored(server, model, long_text, one_call):
     finished: list[str] = []
     answers: dict = {}
 
@@ -119,7 +127,7 @@ def test_a_small_generate_is_answered_while_a_long_text_is_scored(server, model,
     assert finished == ["generate", "evaluate"]
     answer = answers["evaluate"]
     assert answer.status_code == 200, answer.text
-    expected = model.evaluate(long_text)
+    expected = one_call[0]
     assert answer.json()["loss"] == pytest.approx(expected.loss, rel=1e-9)
     figures = answer.json()
     assert figures["characters"] == expected.characters
@@ -128,7 +136,7 @@ def test_a_small_generate_is_answered_while_a_long_text_is_scored(server, model,
     assert after["evaluations_finished"] == before["evaluations_finished"] + 1 and after["evaluating_now"] == 0
 
 
-def test_an_evaluation_whose_client_leaves_stops(server, model, long_text):
+def test_an_evaluation_whose_client_leaves_stops(server, long_text, one_call):
     before = server.health()
     body = json.dumps({"text": long_text}).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as client:
@@ -147,9 +155,7 @@ def test_an_evaluation_whose_client_leaves_stops(server, model, long_text):
     assert stopped["evaluations_stopped"] == before["evaluations_stopped"] + 1
     assert stopped["evaluations_finished"] == before["evaluations_finished"]
     # Scoring the text to its end takes every one of its turns; the abandoned one took far fewer.
-    full = []
-    model.evaluate(long_text, progress=lambda *done: full.append(done))
-    assert stopped["evaluation_turns"] - before["evaluation_turns"] < len(full) // 2
+    assert stopped["evaluation_turns"] - before["evaluation_turns"] < one_call[1] // 2
     # The model's thread is free again: turns do not go on being taken.
     assert server.post("/v1/generate", {"seed": "First", "length": 10, "random_seed": 1}).status_code == 200
     assert server.health()["evaluation_turns"] == stopped["evaluation_turns"]
