@@ -91,8 +91,10 @@ class EvaluationReport:
     unigram_perplexity: float | None
     epoch: float | None
     step: int | None
-    training_minutes: float
+    training_minutes: float | None  # up to these weights (the best's own, not the run's total)
     left_out_characters: int
+    same_corpus: bool | None = None  # a split of the corpus the run was trained on? None: a text
+    corpus_note: str | None = None  # one sentence when it is not
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -268,12 +270,18 @@ class TextModel:
         prepared corpus in ``data_dir``; a run trained on the embedded Tiny Shakespeare, like
         the pretrained model, needs nothing prepared: with ``data_dir=None`` or an unprepared
         one its split is cut in memory). Text is cleaned as the run's corpus was; characters
-        the model does not know are left out and counted (``strict`` refuses them).
+        the model does not know are left out and counted (``strict`` refuses them). A split of
+        a corpus other than the run's own is scored all the same, and the report says so
+        (``same_corpus`` False, ``corpus_note``).
 
         Args:
             protocol: ``"streaming"`` (the state carried through the whole text) or
                 ``"windows"`` (every ``window`` characters from a zero state, nanoGPT's way;
-                ``samples`` random windows instead of all, drawn with ``random_seed``).
+                ``samples`` random windows instead of all, drawn with ``random_seed``, an
+                integer from 0 to 2**32 - 1).
+        Raises:
+            EvaluationError: not exactly one of text, path and split; an unknown split or
+                protocol; a bad window, sample count or random seed; see ``evaluation_ids``.
         """
         from shakegen import evaluate
 
@@ -284,15 +292,21 @@ class TextModel:
             )
         chosen = evaluate.Protocol(protocol, window, samples, random_seed).validate()
         if text is not None:
-            ids, left_out = evaluate.string_ids(self.info, text, strict)
+            found = evaluate.EvaluationText(*evaluate.string_ids(self.info, text, strict))
             what = "text"
         else:
-            ids, left_out = evaluate.evaluation_ids(
+            found = evaluate.evaluation_ids(
                 self.info, split=split, text_path=path, data_dir=data_dir, strict=strict, encoding=encoding
             )
             what = str(path) if path is not None else f"{split} split"
-        row = evaluate.report(self.model, self.info, self.which, self.saved_state, ids, chosen, progress)
-        return EvaluationReport(text=what, left_out_characters=left_out, **row)
+        row = evaluate.report(self.model, self.info, self.which, self.saved_state, found.ids, chosen, progress)
+        return EvaluationReport(
+            text=what,
+            left_out_characters=found.left_out,
+            same_corpus=found.same_corpus,
+            corpus_note=found.corpus_note,
+            **row,
+        )
 
 
 def train(

@@ -587,6 +587,26 @@ def generate(
     ui.message(f"[dim]{characters:,} characters in {seconds:.2f} s ({characters / max(seconds, 1e-9):,.0f} char/s)[/]")
 
 
+def _weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
+    """``best``, ``last`` or, for ``both``, those of the two the run holds (saying so when one is missing)."""
+    from rich.markup import escape
+
+    from shakegen import checkpoint
+
+    if which != "both":
+        return [which]
+    held = [kind for kind in ("best", "last") if checkpoint.checkpoint_path(run_dir, kind).is_file()]
+    if len(held) == 1:
+        missing = "last" if held == ["best"] else "best"
+        ui.console.print(  # one line, however long the path
+            f"[yellow]Note: {escape(str(run_dir))} holds only its {held[0]} weights (no {missing}.npz); "
+            f"evaluating {held[0]} only.[/]",
+            soft_wrap=True,
+        )
+        return held
+    return ["best", "last"]  # both, or neither: loading then says what is missing
+
+
 @main.command(name="eval")
 @click.option(
     "--checkpoint",
@@ -650,9 +670,9 @@ def generate(
 )
 @click.option(
     "--random-seed",
-    type=int,
+    type=click.IntRange(0, 2**32 - 1),
     default=None,
-    help="Seed of the random windows of --samples. [default: 0]",
+    help="Seed of the random windows of --samples, from 0 to 2**32 - 1. [default: 0]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def eval_command(
@@ -667,7 +687,9 @@ def eval_command(
     predicted almost blind, so this figure is higher. Compare a figure only with one
     measured the same way. Weights are evaluated in float32 whatever the run was trained
     in. Baselines for scale: uniform (perplexity = vocabulary size) and the training
-    split's character frequencies (unigram).
+    split's character frequencies (unigram). A split of a corpus other than the one the
+    run was trained on is scored all the same, with a note (and "same_corpus": false in
+    --json). Training minutes are those up to the weights evaluated.
 
     \b
     Example:
@@ -704,22 +726,27 @@ def eval_command(
     )
     evaluate.Protocol(measure["protocol"], measure["window"], measure["samples"], measure["random_seed"]).validate()
     runs = [api.resolve_run(run) for run in checkpoints] or [run_folder(None)]
-    kinds = ["best", "last"] if which == "both" else [which]
+    from rich.markup import escape
+
+    # Every run and its weights loaded before any is scored: a missing one fails at once, not
+    # after the others' figures were computed and thrown away.
+    models = [(run_dir, api.load(run_dir, kind)) for run_dir in runs for kind in _weights_to_evaluate(run_dir, which)]
     what = {"path": text_path} if text_path else {"split": split}
     rows = []
-    for run_dir in runs:
-        for index, kind in enumerate(kinds):
-            model = api.load(run_dir, kind)
-            with ui.byte_progress(f"Evaluating {run_dir} ({kind})") as update:
-                report = model.evaluate(
-                    **what, data_dir=data_dir, strict=strict, encoding=encoding, progress=update, **measure
-                )
-            if report.left_out_characters and index == 0:
-                ui.message(
-                    f"[yellow]Left out {report.left_out_characters:,} characters {run_dir} does not know "
-                    "(--strict refuses them).[/]"
-                )
-            rows.append(report.to_json())
+    for index, (run_dir, model) in enumerate(models):
+        first_of_run = index == 0 or models[index - 1][0] != run_dir
+        with ui.byte_progress(f"Evaluating {run_dir} ({model.which})") as update:
+            report = model.evaluate(
+                **what, data_dir=data_dir, strict=strict, encoding=encoding, progress=update, **measure
+            )
+        if report.left_out_characters and first_of_run:
+            ui.message(
+                f"[yellow]Left out {report.left_out_characters:,} characters {escape(str(run_dir))} does not know "
+                "(--strict refuses them).[/]"
+            )
+        if report.corpus_note and first_of_run:
+            ui.console.print(f"[yellow]Note: {escape(report.corpus_note)}[/]", soft_wrap=True)  # one line
+        rows.append(report.to_json())
     if as_json:
         click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:

@@ -18,6 +18,7 @@ that cross-entropy / ln 2. Never an average of per-window exp(loss).
 from __future__ import annotations
 
 import math
+import operator
 import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from shakegen import inference
 from shakegen.errors import EvaluationError
+from shakegen.noise import SEED_RANGE
 
 DEFAULT_WINDOW = 512  # streaming: characters per compiled call (does not change the figure)
 MAX_STREAMS = 32
@@ -35,6 +37,8 @@ PROTOCOLS = ("streaming", "windows")
 EVAL_WINDOW = 256  # windows protocol: nanoGPT's block size on Tiny Shakespeare
 WINDOW_BATCH_CHARACTERS = 32768  # windows protocol: characters per compiled call
 BINCOUNT_CHUNK = 1 << 22
+SPLITS = ("val", "train")
+MAX_RANDOM_SEED = SEED_RANGE - 1  # random seeds are 32-bit everywhere in shakegen
 
 
 def safe_exp(value: float) -> float:
@@ -60,6 +64,19 @@ class CrossEntropy:
     @property
     def bits_per_character(self) -> float:
         return self.loss / math.log(2)
+
+
+def check_random_seed(random_seed) -> int:
+    """``random_seed`` as an int, or EvaluationError unless it is an integer in 0..2**32 - 1."""
+    try:
+        seed = operator.index(random_seed)  # an integer (NumPy's too), never a float or a string
+    except TypeError:
+        seed = None
+    if seed is None or isinstance(random_seed, bool) or not 0 <= seed <= MAX_RANDOM_SEED:
+        raise EvaluationError(
+            f"The random seed must be an integer from 0 to {MAX_RANDOM_SEED:,} (2**32 - 1), got {random_seed!r}."
+        )
+    return seed
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class Protocol:
             raise EvaluationError(f"The window must be a positive number of characters, got {self.window}.")
         if self.samples is not None and self.samples < 1:
             raise EvaluationError(f"samples must be a positive number of windows, got {self.samples}.")
+        check_random_seed(self.random_seed)
         return self
 
     def describe(self) -> str:
@@ -240,6 +258,7 @@ def window_starts(predicted: int, window: int, samples: int | None = None, rando
             f"The text predicts {predicted:,} characters, fewer than one window of {window}; random windows need "
             "a longer text. Lower --window, or drop --samples to score the whole text as one window."
         )
+    check_random_seed(random_seed)
     # A start s reads ids[s : s + window] and predicts ids[s + 1 : s + window + 1].
     return np.random.default_rng(random_seed).integers(0, predicted - window + 1, size=samples, dtype=np.int64)
 
@@ -398,38 +417,58 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
     return ids, left_out
 
 
+@dataclass(frozen=True)
+class EvaluationText:
+    """What ``evaluation_ids`` found to evaluate.
+
+    ``ids``: the encoded text. ``left_out``: characters left out as unknown to the run.
+    ``same_corpus``: for a split, whether it is of the corpus the run was trained on (by the
+    cleaned text's SHA-256; ``None`` for a text file, or a run that records no hash), and
+    ``corpus_note``: one sentence saying so when it is not.
+    """
+
+    ids: np.ndarray
+    left_out: int = 0
+    same_corpus: bool | None = None
+    corpus_note: str | None = None
+
+
 def evaluation_ids(
     info, *, split: str | None, text_path=None, data_dir="data", strict: bool = False, encoding: str | None = None
-):
-    """The encoded text to evaluate a run on, and how many characters were left out as unknown.
+) -> EvaluationText:
+    """The encoded text to evaluate a run on (see ``EvaluationText``).
 
     Args:
         info: the run's ``RunInfo``.
         split: ``val`` or ``train`` of the prepared corpus in ``data_dir``, unless ``text_path``;
             for a run trained on the embedded Tiny Shakespeare, its split is cut in memory unless
-            ``data_dir`` holds that same corpus prepared.
+            ``data_dir`` holds that same corpus prepared. A prepared corpus other than the run's
+            own is scored all the same, and said so (``corpus_note``).
         text_path: a text file, read in ``encoding`` (default: the encoding the run's corpus
             was prepared with) and cleaned as the corpus was.
         strict: refuse characters the model does not know instead of leaving them out.
     Raises:
-        EvaluationError: empty text, no known character, or a split that was never prepared
-            or holds characters the run does not know.
+        EvaluationError: an unknown split, empty text, no known character, or a split that was
+            never prepared or holds characters the run does not know.
         UnknownCharactersError: unknown characters with ``strict``.
         CorpusError: the file is not valid in its encoding, or the encoding is unknown.
     """
     from shakegen import prepare
 
     if text_path is not None:
-        return _text_ids(info, text_path, encoding, strict)
+        return EvaluationText(*_text_ids(info, text_path, encoding, strict))
+    if split not in SPLITS:
+        raise EvaluationError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)} (or a text to evaluate).")
     prepared = data_dir is not None and prepare.is_prepared(data_dir)
     data = prepare.load_prepared(data_dir) if prepared else None
-    if data is None or data.meta.get("sha256") != info.data.get("sha256"):
+    run_sha256 = info.data.get("sha256")
+    if data is None or data.meta.get("sha256") != run_sha256:
         # A run trained on the embedded corpus (the pretrained model) is scored on its own split,
         # cut in memory, whatever else is (or is not) prepared in data_dir.
         embedded = embedded_corpus_text(info)
         if embedded is not None:
             cut = info.data["train_characters"]
-            return info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0
+            return EvaluationText(info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0, True)
     if data is None:
         where = "anywhere" if data_dir is None else f"in {prepare.prepared_dir(data_dir)}"
         raise EvaluationError(
@@ -443,8 +482,27 @@ def evaluation_ids(
             f"The prepared data in {prepare.prepared_dir(data_dir)} has characters the run at {info.run_dir} does not "
             "know; prepare the corpus it was trained on, or use --text."
         )
+    same = None if not run_sha256 else data.meta.get("sha256") == run_sha256
+    note = None if same is not False else _other_corpus_note(info, data.meta, prepare.prepared_dir(data_dir), split)
     # The run's ids: a fine-tuned run's vocabulary extends the prepared one's, in another order.
-    return translate(data.train if split == "train" else data.val, data.vocab.translation_to(info.vocab)), 0
+    ids = translate(data.train if split == "train" else data.val, data.vocab.translation_to(info.vocab))
+    return EvaluationText(ids, 0, same, note)
+
+
+def _other_corpus_note(info, meta: dict, folder, split: str) -> str:
+    """One line: the prepared corpus is not the one the run was trained on (file names only)."""
+    from pathlib import PurePath
+
+    def named(values: dict) -> str:
+        source = values.get("source")
+        name = PurePath(str(source)).name if source else "a corpus"
+        return f"{name} (SHA-256 {str(values.get('sha256', '?'))[:12]})"
+
+    return (
+        f"{info.run_dir} was trained on {named(info.data)}, but {folder} holds {named(meta)}: "
+        f"this figure is that corpus's {split} split, not the run's own. Pass --data-dir with the run's corpus "
+        "prepared to score it on its own."
+    )
 
 
 def embedded_corpus_text(info) -> str | None:
@@ -460,28 +518,27 @@ def embedded_corpus_text(info) -> str | None:
     return None if info.vocab.unknown_characters(text) else text
 
 
-def evaluate_checkpoint(run_dir, which: str, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> dict:
-    """The perplexity report of one checkpoint on ``ids``, its weights run in float32.
+def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol: Protocol, progress=None) -> dict:
+    """The figures of a loaded run's ``model`` on ``ids``.
 
     Returns:
         A dict naming the run, the protocol (``protocol``, ``window``, ``samples``,
         ``random_seed``) and giving ``characters`` (predictions counted), ``loss`` (nats per
         character), ``perplexity``, ``bits_per_character``, the uniform and unigram
-        baselines, and when the checkpoint was reached.
+        baselines, and when the weights were reached: epoch, step and training minutes up to
+        them (``None`` where the run does not record it).
     """
-    protocol.validate()
-    model, info, saved_state = inference.load_model(run_dir, which)
-    return {"run": str(run_dir), **report(model, info, which, saved_state, ids, protocol, progress)}
-
-
-def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol: Protocol, progress=None) -> dict:
-    """The figures of a loaded run's ``model`` on ``ids`` (see ``evaluate_checkpoint``)."""
     from shakegen import checkpoint
 
     last_state = checkpoint.last_state(info.run_dir)
     result = cross_entropy(model, ids, protocol, progress=progress)
     counts = info.data.get("train_counts")
     unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
+    if which == "best":
+        epoch, step = saved_state.get("epoch"), saved_state.get("step")
+        seconds = _seconds_at(info.run_dir, saved_state, step)
+    else:
+        epoch, step, seconds = last_state.get("epoch"), last_state.get("global_step"), last_state.get("elapsed_seconds")
     return {
         "run": str(info.run_dir),
         "which": which,
@@ -494,10 +551,27 @@ def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol
         "bits_per_character": result.bits_per_character,
         "uniform_perplexity": float(len(info.vocab)),
         "unigram_perplexity": math.exp(unigram) if unigram is not None else None,
-        "epoch": saved_state.get("epoch") if which == "best" else last_state.get("epoch"),
-        "step": saved_state.get("step") if which == "best" else last_state.get("global_step"),
-        "training_minutes": last_state.get("elapsed_seconds", 0.0) / 60,
+        "epoch": epoch,
+        "step": step,
+        "training_minutes": seconds / 60 if seconds is not None else None,
     }
+
+
+def _seconds_at(run_dir, saved_state: dict, step) -> float | None:
+    """Training seconds up to the best weights: their own state's, else history.csv's row at their step."""
+    from shakegen import checkpoint
+    from shakegen.errors import CheckpointError
+
+    if saved_state.get("elapsed_seconds") is not None:
+        return float(saved_state["elapsed_seconds"])
+    if step is None:
+        return None
+    try:
+        history = checkpoint.read_history(run_dir)
+    except CheckpointError:
+        return None
+    reached = [row.get("elapsed_seconds") for row in history if row.get("step") == step]
+    return reached[-1] if reached else None
 
 
 def string_ids(info, text: str, strict: bool = False) -> tuple[np.ndarray, int]:

@@ -175,18 +175,43 @@ def test_windowed_figure_equals_numpy(shared_model, shared_run, window, batch_si
     assert result.loss == pytest.approx(total / count, rel=1e-6)
 
 
+def test_random_window_starts_by_their_properties():
+    """Starts of --samples K: K of them, each a start whose full window fits (0 .. predicted -
+    window, both ends reachable), uniform enough that every one is drawn, fixed by the seed."""
+    # By hand: a text predicting exactly one window's worth has one start; one more, two.
+    assert list(evaluate.window_starts(40, 40, samples=5, random_seed=3)) == [0] * 5
+    assert set(evaluate.window_starts(41, 40, samples=200, random_seed=3)) == {0, 1}
+    predicted, window = 1000, 40
+    starts = np.asarray(evaluate.window_starts(predicted, window, samples=20_000, random_seed=3))
+    assert starts.shape == (20_000,) and np.issubdtype(starts.dtype, np.integer)
+    assert set(starts.tolist()) == set(range(predicted - window + 1))  # 961 starts, about 21 draws each
+    counts = np.bincount(starts)
+    assert counts.min() > 0 and counts.max() < 3 * 20_000 / 961
+    again = np.asarray(evaluate.window_starts(predicted, window, samples=20_000, random_seed=3))
+    other = np.asarray(evaluate.window_starts(predicted, window, samples=20_000, random_seed=4))
+    assert np.array_equal(starts, again) and not np.array_equal(starts, other)
+    assert list(evaluate.window_starts(10, 4)) == [0, 4, 8]  # without samples: non-overlapping, the last short
+
+
 def test_random_windows_equal_numpy_and_follow_the_seed(shared_model, shared_run):
-    """--samples K: K full windows at starts drawn uniformly from every start whose window fits."""
+    """--samples K: the figure is NumPy's over K full windows at the starts drawn (their
+    properties: the test above), and a seed always draws the same ones."""
     ids = _shared_ids(shared_run, "train")
     window, samples = 40, 25
     result = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
-    starts = np.random.default_rng(3).integers(0, len(ids) - 1 - window + 1, size=samples)
+    starts = evaluate.window_starts(len(ids) - 1, window, samples, random_seed=3)
+    assert len(set(map(int, starts))) > 1 and max(starts) + window <= len(ids) - 1
     total, count = _numpy_windowed(model_weights(shared_model), ids, starts, window)
     assert result.count == count == samples * window
     assert result.loss == pytest.approx(total / count, rel=1e-6)
     again = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
     other = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=4)
     assert again == result and other.loss != result.loss
+    # By hand: a text of one window has one start, so K samples are K copies of that window.
+    short = ids[: window + 1]
+    one = evaluate.windowed_cross_entropy(shared_model, short, window=window, samples=3, random_seed=9)
+    expected = _numpy_nll(model_weights(shared_model), short[:-1], short[1:]) / window
+    assert one.count == 3 * window and one.loss == pytest.approx(expected, rel=1e-6)
 
 
 def test_window_as_long_as_the_text_equals_streaming(shared_model, shared_run):
@@ -358,3 +383,124 @@ def test_text_is_read_in_the_runs_encoding(tmp_path, small_text):
     assert report["characters"] == len("Un café, déjà: façade naïve.\n") - 1 and report["left_out_characters"] == 0
     utf8 = CliRunner().invoke(main, ["eval", "--checkpoint", str(run), "--text", str(sample), "--encoding", "utf-8"])
     assert utf8.exit_code == 1 and "not valid utf-8" in utf8.output and "Traceback" not in utf8.output
+
+
+# --- figures that mislead (issue 25 items 9 and 10) ---------------------------------------------
+
+
+def test_a_split_of_another_corpus_is_scored_with_a_note(shared_run, tmp_path, small_text):
+    """A run scored on a prepared corpus other than its own (by SHA-256) says so: one line on
+    stderr, ``same_corpus`` false in --json; its own corpus and a --text say nothing."""
+    other = tmp_path / "other"
+    (tmp_path / "plays.txt").write_text(small_text[:3000], encoding="utf-8")  # characters the run knows
+    prepare.prepare_corpus(tmp_path / "plays.txt", other)
+    result = CliRunner().invoke(main, ["eval", "--json", "--checkpoint", str(shared_run), "--data-dir", str(other)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["same_corpus"] is False and row["characters"] == len(prepare.load_prepared(other).val) - 1
+    notes = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("Note:") and notes[0] == "Note: " + row["corpus_note"]
+    assert "corpus.txt" in notes[0] and "plays.txt" in notes[0] and "not the run's own" in notes[0]
+    own = CliRunner().invoke(
+        main, ["eval", "--json", "--checkpoint", str(shared_run), "--data-dir", str(shared_run.parent / "data")]
+    )
+    assert own.exit_code == 0 and "Note" not in own.stderr
+    assert (json.loads(own.stdout)["same_corpus"], json.loads(own.stdout)["corpus_note"]) == (True, None)
+    model = shakegen.load(shared_run)
+    assert model.evaluate(split="train", data_dir=other).same_corpus is False
+    assert model.evaluate("First Citizen: speak.").same_corpus is None
+
+
+def test_which_both_on_a_best_only_folder_reports_what_it_holds(shared_run, tmp_path, monkeypatch):
+    """A folder shipping only best.npz (as the pretrained model does): --which both scores the
+    best and says the last is missing; --which last fails before any run is scored."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shared_run, bundle)
+    (bundle / "last.npz").unlink()
+    data_dir = str(shared_run.parent / "data")
+    result = CliRunner().invoke(
+        main, ["eval", "--json", "--checkpoint", str(bundle), "--which", "both", "--data-dir", data_dir]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["which"] == "best"
+    assert "holds only its best weights (no last.npz); evaluating best only" in result.stderr
+    both = _eval_json(
+        "--checkpoint", str(shared_run), "--checkpoint", str(bundle), "--which", "both", "--data-dir", data_dir
+    )
+    assert [(row["run"], row["which"]) for row in both] == [
+        (str(shared_run), "best"), (str(shared_run), "last"), (str(bundle), "best")
+    ]  # fmt: skip
+    scored = []
+    real = evaluate.cross_entropy
+    monkeypatch.setattr(evaluate, "cross_entropy", lambda *args, **kwargs: scored.append(1) or real(*args, **kwargs))
+    last = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--checkpoint",
+            str(shared_run),
+            "--checkpoint",
+            str(bundle),
+            "--which",
+            "last",
+            "--data-dir",
+            data_dir,
+        ],
+    )
+    assert last.exit_code == 1 and "holds only its best weights" in last.output and "Traceback" not in last.output
+    assert scored == []  # refused up front: no figure computed and thrown away
+
+
+def test_best_weights_report_the_training_minutes_up_to_them():
+    """The pretrained model's best weights are from epoch 48 of 50: their minutes are history's at their step."""
+    model = shakegen.load("pretrained")
+    report = model.evaluate(split="val", data_dir=None, protocol="windows", window=8, samples=1)
+    history = checkpoint.read_history(model.run_dir)
+    at_best = [row for row in history if row["step"] == report.step]
+    assert len(at_best) == 1 and at_best[0]["val_loss"] == min(row["val_loss"] for row in history)
+    assert report.training_minutes == pytest.approx(at_best[0]["elapsed_seconds"] / 60)
+    assert report.training_minutes < history[-1]["elapsed_seconds"] / 60 - 1  # not the run's total
+
+
+def test_last_weights_report_the_runs_minutes(shared_run):
+    report = shakegen.load(shared_run, "last").evaluate(split="val", data_dir=shared_run.parent / "data")
+    state = checkpoint.read_state(shared_run / "last.npz")
+    assert report.training_minutes == pytest.approx(state["elapsed_seconds"] / 60)
+    assert report.step == state["global_step"]
+
+
+def test_an_unknown_split_is_refused(shared_run):
+    model = shakegen.load(shared_run)
+    with pytest.raises(EvaluationError, match="Unknown split 'tset'; expected one of val, train"):
+        model.evaluate(split="tset", data_dir=shared_run.parent / "data")
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_cli_random_seed_out_of_range_is_one_line(shared_run, seed):
+    data_dir = str(shared_run.parent / "data")
+    args = ["eval", "--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows"]
+    result = CliRunner().invoke(main, [*args, "--samples", "2", "--random-seed", seed])
+    assert result.exit_code == 2 and "--random-seed" in result.output and "Traceback" not in result.output
+    assert "0<=x<=4294967295" in result.output
+
+
+def test_random_seed_range_in_the_library(shared_run, shared_model):
+    ids = _shared_ids(shared_run)
+    edge = _eval_json(
+        "--checkpoint", str(shared_run), "--data-dir", str(shared_run.parent / "data"), "--protocol", "windows",
+        "--window", "16", "--samples", "2", "--random-seed", "4294967295",
+    )  # fmt: skip
+    assert edge["random_seed"] == 2**32 - 1 and edge["characters"] == 32
+    for seed in (-1, 2**32, 1.5, "3", True):
+        with pytest.raises(EvaluationError, match="random seed must be an integer from 0 to"):
+            evaluate.Protocol("windows", 16, 2, seed).validate()
+        with pytest.raises(EvaluationError, match="random seed must be an integer from 0 to"):
+            evaluate.windowed_cross_entropy(shared_model, ids, window=16, samples=2, random_seed=seed)
+    with pytest.raises(EvaluationError, match="random seed"):
+        evaluate.window_starts(100, 10, samples=2, random_seed=-1)
+    with pytest.raises(EvaluationError, match="random seed"):
+        shakegen.load(shared_run).evaluate(
+            "First Citizen: speak.", protocol="windows", window=4, samples=1, random_seed=-5
+        )
