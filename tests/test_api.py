@@ -194,5 +194,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
         "epochs=2", "max_steps=3, val_characters=2000"
     )
     exec(compile(shortened, "README.md", "exec"), namespace)
-    assert np.isfinite(namespace["report"].loss) and len(namespace["samples"]) == 3
+    assert np.isfinite(namespace["report"].loss)
+    texts = [value for value in namespace.values() if isinstance(value, str) and value.startswith("ROMEO:")]
+    assert texts and all(len(text) > len("ROMEO:") for text in texts)  # whatever the example names them
     assert namespace["run"].state.global_step == 3
