@@ -73,7 +73,8 @@ def check_readable_file(path: Path, encoding: str = "utf-8") -> None:
         with open(path, "rb") as handle:
             hint = _encoding_hint(handle.read(_BINARY_SNIFF_BYTES), encoding)
         raise CorpusError(
-            f"Input {path} looks like a binary file, not {encoding} text (it holds NUL characters); "
+            f"Input {path} looks like a binary file, not {encoding} text (read so, it holds NUL or other control "
+            "characters no text is made of); "
             f"expected plain text. {hint or 'Pass a text file with --input, or its --encoding.'}"
         )
 

@@ -278,6 +278,13 @@ def test_utf16_and_utf32_corpora_prepare_to_the_ids_of_the_utf8_one(tmp_path, en
     assert b.vocab.chars == a.vocab.chars == tuple(sorted(set(corpus.clean_text(_TEXT))))
     assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
     assert b.vocab.decode(np.concatenate([b.train, b.val])) == _TEXT.replace("\r\n", "\n")
+    # eval --text reads it as prepare does: the same ids as the UTF-8 file.
+    from shakegen import checkpoint, evaluate, pretrained
+
+    info = checkpoint.read_run(pretrained.BUNDLE_DIR)
+    narrow = evaluate.evaluation_ids(info, split=None, text_path=utf8)
+    read = evaluate.evaluation_ids(info, split=None, text_path=wide, encoding=encoding)
+    assert np.array_equal(narrow.ids, read.ids) and narrow.left_out == read.left_out > 0  # é, Σ, 🎭: unknown
 
 
 def _one_line_error(result, *expected):
