@@ -4,7 +4,9 @@ Layout of ``<data_dir>/prepared/``: ``vocab.json``, ``train.npy``, ``val.npy`` (
 read memory-mapped) and ``meta.json``. The folder is built beside its final place and
 swapped in by renames under a lock on ``<data_dir>``: the previous folder is kept as
 ``.prepared.old`` until the new one is in place, so a kill at any moment leaves a complete
-preparation (the old or the new), and the next start finishes or undoes the swap.
+preparation (the old or the new), and the next start finishes or undoes the swap. A second
+preparation of the same folder waits for the lock (and takes over the first's work if it
+prepared the same file): trainings started together on an unprepared folder all start.
 """
 
 from __future__ import annotations
