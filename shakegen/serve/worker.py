@@ -110,14 +110,18 @@ class ModelWorker:
             self.model.sample_blocks(plan.seed, plan.length, plan.options, plan.num_samples, plan.random_seed)
         )
         self.counters.sampling_now += 1
-        finished = False
+        finished, sampled = False, 0
         try:
             while True:
                 block = await self.call(next, blocks, None)
                 if block is None:
                     finished = True
                     return
+                sampled += len(block[0])
                 yield block
+                if sampled >= plan.length:  # done: no further turn on the model's thread just to learn it
+                    finished = True
+                    return
                 if await client_gone():
                     return
         finally:
