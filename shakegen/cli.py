@@ -937,8 +937,9 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
     "allow_hosts",
     multiple=True,
     metavar="NAME",
-    help="Also answer requests whose Host header names NAME (a proxy's or DNS name of this machine; '*' for any). "
-    "By default only the --host address (and, on loopback, localhost, 127.0.0.1 and [::1]). Repeatable.",
+    help="Also answer requests whose Host header names NAME (a proxy's or DNS name of this machine; '*' for any, "
+    "which gives up the defence against DNS rebinding). By default only the --host address (and, on loopback, "
+    "localhost, 127.0.0.1 and [::1]). Repeatable.",
 )
 @click.option(
     "--cors-origin",
