@@ -131,13 +131,30 @@ def differences(existing: checkpoint.RunInfo, config: TrainConfig, sha256: str |
     return found
 
 
+def _check_free(run_dir: Path) -> None:
+    """Refuse, before anything trains, a cell's folder holding what shakegen did not write (training would too)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        held = ["is a file, not a folder"]
+    elif checkpoint.is_empty_folder(run_dir) or checkpoint.is_run_folder(run_dir):
+        return
+    else:
+        found = checkpoint.foreign_entries(run_dir) or [f"a {checkpoint.CONFIG_FILE} that is not a shakegen run's"]
+        held = ["holds " + ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")]
+    raise ConfigError(
+        f"{run_dir} {held[0]}, not a shakegen run, so compare will not train there (--overwrite replaces only "
+        "shakegen's runs). Choose another --out-dir."
+    )
+
+
 def _plan(run_dir: Path, config: TrainConfig, sha256: str | None, overwrite: bool) -> str:
     """``reuse``, ``resume``, ``new`` or ``overwrite`` for one run folder; refuses a run made otherwise.
 
     Raises:
-        ConfigError: ``run_dir`` holds a run with other settings (or a damaged one), and not ``overwrite``.
+        ConfigError: ``run_dir`` holds a run with other settings (or a damaged one), and not ``overwrite``;
+            or it holds files that are not a shakegen run's.
     """
     if not checkpoint.is_run(run_dir):
+        _check_free(run_dir)
         return "new"
     try:
         existing = checkpoint.read_run(run_dir)

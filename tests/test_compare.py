@@ -188,3 +188,18 @@ def test_random_seeds_out_of_range_are_refused_in_one_line(tmp_path, small_data,
     result = _cli_compare(small_data, tmp_path / "cmp", "--preset", "tiny", "--characters", "100", *args)
     assert result.exit_code in (1, 2) and "Traceback" not in result.output
     assert "4294967295" in result.output.replace(",", "") or "2**32" in result.output, result.output
+
+
+def test_a_cell_folder_holding_other_files_is_refused_before_any_cell_trains(tmp_path, small_data):
+    out = tmp_path / "cmp"
+    (out / "gru3").mkdir(parents=True)
+    (out / "gru3" / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(
+            main,
+            ["compare", "--cells", "gru,gru3", "--preset", "tiny", "--characters", "1000", "--data-dir", str(small_data),
+             "--out-dir", str(out), *extra],
+        )  # fmt: skip
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert len(_error_lines(result)) == 1 and "notes.txt" in result.output and "--out-dir" in result.output
+        assert sorted(path.name for path in out.rglob("*")) == ["gru3", "notes.txt"]  # gru was not trained first
