@@ -215,8 +215,8 @@ def sample_chunk(model, logits, states, row_seeds, chunk_index, temperature, top
         return loop(lambda t, logits: tf.argmax(logits, axis=-1, output_type=tf.int32))
 
     def sample():
-        noise = chunk_noise(row_seeds, chunk_index, model.vocab_size)  # (batch, CHUNK, vocab)
-        return loop(lambda t, logits: sample_next(logits, noise[:, t, :], temperature, top_k, top_p))
+        uniform = chunk_noise(row_seeds, chunk_index, model.vocab_size)  # (batch, CHUNK, vocab)
+        return loop(lambda t, logits: sample_next(logits, uniform[:, t, :], temperature, top_k, top_p))
 
     # Decided once per chunk, outside the loop: greedy draws no noise at all.
     return tf.cond(temperature < GREEDY_BELOW, greedy, sample)
