@@ -148,12 +148,14 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
 
 
 def is_empty_folder(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` is absent, or holds nothing but what a killed write of a run file left."""
+    """Whether ``run_dir`` is absent, or holds nothing but what a killed write of a run file left (or an empty logs/)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return True
     return run_dir.is_dir() and all(
-        entry.is_file() and _is_temporary(entry.name, RUN_FILES) for entry in run_dir.iterdir()
+        (entry.is_file() and _is_temporary(entry.name, RUN_FILES))
+        or (entry.name == LOGS_DIR and entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir()))
+        for entry in run_dir.iterdir()
     )
 
 

@@ -254,7 +254,7 @@ def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
     if checkpoint.is_empty_folder(run_dir) or checkpoint.is_run_folder(run_dir):
         return
     config = [checkpoint.CONFIG_FILE + " (not a shakegen run's)"] if (run_dir / checkpoint.CONFIG_FILE).exists() else []
-    held = config + checkpoint.foreign_entries(run_dir)
+    held = config + checkpoint.foreign_entries(run_dir) or sorted(entry.name for entry in run_dir.iterdir())
     shown = ", ".join(held[:6]) + (f" and {len(held) - 6} more" if len(held) > 6 else "")
     only = " (--overwrite replaces only a shakegen run)" if overwrite else ""
     raise ConfigError(
