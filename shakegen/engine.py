@@ -18,7 +18,10 @@ on one OpenBLAS thread (``blas_threads``): more only fight over the cores for pr
 Sampling draws its noise from ``shakegen.noise``: Gumbel-max over logits / temperature,
 restricted to the top-k and to the top-p nucleus (as ``sampling.filter_logits`` defines them),
 with the Gumbel noise of (random seed + sample index, position, character). Greedy (temperature
-below ``GREEDY_BELOW``) takes the argmax and draws no noise.
+below ``GREEDY_BELOW``) takes the argmax and draws no noise. Banned characters (``ban``) get -inf
+before anything else, so they are never chosen, greedy included, and the others' probabilities
+renormalise; ``min_p`` keeps only the characters at least ``min_p`` times as likely as the most
+likely one (after the temperature, the ban, top-k and top-p).
 """
 
 from __future__ import annotations
@@ -259,17 +262,21 @@ class Engine:
         top_p: float | None = None,
         block: int = BLOCK,
         context: Context | None = None,
+        ban=None,
+        min_p: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield blocks of new ids, (num_samples, up to ``block``) int32, until ``length`` per sample.
 
         The seed is primed once at batch 1 (after ``context`` when given) and its state copied to
         every sample. Sample i is what ``num_samples=1`` gives with ``random_seed + i`` (mod 2**32),
-        and the text does not depend on ``block``. Work happens as blocks are taken.
+        and the text does not depend on ``block``. Work happens as blocks are taken. ``ban``: ids
+        never emitted (see ``ban_mask``); ``min_p``: see ``filter_logits``.
 
         Raises:
             SamplingError: an empty seed, a length, sample count or block below 1, or bad options.
         """
-        check_options(temperature, top_k, top_p, self.vocab_size)
+        check_options(temperature, top_k, top_p, self.vocab_size, min_p=min_p)
+        banned = ban_mask(ban, self.vocab_size)
         for name, value in (("length", length), ("num_samples", num_samples), ("block", block)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}.")
@@ -278,10 +285,10 @@ class Engine:
         except ValueError as error:
             raise SamplingError(str(error)) from None
         primed = self.prime(seed_ids, context)
-        return self._sample_blocks(primed, keys, length, (temperature, top_k, top_p), block)
+        return self._sample_blocks(primed, keys, length, (temperature, top_k, top_p, banned, min_p), block)
 
     def _sample_blocks(self, primed: Context, keys, length, options, block) -> Iterator[np.ndarray]:
-        temperature, top_k, top_p = options
+        temperature, top_k, top_p, banned, min_p = options
         greedy = temperature < GREEDY_BELOW
         batch = len(keys)
         logits = np.repeat(primed.logits, batch, axis=0)  # (b, V)
@@ -293,9 +300,9 @@ class Engine:
             with blas_threads.limited(BLAS_THREADS):  # not while the caller holds the block
                 for t in range(count):
                     if greedy:
-                        ids = np.argmax(logits, axis=-1)
+                        ids = np.argmax(logits if banned is None else np.where(banned, -np.inf, logits), axis=-1)
                     else:
-                        ids = choose(logits, gumbel[:, t], temperature, top_k, top_p)
+                        ids = choose(logits, gumbel[:, t], temperature, top_k, top_p, ban=banned, min_p=min_p)
                     chosen[:, t] = ids
                     if start + t + 1 < length:  # the last character needs no forward pass
                         logits, states = self.step(ids, states)
@@ -319,21 +326,56 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def check_options(temperature, top_k, top_p, vocab_size: int) -> None:
-    """Raise SamplingError naming the bad value (the rules of ``sampling.SamplingOptions.validate``)."""
+def check_options(temperature, top_k, top_p, vocab_size: int, *, min_p=None) -> None:
+    """Raise SamplingError naming the bad value (the rules of ``sampling.SamplingOptions.validate``; min-p in [0, 1])."""
     if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature) and temperature >= 0):
         raise SamplingError(f"temperature must be a finite number, 0 (greedy) or positive, got {temperature}.")
     if top_k is not None and not 1 <= top_k <= vocab_size:
         raise SamplingError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}.")
     if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
         raise SamplingError(f"top-p must be a number in (0, 1], got {top_p}.")
+    if min_p is not None and not (
+        isinstance(min_p, (int, float, np.integer, np.floating)) and math.isfinite(min_p) and 0 <= min_p <= 1
+    ):
+        raise SamplingError(f"min-p must be a number in [0, 1], got {min_p}.")
 
 
-def filter_logits(scaled: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+def ban_mask(ban, vocab_size: int) -> np.ndarray | None:
+    """``ban`` (ids, or a boolean mask (V,)) as a boolean mask (V,), True where banned; None when nothing is.
+
+    Raises:
+        SamplingError: an id outside the vocabulary, or every character banned (nothing left to emit).
+    """
+    if ban is None:
+        return None
+    ban = np.asarray(ban)
+    if ban.dtype == bool and ban.shape == (vocab_size,):
+        mask = ban.copy()
+    else:
+        ban = ban.reshape(-1)
+        if ban.size and (not np.issubdtype(ban.dtype, np.integer) or ban.min() < 0 or ban.max() >= vocab_size):
+            raise SamplingError(f"Banned character ids must be in 0 ... {vocab_size - 1}; got {ban.tolist()}.")
+        mask = np.zeros(vocab_size, bool)
+        mask[ban.astype(np.intp)] = True
+    if mask.all():
+        raise SamplingError(
+            f"Every one of the model's {vocab_size} characters is banned: nothing could be emitted. Ban fewer characters."
+        )
+    return mask if mask.any() else None
+
+
+def filter_logits(
+    scaled: np.ndarray, top_k: int | None = None, top_p: float | None = None, *, ban=None, min_p: float | None = None
+) -> np.ndarray:
     """``sampling.filter_logits`` in NumPy: -inf outside the top-k, then outside the top-p nucleus.
 
     scaled: (b, V) float32. Ties with the k-th largest, and with the nucleus's least likely member, are kept.
+    ``ban`` (a boolean mask (V,), see ``ban_mask``) sets its characters to -inf first, so top-k and top-p
+    count only the others; ``min_p`` last keeps the characters whose probability is at least ``min_p``
+    times the most likely one's (scaled >= max + log(min_p)): the most likely is always kept.
     """
+    if ban is not None:
+        scaled = np.where(ban, np.float32(-np.inf), scaled)
     if top_k:
         kth = np.partition(scaled, scaled.shape[-1] - top_k, axis=-1)[:, -top_k, None]  # (b, 1)
         scaled = np.where(scaled < kth, np.float32(-np.inf), scaled)
@@ -345,13 +387,20 @@ def filter_logits(scaled: np.ndarray, top_k: int | None = None, top_p: float | N
         np.cumsum(ordered[:, :-1], axis=-1, out=before[:, 1:])  # exclusive cumulative sum
         threshold = np.where(before < top_p, ordered, np.float32(1)).min(axis=-1, keepdims=True)
         scaled = np.where(probabilities < threshold, np.float32(-np.inf), scaled)
+    if min_p:
+        floor = scaled.max(axis=-1, keepdims=True) + np.float32(math.log(min_p))
+        scaled = np.where(scaled < floor, np.float32(-np.inf), scaled)
     return scaled
 
 
-def choose(logits: np.ndarray, gumbel: np.ndarray, temperature: float, top_k=None, top_p=None) -> np.ndarray:
+def choose(
+    logits: np.ndarray, gumbel: np.ndarray, temperature: float, top_k=None, top_p=None, *, ban=None, min_p=None
+) -> np.ndarray:
     """Gumbel-max: argmax(filter((logits - max) / T) + gumbel) per row; logits, gumbel (b, V) -> ids (b,)."""
+    if ban is not None:  # the largest allowed logit is the shift: the others' scale does not depend on banned ones
+        logits = np.where(ban, np.float32(-np.inf), logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # largest 0: a tiny T gives -inf, never +inf
-    scaled = filter_logits(shifted / np.float32(temperature), top_k, top_p)
+    scaled = filter_logits(shifted / np.float32(temperature), top_k, top_p, ban=ban, min_p=min_p)
     return np.argmax(scaled + gumbel, axis=-1)
 
 
