@@ -1018,3 +1018,276 @@ def serve(
         )
     finally:
         sock.close()
+
+
+# -- inspect: per-character surprisal, the model's guesses and the units behind them ----------------------
+
+INSPECT_STYLES = ("", "black on #fde2c8", "black on #fbb47a", "black on #f0703c", "bold white on #b3001b")
+ACTIVATION_STYLES = ("white on #1f3fbf", "black on #a9b8f0", "", "black on #f5b0b0", "white on #c0182a")
+DRAWN_CHARACTERS = 600  # characters of the text drawn per unit in the terminal
+
+
+def _read_inspected_text(text: str | None, file_path: Path | None, encoding: str) -> str:
+    import sys
+
+    if text is not None and file_path is not None:
+        raise click.BadParameter("give the text with --text or --file, not both.", param_hint="--text")
+    if text is not None:
+        return text
+    if file_path is not None:
+        if not file_path.is_file():
+            what = "is a directory" if file_path.is_dir() else "does not exist"
+            raise click.BadParameter(f"{file_path} {what}; pass an existing text file.", param_hint="--file")
+        raw = file_path.read_bytes()
+        where = str(file_path)
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise click.UsageError("Give a text to inspect: --text '...', --file FILE, or pipe it on stdin.")
+    else:
+        raw = sys.stdin.buffer.read()
+        where = "stdin"
+    try:
+        return raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as error:
+        raise click.ClickException(
+            f"Cannot read {where} as {encoding} ({error}); pass its encoding with --encoding."
+        ) from None
+
+
+def _bin(value: float, bounds) -> int:
+    return sum(value >= bound for bound in bounds)
+
+
+def _coloured(chars, levels, styles, colour: bool):
+    """The text as rich Text, each character styled by its level (0-4); without colour, each line is
+    followed by a line of digits: the level (0-9) of each of its characters."""
+    from rich.text import Text
+
+    out = Text()
+    if colour:
+        for char, level in zip(chars, levels, strict=True):
+            out.append("↵\n" if char == "\n" else char, style=styles[min(level // 2, 4)] or None)
+        return out
+    line, digits = [], []
+    for char, level in zip(chars, levels, strict=True):
+        if char == "\n":
+            out.append("".join(line) + "\n" + "".join(digits) + "\n")
+            line, digits = [], []
+        else:
+            line.append(char)
+            digits.append(str(min(level, 9)))
+    if line:
+        out.append("".join(line) + "\n" + "".join(digits) + "\n")
+    return out
+
+
+def _surprisal_levels(inspection) -> list[int]:
+    """0-9 per character: bits rounded down (9 for 9 or more); the first character, not predicted, is 0."""
+    return [0 if r.bits is None else min(9, int(r.bits)) for r in inspection.characters]
+
+
+def _surprisal_style_levels(inspection) -> list[int]:
+    from shakegen.inspect import BITS_BINS
+
+    return [0 if r.bits is None else 2 * _bin(r.bits, BITS_BINS) for r in inspection.characters]
+
+
+def _activation_levels(values, colour: bool) -> list[int]:
+    if colour:
+        return [2 * _bin(v, (-0.6, -0.2, 0.2, 0.6)) for v in values]
+    return [min(9, max(0, int((v + 1) / 2 * 10))) for v in values]
+
+
+def _print_inspection(out, inspection, summary, colour: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from shakegen.inspect import BITS_BINS
+
+    levels = _surprisal_style_levels(inspection) if colour else _surprisal_levels(inspection)
+    out.print(_coloured(inspection.text, levels, INSPECT_STYLES, colour), end="")
+    if colour:
+        legend = Text("\nbits per character: ")
+        edges = (0, *BITS_BINS)
+        for index, style in enumerate(INSPECT_STYLES):
+            label = f" ≥ {edges[index]} " if index == len(BITS_BINS) else f" {edges[index]}–{edges[index + 1]} "
+            legend.append(label, style=style or "black on white")
+            legend.append(" ")
+        out.print(legend)
+    else:
+        out.print("(under each line: the bits of each character, rounded down, 9 for 9 or more)")
+    out.print(
+        f"\n[bold]{summary.bits_per_character:.3f} bits per character[/] over {summary.characters:,} characters "
+        f"predicted (perplexity {2**summary.bits_per_character:.2f})"
+    )
+    spans = Table(title="Most surprising spans", title_justify="left")
+    spans.add_column("position", justify="right")
+    spans.add_column("text")
+    spans.add_column("bits/char", justify="right")
+    for start, text, bits in summary.surprising_spans:
+        spans.add_row(str(start), escape(repr(text)), f"{bits:.2f}")
+    out.print(spans)
+    wrong = Table(title="Most confidently wrong", title_justify="left")
+    for name in ("position", "character", "its probability", "top guess", "guess's probability"):
+        wrong.add_column(name, justify="right" if name == "position" else "left")
+    for position, char, probability, guess, guess_probability in summary.confidently_wrong:
+        wrong.add_row(
+            str(position),
+            escape(ui.show_char(char)),
+            f"{probability:.4f}",
+            escape(ui.show_char(guess)),
+            f"{guess_probability:.3f}",
+        )
+    out.print(wrong)
+
+
+def _print_unit(out, inspection, unit, heading: str, colour: bool) -> None:
+    from rich.markup import escape
+
+    layer, index = unit
+    values = [float(v) for v in inspection.hidden[layer][:DRAWN_CHARACTERS, index]]
+    out.print(f"\n[bold]{escape(heading)}[/]")
+    levels = _activation_levels(values, colour)
+    out.print(_coloured(inspection.text[:DRAWN_CHARACTERS], levels, ACTIVATION_STYLES, colour), end="")
+    if not colour:
+        out.print("(under each line: the unit's value, 0 for -1 ... 9 for +1)")
+    elif len(inspection.text) > DRAWN_CHARACTERS:
+        out.print(f"[dim]… (the first {DRAWN_CHARACTERS} characters; blue -1, white 0, red +1)[/]")
+    else:
+        out.print("[dim](blue -1, white 0, red +1)[/]")
+
+
+@main.command()
+@run_options("inspect")
+@click.option("--text", "text", default=None, help="The text to inspect.")
+@click.option(
+    "--file",
+    "file_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Inspect this text file. [default: --text, else the text piped on stdin]",
+)
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --file or stdin.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Guesses kept per character.")
+@click.option(
+    "--neurons", is_flag=True, help="Find the units whose activation tracks simple properties of the text best."
+)
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    metavar="L:N",
+    help="Show unit N of layer L (both from 0), and its values in --json and --html. Repeatable.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML page: hover a character for the model's guesses.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the per-character records as JSON on stdout.")
+def inspect(checkpoint_dir, which, text, file_path, encoding, top_k, neurons, units, html_path, as_json) -> None:
+    """Show what the model expected at each character of a text.
+
+    The text is coloured by surprisal (bits for each character: how unlikely the model found
+    it, given everything before it), then summed up: mean bits per character, the most
+    surprising spans and the characters where the model was most confidently wrong. Each
+    character's record holds its log-probability, its rank among the model's guesses and the
+    top guesses; --neurons lists the units whose values follow simple properties of the text
+    (inside quotes or brackets, position in the line, a speaker's line, after a newline,
+    inside a word, vowels) and draws them. Runs on the inference engine, without TensorFlow.
+
+    \b
+    Example:
+      shakegen inspect --text "ROMEO:\\nBut soft, what light through yonder window breaks?"
+      shakegen inspect --file scene.txt --html scene.html --neurons
+      cat scene.txt | shakegen inspect --json --unit 2:17
+    """
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from shakegen import engine, fileio, inspect_page
+    from shakegen import neurons as neuron_search
+    from shakegen.inspect import inspect_text, parse_unit, summarize, with_units
+
+    raw = _read_inspected_text(text, file_path, encoding)
+    run_dir = run_folder(checkpoint_dir)
+    model, info, _ = engine.load(run_dir, which)
+    try:
+        chosen = [parse_unit(unit, model.num_layers, model.layers[0].units) for unit in units]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--unit") from None
+    inspection = inspect_text(model, info, raw, top_k=top_k, units=chosen, keep_hidden=bool(neurons or chosen))
+    if inspection.left_out:
+        shown = ", ".join(repr(char) for char in inspection.left_out[:10])
+        ui.message(f"[yellow]Left out characters the model does not know: {escape(shown)}.[/]")
+    findings, absent = ([], [])
+    if neurons:
+        findings, absent = neuron_search.search(inspection.hidden, inspection.text, per_property=3)
+    best = list(dict.fromkeys((f.layer, f.index) for f in findings if f == _first_of(findings, f.property)))
+    drawn = list(dict.fromkeys([*chosen, *best]))
+    inspection = with_units(inspection, drawn) if drawn else inspection
+    summary = summarize(inspection)
+    if html_path is not None:
+        page = inspect_page.render(
+            inspection,
+            title=f"shakegen inspect: {file_path.name if file_path else 'text'}",
+            meta=f"{run_dir} ({which}): {summary.bits_per_character:.3f} bits per character over "
+            f"{summary.characters:,} characters predicted. Hover or tap a character for the model's guesses.",
+            units=[f"{layer}:{index}" for layer, index in drawn],
+            findings=findings,
+            hint=neuron_search.HINT,
+        )
+        fileio.write_text(html_path, page)
+        ui.message(f"[dim]Wrote {escape(str(html_path))}[/]")
+    if as_json:
+        report = {
+            "run": str(run_dir),
+            "which": which,
+            **inspection.to_json(),
+            "summary": summary.to_json(),
+        }
+        if neurons or chosen:
+            report["neurons"] = {
+                "hint": neuron_search.HINT,
+                "findings": [f.to_json() for f in findings],
+                "absent_properties": absent,
+                "units": {
+                    f"{layer}:{index}": neuron_search.unit_profile(inspection.hidden, inspection.text, (layer, index))
+                    for layer, index in chosen
+                },
+            }
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    out = Console(highlight=False)
+    colour = out.color_system is not None
+    _print_inspection(out, inspection, summary, colour)
+    if neurons:
+        from rich.table import Table
+
+        found = Table(title="Units that track simple properties", title_justify="left")
+        for name in ("property", "unit (layer:index)", "correlation"):
+            found.add_column(name)
+        for f in findings:
+            found.add_row(f.property, f.unit, f"{f.correlation:+.3f}")
+        out.print(found)
+        out.print(f"[dim]{neuron_search.HINT}[/]")
+        if absent:
+            out.print(f"[dim]Not in this text (so not searched): {', '.join(absent)}[/]")
+        for finding in findings:
+            if finding == _first_of(findings, finding.property):
+                heading = f"{finding.property}: unit {finding.unit}, correlation {finding.correlation:+.3f}"
+                _print_unit(out, inspection, (finding.layer, finding.index), heading, colour)
+    for unit in chosen:
+        profile = neuron_search.unit_profile(inspection.hidden, inspection.text, unit)
+        scores = ", ".join(f"{name} {value:+.2f}" for name, value in profile.items())
+        _print_unit(out, inspection, unit, f"unit {unit[0]}:{unit[1]}: correlation with {scores}", colour)
+    if chosen and not neurons:
+        out.print(f"[dim]{neuron_search.HINT}[/]")
+
+
+def _first_of(findings, name):
+    return next(f for f in findings if f.property == name)
