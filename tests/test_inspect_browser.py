@@ -1,0 +1,108 @@
+"""shakegen inspect --html in a real headless browser (Debian's chromium through chromium-driver).
+
+The browser may reach nothing at all (every host resolves to nothing) and every request it
+makes is recorded: the page must work from file:// with no request beyond itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shakegen.cli import main
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+WAIT_SECONDS = 60  # a bound on waiting, never an assertion
+TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        message = "needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1100,700",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ]:
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT_SECONDS)
+    yield driver
+    driver.quit()
+
+
+def requested_urls(driver) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def test_the_page_colours_the_text_shows_five_guesses_and_requests_nothing(browser, tmp_path):
+    page = tmp_path / "inspect.html"
+    arguments = ["inspect", "--checkpoint", "pretrained", "--text", TEXT, "--neurons", "--unit", "2:17"]
+    result = CliRunner().invoke(main, [*arguments, "--html", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)["records"]
+    requested_urls(browser)
+    browser.get(page.as_uri())
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".sg-char"))
+    spans = browser.find_elements(By.CSS_SELECTOR, ".sg-char")
+    assert len(spans) == len(TEXT)
+    assert "".join(span.get_property("textContent") for span in spans).replace("↵", "") == TEXT
+    backgrounds = {span.value_of_css_property("background-color") for span in spans}
+    assert len(backgrounds) >= 3  # coloured by surprisal, several bins in use
+
+    worst = max(range(1, len(records)), key=lambda i: records[i]["bits"])
+    ActionChains(browser).move_to_element(spans[worst]).perform()
+    tip = browser.find_element(By.CSS_SELECTOR, ".sg-tip")
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: tip.is_displayed())
+    guesses = tip.find_elements(By.CSS_SELECTOR, ".sg-guess")
+    assert len(guesses) == 5
+    expected = records[worst]["top"]
+    for guess, top in zip(guesses, expected, strict=True):
+        assert f"{100 * top['probability']:.1f}%" in guess.text
+    assert f"rank {records[worst]['rank']}" in tip.text
+
+    view = Select(browser.find_element(By.CSS_SELECTOR, ".sg-view"))
+    assert any(option.get_attribute("value") == "2:17" for option in view.options)
+    view.select_by_value("2:17")
+    after = [span.value_of_css_property("background-color") for span in spans]
+    strongest = max(range(len(records)), key=lambda i: abs(records[i]["units"]["2:17"]))
+    assert len(set(after)) >= 3
+    assert after[strongest] not in ("rgba(255, 255, 255, 1)", "rgb(255, 255, 255)")
+    assert "hint" in browser.find_element(By.CSS_SELECTOR, ".sg-legend").text
+
+    browser.save_screenshot(str(tmp_path / "inspect.png"))
+    if os.environ.get("SHAKEGEN_SCREENSHOT"):  # how docs/inspect.png is made
+        shutil.copyfile(tmp_path / "inspect.png", os.environ["SHAKEGEN_SCREENSHOT"])
+    assert set(requested_urls(browser)) == {page.as_uri()}  # the page itself, nothing else
