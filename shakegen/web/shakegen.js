@@ -51,128 +51,200 @@
     return arrays;
   }
 
-  /** (rows, cols) row-major -> (cols, rows) row-major: each output's weights become one contiguous row. */
-  function transpose(data, rows, cols) {
-    const out = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
-    return out;
+  // --- products: y = bias + x @ W, W (m, n) row-major as the checkpoint stores it ----------------------
+  // A hand-assembled WebAssembly kernel (SIMD, 4 floats at a time) where the browser has it, plain
+  // JavaScript loops otherwise. Every matrix, vector and state lives in one WebAssembly memory.
+  // axpy(w, x, m, y, n): for i < m: y[0 .. n) += x[i] * w[i * n .. (i + 1) * n); addresses in bytes, n % 4 == 0.
+  const KERNEL = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    0x01, 0x09, 0x01, 0x60, 0x05, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32 w, x, m, y, n) -> ()
+    0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // one memory, at least 1 page
+    0x07, 0x11, 0x02, 0x04, 0x61, 0x78, 0x70, 0x79, 0x00, 0x00, // export "axpy" = function 0
+    0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, //        "memory" = memory 0
+    0x0a, 0x68, 0x01, 0x66, // code: one body of 102 bytes
+    0x02, 0x02, 0x7f, 0x01, 0x7b, // locals: i32 j (5), i32 rowBytes (6); v128 xi (7)
+    0x20, 0x04, 0x41, 0x02, 0x74, 0x21, 0x06, // rowBytes = n << 2
+    0x03, 0x40, // loop over i
+    0x20, 0x01, 0x2a, 0x02, 0x00, 0xfd, 0x13, 0x21, 0x07, //   xi = f32x4.splat(f32.load(x))
+    0x41, 0x00, 0x21, 0x05, //   j = 0
+    0x03, 0x40, //   loop over j
+    0x20, 0x03, 0x20, 0x05, 0x6a, //     y + j (where to store)
+    0x20, 0x03, 0x20, 0x05, 0x6a, 0xfd, 0x00, 0x04, 0x00, //     v128.load(y + j)
+    0x20, 0x07, 0x20, 0x00, 0x20, 0x05, 0x6a, 0xfd, 0x00, 0x04, 0x00, //     xi, v128.load(w + j)
+    0xfd, 0xe6, 0x01, 0xfd, 0xe4, 0x01, 0xfd, 0x0b, 0x04, 0x00, //     store(y + j, y[j..] + xi * w[j..])
+    0x20, 0x05, 0x41, 0x10, 0x6a, 0x22, 0x05, 0x20, 0x06, 0x49, 0x0d, 0x00, //     j += 16; again while j < rowBytes
+    0x0b, //   end
+    0x20, 0x00, 0x20, 0x06, 0x6a, 0x21, 0x00, //   w += rowBytes
+    0x20, 0x01, 0x41, 0x04, 0x6a, 0x21, 0x01, //   x += 4
+    0x20, 0x02, 0x41, 0x01, 0x6b, 0x22, 0x02, 0x0d, 0x00, //   m -= 1; again while m != 0
+    0x0b, 0x0b, // end loop, end function
+  ]);
+
+  /** Float32 arrays carved out of one WebAssembly memory (16-byte aligned), or plain ones without it. */
+  class Arena {
+    constructor(floats) {
+      const simd = typeof WebAssembly === "object" && WebAssembly.validate(KERNEL) && !window.shakegenNoWasm;
+      if (simd) {
+        const instance = new WebAssembly.Instance(new WebAssembly.Module(KERNEL), {});
+        instance.exports.memory.grow(Math.ceil((4 * floats) / 65536));
+        this.axpy = instance.exports.axpy;
+        this.buffer = instance.exports.memory.buffer;
+      } else {
+        this.buffer = new ArrayBuffer(4 * floats);
+      }
+      this.used = 0;
+      this.kind = simd ? "WebAssembly SIMD" : "JavaScript";
+    }
+    floats(count) {
+      const view = new Float32Array(this.buffer, this.used, count);
+      this.used += 16 * Math.ceil(count / 4);
+      return view;
+    }
+    /** W (m, n) row-major, each row padded with zeros to a multiple of 4 columns: {data, m, n, stride}. */
+    matrix(data, m, n, firstColumn = 0, columns = n) {
+      const stride = 4 * Math.ceil(columns / 4), out = this.floats(m * stride);
+      for (let i = 0; i < m; i++) out.set(data.subarray(i * n + firstColumn, i * n + firstColumn + columns), i * stride);
+      return { data: out, m, n: columns, stride };
+    }
+    vector(length) { return this.floats(4 * Math.ceil(length / 4)); }
+
+    /** y[0 .. n) = bias + x @ W, rounded to float32; x (m) and y (W.stride) from this arena. */
+    gemv(W, x, y, bias) {
+      const { data, m, n, stride } = W;
+      if (bias) y.set(bias); else y.fill(0, 0, n);
+      y.fill(0, n, stride);
+      if (this.axpy) return this.axpy(data.byteOffset, x.byteOffset, m, y.byteOffset, stride);
+      for (let i = 0; i < m; i++) {
+        const xi = x[i], row = i * stride;
+        if (xi !== 0) for (let j = 0; j < n; j++) y[j] += xi * data[row + j];
+      }
+    }
   }
 
-  /** y[j] = bias[j] + sum_i x[i] * wt[(first + j) * m + i] for j < n: x (m), wt rows (n, m), float64 sums. */
-  function matvec(wt, first, n, x, m, y, bias) {
-    const m4 = m - (m % 4);
-    for (let j = 0, row = first * m; j < n; j++, row += m) {
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0;
-      for (; i < m4; i += 4) {
-        s0 += wt[row + i] * x[i];
-        s1 += wt[row + i + 1] * x[i + 1];
-        s2 += wt[row + i + 2] * x[i + 2];
-        s3 += wt[row + i + 3] * x[i + 3];
-      }
-      for (; i < m; i++) s0 += wt[row + i] * x[i];
-      y[j] = (bias ? bias[j] : 0) + ((s0 + s1) + (s2 + s3));
+  /** Floats an arena needs for these arrays (padded) and the model's vectors: a bound, not exact. */
+  function arenaFloats(manifest) {
+    let floats = 0, units = 0;
+    for (const entry of manifest.arrays) {
+      const [m, n] = entry.shape.length === 2 ? entry.shape : [1, entry.shape[0]];
+      floats += m * (4 * Math.ceil(n / 4) + 4) + 8;
+      units = Math.max(units, n);
     }
+    const V = manifest.vocab.length;
+    return floats + V * (units + 4) + 16 * (manifest.num_layers + 2) * (units + 4) + 4096;
   }
 
   const sigmoid = (x) => 0.5 + 0.5 * Math.tanh(0.5 * x); // the engine's (1 + tanh(x / 2)) / 2
 
   /** One GRU-family layer, its weights as the checkpoint stores them (see engine.Layer). */
   class Layer {
-    constructor(variant, kernel, recurrent, bias) {
+    constructor(arena, variant, kernel, recurrent, bias) {
       const u = recurrent.shape[0], b = bias.data;
-      this.variant = variant; this.units = u;
+      this.arena = arena; this.variant = variant; this.units = u;
       this.inputs = kernel.shape[0]; this.k = kernel.shape[1]; // k = 3u (gru, classic) or u
-      this.kernelT = transpose(kernel.data, this.inputs, this.k); // (k, inputs)
-      this.recurrentT = transpose(recurrent.data, u, recurrent.shape[1]); // (3u, u), or (u, u) for gru3
-      const slice = (start, end) => Float64Array.from(b.subarray(start, end));
+      this.kernel = arena.matrix(kernel.data, this.inputs, this.k); // (inputs, k)
+      const [rows, cols] = recurrent.shape; // (u, 3u), or (u, u) for gru3
+      if (variant === "gru") this.recurrent = arena.matrix(recurrent.data, rows, cols); // (u, 3u)
+      else if (variant === "gru3") this.candidateKernel = arena.matrix(recurrent.data, rows, cols); // (u, u)
+      else {
+        this.gateKernel = arena.matrix(recurrent.data, rows, cols, 0, 2 * u); // (u, 2u)
+        this.candidateKernel = arena.matrix(recurrent.data, rows, cols, 2 * u, u); // (u, u)
+      }
       this.gateBias = this.recurrentBias = this.constantGates = null;
       if (variant === "gru") { // bias (2, 3u): input bias, recurrent bias
-        this.inputBias = slice(0, 3 * u); this.recurrentBias = slice(3 * u, 6 * u);
+        this.inputBias = b.subarray(0, 3 * u); this.recurrentBias = b.subarray(3 * u, 6 * u);
       } else if (variant === "classic" || variant === "gru2") {
-        this.inputBias = slice(0, b.length); // (3u,) or (u,)
+        this.inputBias = b; // (3u,) or (u,)
       } else { // gru1, gru3: (3u,) = gate biases (2u), then the candidate's input bias (u)
-        this.inputBias = slice(2 * u, 3 * u);
-        if (variant === "gru1") this.gateBias = slice(0, 2 * u);
-        else this.constantGates = Float32Array.from(slice(0, 2 * u), sigmoid); // σ(b_z), σ(b_r)
+        this.inputBias = b.subarray(2 * u, 3 * u);
+        if (variant === "gru1") this.gateBias = b.subarray(0, 2 * u);
+        else this.constantGates = Float32Array.from(b.subarray(0, 2 * u), sigmoid); // σ(b_z), σ(b_r), as float32
       }
-      this.x = new Float32Array(this.k); // projected input (k)
-      this.inner = new Float32Array(3 * u); // h @ U (+ b) (3u)
-      this.gates = new Float64Array(2 * u); // z, r
-      this.resetH = new Float64Array(u); // r * h
+      this.x = arena.vector(this.k); // projected input (k)
+      this.inner = arena.vector(3 * u); // h @ U (+ b) (3u)
+      this.gates = new Float32Array(2 * u); // z, r
+      this.resetH = arena.vector(u); // r * h
+      this.state = arena.vector(u); // h (u)
     }
 
-    /** The first layer's input projection of every character: (V, k) float32 from float64. */
+    /** The first layer's input projection of every character, embedding @ W + b_in: (V, k) float32 from float64. */
     table(embedding) {
-      const [V, E] = embedding.shape, table = new Float32Array(V * this.k), row = new Float64Array(this.k);
+      const [V, E] = embedding.shape, k = this.k, table = this.arena.floats(V * k), row = new Float64Array(k);
+      const w = this.kernel.data, stride = this.kernel.stride;
       for (let c = 0; c < V; c++) {
-        matvec(this.kernelT, 0, this.k, embedding.data.subarray(c * E, (c + 1) * E), E, row, this.inputBias);
-        table.set(row, c * this.k);
+        row.set(this.inputBias);
+        for (let e = 0; e < E; e++) {
+          const value = embedding.data[c * E + e];
+          for (let j = 0; j < k; j++) row[j] += value * w[e * stride + j];
+        }
+        table.set(row, c * k);
       }
       return table;
     }
 
-    project(h) { matvec(this.kernelT, 0, this.k, h, this.inputs, this.x, this.inputBias); return this.x; }
+    project(h) { this.arena.gemv(this.kernel, h, this.x, this.inputBias); return this.x; }
 
-    /** x (k) and h (u) -> the new state (u), written into out. */
-    step(x, h, out) {
-      const u = this.units, inner = this.inner, gates = this.gates;
+    /** x (k) -> this.state, the new state (u), from the one it holds. */
+    step(x) {
+      const u = this.units, h = this.state, inner = this.inner, gates = this.gates, arena = this.arena;
       if (this.variant === "gru") { // z, r = σ(x_zr + h U_zr + b_zr); h~ = tanh(x_h + r (h U_h + b_h))
-        matvec(this.recurrentT, 0, 3 * u, h, u, inner, this.recurrentBias);
+        arena.gemv(this.recurrent, h, inner, this.recurrentBias);
         for (let j = 0; j < u; j++) {
-          const z = sigmoid(fround(x[j] + inner[j])), r = sigmoid(fround(x[u + j] + inner[u + j]));
-          const candidate = Math.tanh(x[2 * u + j] + r * inner[2 * u + j]);
-          out[j] = candidate + z * (h[j] - candidate);
+          const z = fround(sigmoid(fround(x[j] + inner[j]))), r = fround(sigmoid(fround(x[u + j] + inner[u + j])));
+          const candidate = fround(Math.tanh(fround(x[2 * u + j] + fround(r * inner[2 * u + j]))));
+          h[j] = candidate + z * (h[j] - candidate); // every read of h precedes this write
         }
-        return out;
+        return h;
       }
       let xh = 0; // where the candidate's input starts in x
       if (this.variant === "gru3") {
-        for (let j = 0; j < 2 * u; j++) gates[j] = this.constantGates[j];
+        gates.set(this.constantGates);
       } else { // classic, gru1, gru2: z, r = σ(h U_zr [+ x_zr] [+ b_zr])
-        matvec(this.recurrentT, 0, 2 * u, h, u, inner, this.gateBias);
-        if (this.variant === "classic") { for (let j = 0; j < 2 * u; j++) inner[j] = fround(inner[j] + x[j]); xh = 2 * u; }
-        for (let j = 0; j < 2 * u; j++) gates[j] = fround(sigmoid(inner[j]));
+        arena.gemv(this.gateKernel, h, inner, this.gateBias);
+        if (this.variant === "classic") { for (let j = 0; j < 2 * u; j++) inner[j] += x[j]; xh = 2 * u; }
+        for (let j = 0; j < 2 * u; j++) gates[j] = sigmoid(inner[j]);
       }
       const resetH = this.resetH, candidate = inner; // h~ = tanh(x_h + (r h) U_h)
-      for (let j = 0; j < u; j++) resetH[j] = fround(gates[u + j] * h[j]);
-      matvec(this.recurrentT, this.variant === "gru3" ? 0 : 2 * u, u, resetH, u, candidate, null);
+      for (let j = 0; j < u; j++) resetH[j] = gates[u + j] * h[j];
+      arena.gemv(this.candidateKernel, resetH, candidate, null);
       for (let j = 0; j < u; j++) {
-        const c = Math.tanh(fround(candidate[j] + x[xh + j]));
-        out[j] = c + gates[j] * (h[j] - c);
+        const c = fround(Math.tanh(fround(candidate[j] + x[xh + j])));
+        h[j] = c + gates[j] * (h[j] - c);
       }
-      return out;
+      return h;
     }
   }
 
-  /** The whole model: step(id, states) reads one character and returns the next one's logits (V). */
+  /** The whole model: step(id) reads one character and returns the next one's logits (V). */
   class Model {
     constructor(manifest, arrays) {
       const get = (name) => {
         if (!arrays[name]) throw new Error(`weights.js has no array ${name}.`);
         return arrays[name];
       };
+      const arena = (this.arena = new Arena(arenaFloats(manifest)));
       this.layers = [];
       for (let l = 0; l < manifest.num_layers; l++) {
         const p = `rnn_${l}/`;
-        this.layers.push(new Layer(manifest.cell, get(p + "kernel"), get(p + "recurrent_kernel"), get(p + "bias")));
+        this.layers.push(new Layer(arena, manifest.cell, get(p + "kernel"), get(p + "recurrent_kernel"), get(p + "bias")));
       }
-      const embedding = get("embedding"), output = get("logits/kernel"), last = this.layers[this.layers.length - 1];
+      const embedding = get("embedding"), output = get("logits/kernel");
       this.vocabSize = embedding.shape[0];
       this.table = this.layers[0].table(embedding); // the embedding folded into the first projection
-      this.outputT = transpose(output.data, last.units, this.vocabSize); // (V, u)
+      this.output = arena.matrix(output.data, output.shape[0], this.vocabSize); // (u, V)
       this.outputBias = get("logits/bias").data;
-      this.logits = new Float32Array(this.vocabSize);
+      this.logitsBuffer = arena.vector(this.vocabSize);
+      this.logits = this.logitsBuffer.subarray(0, this.vocabSize);
     }
 
-    zeroStates() { return this.layers.map((layer) => new Float32Array(layer.units)); }
+    reset() { for (const layer of this.layers) layer.state.fill(0); }
 
-    step(id, states) {
+    step(id) {
       let h = null;
       this.layers.forEach((layer, l) => {
-        const x = l === 0 ? this.table.subarray(id * layer.k, (id + 1) * layer.k) : layer.project(h);
-        h = layer.step(x, states[l], states[l]); // in place: every read of h[j] precedes its write
+        h = layer.step(l === 0 ? this.table.subarray(id * layer.k, (id + 1) * layer.k) : layer.project(h));
       });
-      matvec(this.outputT, 0, this.vocabSize, h, h.length, this.logits, this.outputBias);
+      this.arena.gemv(this.output, h, this.logitsBuffer, this.outputBias);
       return this.logits;
     }
   }
@@ -262,7 +334,14 @@
   const yieldToPage = () => new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(0); });
 
   const blank = (x) => x === undefined || x === null || x === "";
-  async function generate(request = {}) {
+  let queue = Promise.resolve(); // one model, one state: generations run one after another
+  function generate(request = {}) {
+    const run = queue.then(() => sample(request));
+    queue = run.catch(() => {});
+    return run;
+  }
+
+  async function sample(request) {
     await api.ready;
     const options = {
       length: blank(request.length) ? 500 : Number(request.length),
@@ -278,14 +357,15 @@
     if (seed && !seed.text) throw new Error("The seed text is empty after cleaning; give a seed the model knows.");
     const prefix = seed ? seed.text : "", primer = seed ? seed.text : "\n"; // no seed: primed with a newline, not shown
     const onText = request.onText || (() => {}), signal = request.signal;
-    const states = model.zeroStates(), scratch = { scaled: new Float32Array(vocab.length), probabilities: new Float32Array(vocab.length) };
+    model.reset();
+    const scratch = { scaled: new Float32Array(vocab.length), probabilities: new Float32Array(vocab.length) };
     const pieces = [prefix];
     let logits = null, position = 0;
     const seedIds = Array.from(primer, (c) => ids.get(c));
     if (prefix) onText(prefix);
     for (let s = 0; s < seedIds.length;) { // priming, in slices too: a seed may be long
       const start = performance.now();
-      while (s < seedIds.length && performance.now() - start < SLICE_MS) logits = model.step(seedIds[s++], states);
+      while (s < seedIds.length && performance.now() - start < SLICE_MS) logits = model.step(seedIds[s++]);
       if (s < seedIds.length) await yieldToPage();
     }
     while (position < options.length && !(signal && signal.aborted)) {
@@ -295,7 +375,7 @@
         const id = choose(logits, options.randomSeed, position, options, scratch);
         piece += vocab[id];
         position += 1;
-        if (position < options.length) logits = model.step(id, states); // the last character needs no step
+        if (position < options.length) logits = model.step(id); // the last character needs no step
       }
       pieces.push(piece);
       onText(piece);
@@ -307,7 +387,7 @@
 
   const api = {
     manifest, card: manifest.card, vocab, generate, cleanSeed, lastRandomSeed: null, lastStopped: false,
-    internals: { hash, uniform, gumbel, choose, halfToFloatTable },
+    internals: { hash, uniform, gumbel, choose, decodeArrays },
     timings: {},
   };
   api.ready = new Promise((resolve, reject) => setTimeout(() => { // after the page has painted
@@ -316,6 +396,7 @@
       model = new Model(manifest, decodeArrays(manifest, weights));
       delete window.shakegenModel.weights; // the string is decoded: let it go
       api.model = model;
+      api.kernel = model.arena.kind;
       api.timings = { decodeMs: performance.now() - start, readyMs: performance.now() };
       resolve(api);
     } catch (error) { reject(error); }
