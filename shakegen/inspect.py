@@ -23,7 +23,7 @@ from shakegen.errors import SamplingError
 BITS_BINS = (1, 2, 4, 8)  # the colour bins of the views: below 1 bit, 1 to 2, 2 to 4, 4 to 8, 8 and more
 MAX_CHARACTERS = 50_000  # a page is ~3,000; the hidden states of 50,000 are ~300 MB for the pretrained model
 DEFAULT_TOP_K = 5
-CHUNK = 4096  # positions per softmax (bounds memory to CHUNK × vocabulary)
+CHUNK = 1024  # characters per piece (bounds memory to CHUNK × vocabulary; one turn of the server)
 SPAN = 10  # characters per "most surprising span"
 UNIT_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -110,43 +110,70 @@ def unit_name(unit) -> str:
     return f"{unit[0]}:{unit[1]}"
 
 
+def check_request(engine, top_k: int, units) -> list:
+    """The units as (layer, index), or InspectionError for a bad ``top_k`` or a unit the model does not have."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= engine.vocab_size:
+        raise InspectionError(f"top_k must be between 1 and the vocabulary size {engine.vocab_size}, got {top_k!r}.")
+    return [check_unit(unit, engine.num_layers, engine.layers[0].units) for unit in units]
+
+
+def iter_records(engine, chars, ids, *, top_k: int = DEFAULT_TOP_K, units=(), piece: int = CHUNK):
+    """Records for ``ids`` (at least 2), ``piece`` characters at a time: yields (records, hidden per layer
+    of the piece). The state is carried from piece to piece, so the records do not depend on ``piece``;
+    work happens as pieces are taken (the server takes one per turn of its model's thread)."""
+    ids = np.asarray(ids)
+    units = check_request(engine, top_k, units)
+    if len(ids) < 2:
+        raise InspectionError("The text has fewer than 2 characters; give a longer text to inspect.")
+    context = None
+    for start in range(0, len(ids), max(2, piece)):
+        window = ids[start : start + max(2, piece)]
+        scores = engine.score(window, context=context, hidden=True)
+        last = scores.hidden[-1]  # (w, u): the state after each character, which predicts the next
+        logits = last[:-1] @ engine.output_kernel + engine.output_bias  # (w - 1, V): predict window[1:]
+        if context is not None:
+            logits = np.concatenate([np.asarray(context.logits, np.float32)[-1:], logits])
+        context = scores.context
+        first = 0 if start > 0 else 1  # the text's first character: nothing predicts it
+        records = []
+        if first:
+            records.append(
+                CharacterRecord(0, chars[int(ids[0])], None, None, None, None, _unit_values(scores.hidden, units, 0))
+            )
+        targets = window[first:]
+        probabilities = _softmax(logits)  # (len(targets), V)
+        target_probability = probabilities[np.arange(len(targets)), targets]
+        ranks = 1 + (probabilities > target_probability[:, None]).sum(axis=1)
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        for offset, target in enumerate(targets):
+            log_prob = float(scores.log_probs[offset])
+            top = [(chars[int(i)], float(probabilities[offset, i])) for i in order[offset]]
+            records.append(
+                CharacterRecord(
+                    start + first + offset,
+                    chars[int(target)],
+                    log_prob,
+                    -log_prob / math.log(2),
+                    int(ranks[offset]),
+                    top,
+                    _unit_values(scores.hidden, units, first + offset),
+                )
+            )
+        yield records, scores.hidden
+
+
 def inspect_ids(engine, chars, ids, *, top_k: int = DEFAULT_TOP_K, units=(), keep_hidden: bool = False):
     """Records for ``ids`` (at least 2) read by ``engine``; ``chars`` maps an id to its character.
 
     Returns:
         (list of CharacterRecord, hidden states per layer (n, u) float32 or None).
     """
-    ids = np.asarray(ids)
-    if not 1 <= top_k <= engine.vocab_size:
-        raise InspectionError(f"top_k must be between 1 and the vocabulary size {engine.vocab_size}, got {top_k}.")
-    units = [check_unit(unit, engine.num_layers, engine.layers[0].units) for unit in units]
-    scores = engine.score(ids, hidden=True)
-    last = scores.hidden[-1]  # (n, u): the state after each character, which predicts the next
-    records = [CharacterRecord(0, chars[int(ids[0])], None, None, None, None, _unit_values(scores.hidden, units, 0))]
-    for start in range(0, len(ids) - 1, CHUNK):
-        stop = min(start + CHUNK, len(ids) - 1)
-        logits = last[start:stop] @ engine.output_kernel + engine.output_bias  # (chunk, V): predict ids[start + 1 :]
-        probabilities = _softmax(logits)
-        targets = ids[start + 1 : stop + 1]
-        target_probability = probabilities[np.arange(len(targets)), targets]
-        ranks = 1 + (probabilities > target_probability[:, None]).sum(axis=1)
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        for offset, target in enumerate(targets):
-            position = start + offset + 1
-            log_prob = float(scores.log_probs[position - 1])
-            top = [(chars[int(i)], float(probabilities[offset, i])) for i in order[offset]]
-            records.append(
-                CharacterRecord(
-                    position,
-                    chars[int(target)],
-                    log_prob,
-                    -log_prob / math.log(2),
-                    int(ranks[offset]),
-                    top,
-                    _unit_values(scores.hidden, units, position),
-                )
-            )
-    return records, (scores.hidden if keep_hidden else None)
+    records, hidden = [], []
+    for piece_records, piece_hidden in iter_records(engine, chars, ids, top_k=top_k, units=units):
+        records.extend(piece_records)
+        if keep_hidden:
+            hidden.append(piece_hidden)
+    return records, ([np.concatenate(layer) for layer in zip(*hidden, strict=True)] if keep_hidden else None)
 
 
 def inspect_text(engine, info, text: str, *, top_k: int = DEFAULT_TOP_K, units=(), keep_hidden: bool = False):

@@ -164,3 +164,21 @@ def test_the_run_folder_is_left_as_it_was(tmp_path):
     inspect_json("--text", PAGE[:200], "--neurons")
     after = {path.name: checkpoint.fileio.file_sha256(path) for path in pretrained.BUNDLE_DIR.iterdir()}
     assert before == after
+
+
+def test_records_do_not_depend_on_the_piece_they_are_computed_in(pretrained_engine):
+    from shakegen.inspect import iter_records
+
+    loaded, info = pretrained_engine
+    ids = info.vocab.encode(PAGE[:300])
+    whole = [
+        r for records, _ in iter_records(loaded, info.vocab.chars, ids, units=[(1, 5)], piece=300) for r in records
+    ]
+    pieces = [r for records, _ in iter_records(loaded, info.vocab.chars, ids, units=[(1, 5)], piece=7) for r in records]
+    assert [r.position for r in pieces] == list(range(300))
+    for a, b in zip(whole, pieces, strict=True):
+        assert (a.char, a.rank, a.log_prob is None) == (b.char, b.rank, b.log_prob is None)
+        if a.log_prob is not None:
+            assert a.log_prob == pytest.approx(b.log_prob, abs=1e-5)
+            np.testing.assert_allclose([p for _, p in a.top], [p for _, p in b.top], atol=1e-5)
+        assert a.units["1:5"] == pytest.approx(b.units["1:5"], abs=1e-5)

@@ -1,0 +1,58 @@
+"""Adaptive scoring (dynamic evaluation): repeats learnt while scoring, nothing written to the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from shakegen import adapt, checkpoint, evaluate, fileio  # noqa: E402
+from shakegen.errors import EvaluationError  # noqa: E402
+from tests.runs import train_tiny_run  # noqa: E402
+
+LINE = "Now is the winter of our discontent made glorious, said he.\n"
+
+
+def folder_hashes(folder):
+    return {
+        str(path.relative_to(folder)): fileio.file_sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, small_text):
+    return train_tiny_run(tmp_path_factory.mktemp("adapt"), small_text)
+
+
+def test_adaptive_scoring_learns_the_repeats_that_streaming_cannot(run):
+    model, info, _ = checkpoint.load_model(run, precision="float32")
+    ids = info.vocab.encode(LINE * 60)
+    before = [variable.numpy().copy() for variable in model.weights]
+    streaming = evaluate.streaming_cross_entropy(model, ids)
+    adaptive = adapt.adaptive_cross_entropy(model, ids, learning_rate=3.0, segment=16)
+    assert adaptive.count == streaming.count == len(ids) - 1
+    assert adaptive.bits_per_character < 0.4 * streaming.bits_per_character
+    for variable, value in zip(model.weights, before, strict=True):  # the weights are given back
+        np.testing.assert_array_equal(variable.numpy(), value)
+    # With no step at all it is the streaming protocol: each segment is scored before the model learns from it.
+    still = adapt.adaptive_cross_entropy(model, ids, learning_rate=0.0, segment=16)
+    assert still.total_nll == pytest.approx(streaming.total_nll, rel=1e-6)
+
+
+def test_the_report_is_its_own_protocol_and_the_run_folder_is_unchanged(run):
+    before = folder_hashes(run)
+    info = checkpoint.read_run(run)
+    ids = info.vocab.encode(LINE * 10)
+    row = adapt.report(run, "best", ids, learning_rate=1.0, segment=32)
+    assert row["protocol"] == "adaptive" and row["learning_rate"] == 1.0 and row["segment"] == 32
+    assert row["window"] is None and row["samples"] is None
+    assert row["characters"] == len(ids) - 1
+    assert row["perplexity"] == pytest.approx(np.exp(row["loss"]))
+    assert folder_hashes(run) == before
+
+
+def test_bad_settings_are_refused():
+    for rate, segment, message in [(-1.0, 8, "learning rate"), (float("nan"), 8, "learning rate"), (0.1, 0, "segment")]:
+        with pytest.raises(EvaluationError, match=message):
+            adapt.check(rate, segment)
