@@ -49,10 +49,21 @@ def view_script() -> str:
 
 
 def page_data(inspection, units=(), findings=()) -> dict:
-    """What the view script draws: the records, the units it may colour by and the findings naming them."""
+    """What the view script draws: the records, the units it may colour by and the findings naming them.
+
+    Records are compact here, [char, bits, rank, [[guess, probability], ...], [value of each unit]],
+    numbers rounded to what a person reads (a page of text stays a few hundred kilobytes).
+    """
+    units = list(units)
+
+    def compact(record):
+        top = None if record.top is None else [[char, round(p, 5)] for char, p in record.top]
+        bits = None if record.bits is None else round(record.bits, 4)
+        return [record.char, bits, record.rank, top, [round(record.units[name], 4) for name in units]]
+
     return {
-        "records": [record.to_json() for record in inspection.characters],
-        "units": list(units),
+        "records": [compact(record) for record in inspection.characters],
+        "units": units,
         "findings": [finding.to_json() for finding in findings],
     }
 

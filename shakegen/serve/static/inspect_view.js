@@ -1,7 +1,8 @@
 // shakegen's inspect view: a text coloured by surprisal (or by one unit's activation), with the
 // model's top guesses on hover or tap. Used by `shakegen inspect --html` (inlined) and the served page.
 // data: {records: [{char, bits, rank, top: [{char, probability}], units: {"L:N": value}}], units: ["L:N", ...],
-//        findings: [{property, unit, correlation}]}
+//        findings: [{property, unit, correlation}]}; a record may also come compact, as the HTML export
+//        writes it: [char, bits, rank, [[guess, probability], ...], [value of each of data.units]].
 (function (root) {
   "use strict";
   // Bins of bits per character, as the terminal legend: [upper bound, background, text colour].
@@ -36,7 +37,16 @@
     element.textContent = CSS;
     document.head.appendChild(element);
   }
+  function normal(record, units) {
+    if (!Array.isArray(record)) return record;
+    var values = {};
+    units.forEach(function (u, i) { values[u] = record[4][i]; });
+    return {char: record[0], bits: record[1], rank: record[2], units: values,
+            top: record[3] && record[3].map(function (g) { return {char: g[0], probability: g[1]}; })};
+  }
   function render(container, data) {
+    data = {records: data.records.map(function (r) { return normal(r, data.units || []); }),
+            units: data.units || [], findings: data.findings || []};
     style();
     container.classList.add("sg-inspect");
     container.textContent = "";
