@@ -183,7 +183,7 @@ def model_card(run_dir: Path, info, which: str, state: dict) -> dict:
     raw = pretrained.portable_run_config(fileio.read_json(run_dir / checkpoint.CONFIG_FILE))
     card = {
         "format": FORMAT,
-        "run": run_dir.resolve().name,
+        "run": "pretrained" if run_dir.resolve() == pretrained.BUNDLE_DIR.resolve() else run_dir.resolve().name,
         "which": which,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "shakegen_version": __version__,

@@ -416,7 +416,7 @@ def test_the_pretrained_export_is_its_float16_weights_plus_under_100_kb(tmp_path
             arrays[short].view(np.uint16), value.view(np.uint16)
         )
     card = json.loads((result.out_dir / webexport.CARD_FILE).read_text(encoding="utf-8"))
-    assert card["run"] == "pretrained_model" and card["parameters"] == 4179649
+    assert card["run"] == "pretrained" and card["parameters"] == 4179649
     assert card["pretrained"]["command"] == pretrained.card()["command"]
     assert manifest["card"] == card
 
