@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from shakegen.errors import EvaluationError
 
-SEGMENT = 64  # characters per adaptation step
-DEFAULT_LEARNING_RATE = 0.003  # plain SGD; chosen on the pretrained model (see docs/quality.md)
+SEGMENT = 32  # characters per adaptation step
+DEFAULT_LEARNING_RATE = 0.05  # plain SGD; chosen on the pretrained model (see docs/quality.md)
 PROTOCOL = "adaptive"
 
 

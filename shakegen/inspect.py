@@ -176,6 +176,25 @@ def inspect_ids(engine, chars, ids, *, top_k: int = DEFAULT_TOP_K, units=(), kee
     return records, ([np.concatenate(layer) for layer in zip(*hidden, strict=True)] if keep_hidden else None)
 
 
+def prepare_text(info, text: str, max_characters: int = MAX_CHARACTERS) -> tuple[str, list]:
+    """(``text`` as the run sees it, with unknown characters left out; those characters).
+
+    Raises:
+        InspectionError: not a string, fewer than 2 known characters, or more than ``max_characters``.
+    """
+    if not isinstance(text, str):
+        raise InspectionError(f"The text to inspect must be a string, got {type(text).__name__}.")
+    _, known, unknown = info.text_as_seen(text)
+    if len(known) < 2:
+        raise InspectionError("The text has fewer than 2 characters the model knows; give a longer text to inspect.")
+    if len(known) > max_characters:
+        raise InspectionError(
+            f"The text has {len(known):,} characters; inspect shows at most {max_characters:,}. Inspect a part of it, "
+            "or score the whole with `shakegen eval --text`."
+        )
+    return known, list(unknown)
+
+
 def inspect_text(engine, info, text: str, *, top_k: int = DEFAULT_TOP_K, units=(), keep_hidden: bool = False):
     """Inspect ``text`` as the run ``info`` sees it (cleaned as its corpus was; unknown characters left out).
 
@@ -183,16 +202,7 @@ def inspect_text(engine, info, text: str, *, top_k: int = DEFAULT_TOP_K, units=(
         InspectionError: fewer than 2 known characters, more than ``MAX_CHARACTERS``, a bad
             ``top_k`` or a unit the model does not have.
     """
-    if not isinstance(text, str):
-        raise InspectionError(f"The text to inspect must be a string, got {type(text).__name__}.")
-    _, known, unknown = info.text_as_seen(text)
-    if len(known) < 2:
-        raise InspectionError("The text has fewer than 2 characters the model knows; give a longer text to inspect.")
-    if len(known) > MAX_CHARACTERS:
-        raise InspectionError(
-            f"The text has {len(known):,} characters; inspect shows at most {MAX_CHARACTERS:,}. Inspect a part of it, "
-            "or score the whole with `shakegen eval --text`."
-        )
+    known, unknown = prepare_text(info, text)
     records, hidden = inspect_ids(
         engine, info.vocab.chars, info.vocab.encode(known), top_k=top_k, units=units, keep_hidden=keep_hidden
     )
