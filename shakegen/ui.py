@@ -249,6 +249,8 @@ def eval_table(rows: list[dict]) -> Table:
     first = rows[0]
     if first.get("protocol", "streaming") == "streaming":
         caption = "streaming: the state is carried through the whole text, every character in context"
+    elif first["protocol"] == "adaptive":
+        caption = "adaptive: streaming, and the model learns (one SGD step per segment) from what it has scored"
     else:
         caption = "windows: each window starts from a zero state, every position counts"
     table = Table(title=f"Perplexity on the {first['text']}", caption=caption, title_justify="left")
@@ -262,6 +264,8 @@ def eval_table(rows: list[dict]) -> Table:
     def protocol(row):
         if row.get("protocol", "streaming") == "streaming":
             return "streaming"
+        if row["protocol"] == "adaptive":
+            return f"adaptive (SGD {row['learning_rate']:g}, segments of {row['segment']})"
         if row.get("samples") is None:
             return f"windows of {row['window']}"
         return f"{row['samples']:,} random windows of {row['window']} (seed {row['random_seed']})"
