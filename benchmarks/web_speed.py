@@ -11,7 +11,9 @@ and checks the page against the NumPy engine on the same float16 weights:
     (logits / T + Gumbel between the two characters: a float near-tie when tiny);
   - that a file:// load gives the same greedy text, and the folder's size against its weights.
 
-    python benchmarks/web_speed.py [--rounds 3] [--length 2000] [--seeds 20] [--sample-length 300]
+    python benchmarks/web_speed.py [--rounds 3] [--length 2000] [--seeds 20] [--sample-length 300] [--no-wasm]
+
+--no-wasm measures the plain JavaScript loops the page falls back to without WebAssembly SIMD.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> int:
     parser.add_argument("--greedy-length", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--sample-length", type=int, default=300)
+    parser.add_argument("--no-wasm", action="store_true", help="the JavaScript fallback instead of WebAssembly SIMD")
     args = parser.parse_args()
     print(f"processor: {processor_description()}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -56,6 +59,8 @@ def main() -> int:
         )
         server = StaticServer(result.out_dir)
         driver = chromium(performance_log=False)
+        if args.no_wasm:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "window.shakegenNoWasm = true;"})
         try:
             measure(driver, f"{server.url}/index.html", args)
             check(driver, f"{server.url}/index.html", (result.out_dir / "index.html").as_uri(), args)
