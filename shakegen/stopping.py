@@ -35,6 +35,25 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
+def ban_ids(characters: str, vocab) -> list[int]:
+    """The ids of ``characters`` (``--ban``, escapes read as ``unescape`` does) in ``vocab``.
+
+    Raises:
+        ValueError: a character the model does not know (it could never be emitted anyway), or all of them.
+    """
+    characters = unescape(characters)
+    unknown = vocab.unknown_characters(characters)
+    if unknown:
+        raise ValueError(
+            f"Cannot ban characters the model does not know: {', '.join(map(repr, unknown))} "
+            f"(it never emits them); ban only some of its {len(vocab)} characters."
+        )
+    ids = sorted({vocab.char_to_id[character] for character in characters})
+    if len(ids) == len(vocab):
+        raise ValueError(f"That bans every one of the model's {len(vocab)} characters: nothing could be emitted.")
+    return ids
+
+
 @dataclass(frozen=True)
 class StopRule:
     """stops: texts that end a sample; keep_stop: keep the stop text; lines: end after this many line ends."""
