@@ -193,3 +193,15 @@ def test_the_writing_screen_accepts_resamples_cycles_undoes_and_saves(run, tmp_p
     terminal.child.close()
     assert terminal.child.exitstatus == 0
     assert out.read_text() == "ROMEO:" + write.first_word(proposals.ghost())  # the resampled one: seed + 1
+
+
+def test_writing_never_imports_tensorflow(run, tmp_path):
+    code = (
+        "import sys; from shakegen.cli import main\n"
+        "try:\n    main(sys.argv[1:], standalone_mode=False)\n"
+        "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')), file=sys.stderr)"
+    )
+    argv = [sys.executable, "-c", code, "write", "--checkpoint", str(run[0]), "--random-seed", "1"]
+    result = subprocess.run(argv, input="ROMEO:\n:w\n:q\n", capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ROMEO:\n") and result.stderr.rstrip().endswith("[]")
