@@ -19,7 +19,7 @@ import time
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 import numpy as np
 
-from shakegen import evaluate, inference, prepare
+from shakegen import checkpoint, evaluate, prepare
 
 
 def main():
@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--window", type=int, default=evaluate.EVAL_WINDOW)
     parser.add_argument("--samples", type=int, default=2400, help="random windows (nanoGPT: 200 batches of 12)")
     args = parser.parse_args()
-    model, _, _ = inference.load_model(args.checkpoint, args.which)
+    model, _, _ = checkpoint.load_model(args.checkpoint, args.which, precision="float32")
     ids = np.asarray(prepare.load_prepared(args.data_dir).val)
     streams = evaluate.default_streams(len(ids) - 1)
     measures = {

@@ -42,7 +42,7 @@ from common import alternate, report, tf, timed_rate
 from torch import nn
 from torch.nn import functional
 
-from shakegen import checkpoint, corpus, sampling
+from shakegen import checkpoint, corpus, sampling, tf_sampler
 from shakegen.config import PRESETS
 from shakegen.model import build_model
 from shakegen.vocab import Vocabulary
@@ -128,7 +128,8 @@ def parity(model, vocab: Vocabulary, characters: int, sample_length: int) -> Non
     print(f"  logits         max |difference| {np.abs(ours - theirs).max():.2e} (largest |logit| {largest:.2f})")
     seed = "ROMEO:"
     greedy = sampling.SamplingOptions(temperature=0)
-    ours_text = sampling.generate_text(sampling.Sampler(model, greedy), vocab, seed, sample_length, 1, 0).texts[0]
+    blocks = tf_sampler.Sampler(model, greedy).sample(vocab.encode(seed), sample_length)
+    ours_text = vocab.decode(np.concatenate(list(blocks), axis=1)[0])
     theirs_text = vocab.decode(torch_greedy(torch_model, [int(i) for i in vocab.encode(seed)], sample_length))
     differing = [index for index, (a, b) in enumerate(zip(ours_text, theirs_text, strict=True)) if a != b]
     verdict = f"first {differing[0]} characters identical" if differing else "identical"

@@ -52,7 +52,7 @@ def resolve_run(run: str | os.PathLike | None) -> Path:
     return Path(run)
 
 
-def load(run: str | os.PathLike | None = None, which: str = "best") -> "TextModel":
+def load(run: str | os.PathLike | None = None, which: str = "best", engine: str = "auto") -> "TextModel":
     """Load a run folder's model for sampling and scoring.
 
     Args:
@@ -60,12 +60,19 @@ def load(run: str | os.PathLike | None = None, which: str = "best") -> "TextMode
             ships with shakegen, or ``None`` for the most recently trained run under
             ``checkpoints/`` (the pretrained model when there is none).
         which: ``"best"`` (lowest validation loss) or ``"last"`` weights.
+        engine: what samples and scores: ``"auto"`` (the NumPy engine, without TensorFlow,
+            except where TensorFlow pays: many samples at once, long texts to score),
+            ``"numpy"`` or ``"tensorflow"``; ``generate``, ``stream`` and ``evaluate`` may override it.
     Raises:
         CheckpointError: no run there, a damaged one, or an unknown ``which``.
+        SamplingError: an unknown ``engine``.
     """
     if which not in ("best", "last"):
         raise CheckpointError(f"Unknown checkpoint {which!r}; expected 'best' or 'last'.")
-    return TextModel(resolve_run(run), which)
+    from shakegen import sampling
+
+    sampling.check_engine(engine)
+    return TextModel(resolve_run(run), which, engine)
 
 
 @dataclass(frozen=True)
@@ -95,24 +102,31 @@ class EvaluationReport:
     left_out_characters: int
     same_corpus: bool | None = None  # a split of the corpus the run was trained on? None: a text
     corpus_note: str | None = None  # one sentence when it is not
+    engine: str | None = None  # what scored it: "numpy" (the engine) or "tensorflow"
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 class TextModel:
-    """A trained run, ready to sample and score. Built by ``shakegen.load``."""
+    """A trained run, ready to sample and score. Built by ``shakegen.load``.
 
-    def __init__(self, run_dir: Path, which: str):
-        from shakegen.backend import import_tensorflow
+    It holds the run's NumPy engine (``engine.Engine``), which samples and scores without
+    TensorFlow; the TensorFlow model (``model``) is loaded only when first needed: sampling
+    many samples at once, scoring a long text, or ``engine="tensorflow"``.
+    """
 
-        import_tensorflow()
-        from shakegen import inference
+    def __init__(self, run_dir: Path, which: str, engine: str = "auto"):
+        from shakegen import engine as engines
+        from shakegen import sampling
 
+        self.engine_choice = sampling.check_engine(engine)
         # float32 whatever the run was trained in: texts and figures depend only on the weights.
-        self.model, self.info, self.saved_state = inference.load_model(run_dir, which)
+        self.engine, self.info, self.saved_state = engines.load(run_dir, which)
         self.run_dir, self.which = Path(run_dir), which
         self.last_random_seed: int | None = None
+        self.last_engine: str | None = None  # which engine ran the last sample or evaluation
+        self._model = None
         self._sampler = None  # one compiled sampler serves every option value (built when first used)
 
     def __repr__(self) -> str:
@@ -132,7 +146,19 @@ class TextModel:
         """The run's hyperparameters (a ``TrainConfig``)."""
         return self.info.config
 
-    # -- sampling: the building blocks the CLI uses, then generate and stream on top ------------
+    @property
+    def model(self):
+        """The run's Keras ``CharModel`` in float32 (imports TensorFlow and builds it when first asked)."""
+        if self._model is None:
+            from shakegen.backend import import_tensorflow
+
+            import_tensorflow()
+            from shakegen import checkpoint
+
+            self._model, _, _ = checkpoint.load_model(self.run_dir, self.which, precision="float32")
+        return self._model
+
+    # -- sampling: the building blocks the CLI and the server use, then generate and stream on top --
 
     def sampling_options(self, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None):
         """Validated sampling options. Raises SamplingError naming the bad value."""
@@ -152,34 +178,64 @@ class TextModel:
             raise SamplingError(f"The seed must be a string, got {type(seed).__name__}.")
         return sampling.prepare_seed(seed, self.info, skip_unknown)
 
+    def sampling_engine(self, num_samples: int = 1, engine: str | None = None) -> str:
+        """``numpy`` or ``tensorflow``: what samples ``num_samples`` at once (``engine``, else the model's choice)."""
+        from shakegen import sampling
+
+        return sampling.sampling_engine(self.engine_choice if engine is None else engine, num_samples)
+
     def sample_blocks(
-        self, seed: str, length: int, options, num_samples: int = 1, random_seed: int | None = None
+        self,
+        seed: str,
+        length: int,
+        options,
+        num_samples: int = 1,
+        random_seed: int | None = None,
+        engine: str | None = None,
     ) -> Iterator[list[str]]:
         """Yield, as they are sampled, blocks of new text: one string per sample each time.
 
-        ``seed`` must already be as ``seed_text`` returns it. Sample i uses random seed
-        ``random_seed + i`` (from 0 to 2**32 - 1, wrapping); ``None`` draws one (kept in
-        ``last_random_seed``).
+        The one sampling function of every face (``generate``, ``stream``, ``shakegen generate``,
+        ``shakegen serve``). ``seed`` must already be as ``seed_text`` returns it. Sample i uses
+        random seed ``random_seed + i`` (from 0 to 2**32 - 1, wrapping); ``None`` draws one (kept
+        in ``last_random_seed``). ``engine``: ``auto``, ``numpy`` or ``tensorflow`` (None: the
+        model's); which one ran is kept in ``last_engine``. Both draw the same noise.
         """
         from shakegen import sampling
 
         for name, value in (("length", length), ("num_samples", num_samples)):
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}.")
         if random_seed is None:
             random_seed = sampling.draw_random_seed()
         random_seed = sampling.check_random_seed(random_seed)
-        self.last_random_seed = random_seed
+        chosen = self.sampling_engine(num_samples, engine)
+        self.last_random_seed, self.last_engine = random_seed, chosen
         vocab = self.info.vocab
-        for block in self.sampler().sample(vocab.encode(seed), length, num_samples, random_seed, options):
+        ids = vocab.encode(seed)
+        if chosen == "numpy":
+            blocks = self.engine.sample(
+                ids,
+                length,
+                num_samples=num_samples,
+                random_seed=random_seed,
+                temperature=options.temperature,
+                top_k=options.top_k,
+                top_p=options.top_p,
+                block=sampling.CHUNK,
+            )
+        else:
+            blocks = self.sampler().sample(ids, length, num_samples, random_seed, options)
+        for block in blocks:
             yield [vocab.decode(row) for row in block]
 
     def sampler(self):
-        """The model's one ``sampling.Sampler``: compiled once, it serves every option value."""
-        from shakegen import sampling
-
+        """The model's one TensorFlow ``tf_sampler.Sampler``: compiled once, it serves every option value."""
         if self._sampler is None:
-            self._sampler = sampling.Sampler(self.model)
+            model = self.model
+            from shakegen import tf_sampler
+
+            self._sampler = tf_sampler.Sampler(model)
         return self._sampler
 
     def generate(
@@ -192,6 +248,7 @@ class TextModel:
         num_samples: int | None = None,
         random_seed: int | None = None,
         skip_unknown: bool = False,
+        engine: str | None = None,
     ) -> str | list[str]:
         """Sample text: the seed followed by ``length`` new characters.
 
@@ -204,18 +261,20 @@ class TextModel:
             random_seed: from 0 to 2**32 - 1; the same seed and options always give the same
                 text (sample i uses ``random_seed + i``); ``None`` draws one, kept in ``last_random_seed``.
             skip_unknown: drop seed characters the model does not know instead of raising.
+            engine: ``auto`` (the NumPy engine, TensorFlow for many samples at once), ``numpy``
+                or ``tensorflow``; None: the one ``load`` was given. Kept in ``last_engine``.
         Raises:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
         """
+        from shakegen import sampling
+
         options = self.sampling_options(temperature, top_k, top_p)
         prefix, seed = self._prompt(seed, skip_unknown)
         count = 1 if num_samples is None else num_samples
-        pieces: list[list[str]] = [[] for _ in range(count)]
-        for block in self.sample_blocks(seed, length, options, count, random_seed):
-            for parts, text in zip(pieces, block, strict=True):
-                parts.append(text)
-        texts = [prefix + "".join(parts) for parts in pieces]
-        return texts[0] if num_samples is None else texts
+        texts = sampling.TextCollector(count, prefix)
+        for block in self.sample_blocks(seed, length, options, count, random_seed, engine):
+            texts.add(block)
+        return texts.texts()[0] if num_samples is None else texts.texts()
 
     def _prompt(self, seed: str | None, skip_unknown: bool) -> tuple[str, str]:
         """(what the returned text starts with, the seed to prime): no seed primes a newline, shown as nothing."""
@@ -233,6 +292,7 @@ class TextModel:
         top_p: float | None = None,
         random_seed: int | None = None,
         skip_unknown: bool = False,
+        engine: str | None = None,
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
         from shakegen import sampling
@@ -240,10 +300,12 @@ class TextModel:
         options = self.sampling_options(temperature, top_k, top_p)
         if random_seed is not None:  # refused before the seed is yielded
             random_seed = sampling.check_random_seed(random_seed)
+        if engine is not None:
+            sampling.check_engine(engine)
         prefix, seed = self._prompt(seed, skip_unknown)
         if prefix:
             yield prefix
-        for block in self.sample_blocks(seed, length, options, 1, random_seed):
+        for block in self.sample_blocks(seed, length, options, 1, random_seed, engine):
             yield block[0]
 
     # -- scoring -------------------------------------------------------------------------------
@@ -262,6 +324,8 @@ class TextModel:
         strict: bool = False,
         encoding: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        engine: str | None = None,
+        characters_per_call: int | None = None,
     ) -> EvaluationReport:
         """Cross-entropy, perplexity and bits per character on one text.
 
@@ -279,11 +343,17 @@ class TextModel:
                 ``"windows"`` (every ``window`` characters from a zero state, nanoGPT's way;
                 ``samples`` random windows instead of all, drawn with ``random_seed``, an
                 integer from 0 to 2**32 - 1).
+            engine: ``auto`` (the NumPy engine for texts predicting up to 8,191 characters,
+                TensorFlow in batches for longer ones), ``numpy`` or ``tensorflow``; None: the
+                one ``load`` was given. The report names the one that ran.
+            characters_per_call: at most about this many characters per call into the engine
+                or TensorFlow (and so between two ``progress`` calls); None: their defaults.
+                It does not change the figure beyond float rounding.
         Raises:
             EvaluationError: not exactly one of text, path and split; an unknown split or
                 protocol; a bad window, sample count or random seed; see ``evaluation_ids``.
         """
-        from shakegen import evaluate
+        from shakegen import evaluate, sampling
 
         given = [name for name, value in (("text", text), ("path", path), ("split", split)) if value is not None]
         if len(given) != 1:
@@ -291,6 +361,11 @@ class TextModel:
                 f"Give exactly one of text, path or split to evaluate; got {', '.join(given) or 'none'}."
             )
         chosen = evaluate.Protocol(protocol, window, samples, random_seed).validate()
+        evaluate.check_characters_per_call(characters_per_call)
+        try:
+            engine = sampling.check_engine(self.engine_choice if engine is None else engine)
+        except SamplingError as error:
+            raise evaluate.EvaluationError(str(error)) from None
         if text is not None:
             found = evaluate.EvaluationText(*evaluate.string_ids(self.info, text, strict))
             what = "text"
@@ -299,12 +374,18 @@ class TextModel:
                 self.info, split=split, text_path=path, data_dir=data_dir, strict=strict, encoding=encoding
             )
             what = str(path) if path is not None else f"{split} split"
-        row = evaluate.report(self.model, self.info, self.which, self.saved_state, found.ids, chosen, progress)
+        engine = sampling.scoring_engine(engine, evaluate.predicted_characters(len(found.ids), chosen))
+        scorer = self.engine if engine == "numpy" else self.model
+        self.last_engine = engine
+        row = evaluate.report(
+            scorer, self.info, self.which, self.saved_state, found.ids, chosen, progress, characters_per_call
+        )
         return EvaluationReport(
             text=what,
             left_out_characters=found.left_out,
             same_corpus=found.same_corpus,
             corpus_note=found.corpus_note,
+            engine=engine,
             **row,
         )
 

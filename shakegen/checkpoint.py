@@ -481,12 +481,31 @@ def latest_run(root: str | Path = "checkpoints") -> Path:
     return max(runs, key=lambda run: (run / LAST_FILE).stat().st_mtime)
 
 
-def load_model(run_dir: str | Path, which: str = "best"):
-    """Rebuild a run's model from its folder alone; returns (model, RunInfo, state)."""
+def load_model(
+    run_dir: str | Path, which: str = "best", *, precision: str | None = None, rnn_kernel: str | None = None
+):
+    """Rebuild a run's Keras model from its folder alone: the one TensorFlow loader.
+
+    Args:
+        precision: ``"float32"`` for sampling, evaluation and export (a run trained in
+            mixed_bfloat16 then computes in float32, with no weight-drop mask, so a GPU may run
+            cuDNN); None keeps the run's own, as training does.
+        rnn_kernel: the GRU loop to build (``"fused"``: shakegen's own, which runs anywhere, as an
+            export needs); None keeps the run's.
+    Returns:
+        (model, RunInfo, the checkpoint's saved state).
+    Raises:
+        CheckpointError: no such run, or a missing or damaged checkpoint.
+    """
     from shakegen.model import build_model
 
     info = read_run(run_dir)
-    model = build_model(len(info.vocab), info.config)
+    config = info.config
+    if precision is not None:
+        config = config.replace(precision=precision, weight_drop=0.0)
+    if rnn_kernel is not None:
+        config = config.replace(rnn_kernel=rnn_kernel)
+    model = build_model(len(info.vocab), config)
     state = load(checkpoint_path(run_dir, which), model)
     return model, info, state
 

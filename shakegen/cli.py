@@ -52,6 +52,17 @@ def run_options(purpose: str):
     return decorate
 
 
+def engine_option(what: str):
+    """--engine auto|numpy|tensorflow, shared by generate, eval and serve."""
+    return click.option(
+        "--engine",
+        type=click.Choice(["auto", "numpy", "tensorflow"]),
+        default="auto",
+        show_default=True,
+        help=f"What computes the {what}; numpy or tensorflow forces one (both draw the same noise).",
+    )
+
+
 def run_folder(checkpoint_dir: Path | None) -> Path:
     """The run a command loads (api.resolve_run), saying so on stderr when it falls back to the
     pretrained model because no run exists under checkpoints/."""
@@ -496,8 +507,14 @@ def train(
     help="Seed for sampling, 0 to 2**32 - 1 (sample i uses seed + i). [default: random, printed]",
 )
 @click.option("--skip-unknown", is_flag=True, help="Drop seed characters the model does not know, with a warning.")
+@engine_option("samples: auto uses the NumPy engine (no TensorFlow), TensorFlow for 8 samples or more")
 @click.option("--no-stream", is_flag=True, help="Print the text only when it is complete.")
-@click.option("--json", "as_json", is_flag=True, help="Print the samples as a JSON list on stdout.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"texts": [...], "random_seed", "engine", ...} as JSON on stdout.',
+)
 def generate(
     seed_text,
     seed_file,
@@ -511,6 +528,7 @@ def generate(
     num_samples,
     random_seed,
     skip_unknown,
+    engine,
     no_stream,
     as_json,
 ) -> None:
@@ -531,12 +549,9 @@ def generate(
     if length < 1:
         raise click.BadParameter(f"must be a positive number of characters, got {length}.", param_hint="--length")
     implicit_seed = seed_text is None and seed_file is None
-    from shakegen.backend import import_tensorflow
-
-    import_tensorflow()
     from shakegen import api, sampling
 
-    model = api.load(run_folder(checkpoint_dir), which)  # float32 whatever the run was trained in
+    model = api.load(run_folder(checkpoint_dir), which, engine)  # float32 whatever the run was trained in
     info = model.info
     try:
         options = model.sampling_options(temperature, top_k, top_p)
@@ -552,7 +567,8 @@ def generate(
     if random_seed is None:
         random_seed = sampling.draw_random_seed()
     how = "greedy" if options.greedy else f"temperature {temperature:g}"
-    ui.message(f"[dim]{info.run_dir} ({which}), {how}, random seed {random_seed}[/]")
+    used = model.sampling_engine(num_samples)
+    ui.message(f"[dim]{info.run_dir} ({which}), {how}, random seed {random_seed}, {used} engine[/]")
 
     out = sys.stdout
     stream = not no_stream and not as_json and num_samples == 1 and out.isatty()
@@ -562,17 +578,18 @@ def generate(
         out.flush()
 
     started = time.perf_counter()
-    pieces: list[list[str]] = [[] for _ in range(num_samples)]
+    collected = sampling.TextCollector(num_samples, prefix)
     for block in model.sample_blocks(seed_text, length, options, num_samples, random_seed):
-        for parts, text in zip(pieces, block, strict=True):
-            parts.append(text)
+        collected.add(block)
         if stream:
             out.write(block[0])
             out.flush()
     seconds = time.perf_counter() - started
-    texts = [prefix + "".join(parts) for parts in pieces]
+    texts = collected.texts()
     if as_json:
-        out.write(json.dumps(texts, ensure_ascii=False) + "\n")
+        report = {"texts": texts, "random_seed": random_seed, "engine": model.last_engine, "run": str(info.run_dir)}
+        report.update(which=which, length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
     elif stream:
         out.write("\n")
     else:
@@ -674,9 +691,22 @@ def _weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
     default=None,
     help="Seed of the random windows of --samples, from 0 to 2**32 - 1. [default: 0]",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@engine_option("figures: auto uses the NumPy engine for texts up to 8,191 predicted characters, TensorFlow beyond")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (it names the engine).")
 def eval_command(
-    checkpoints, which, split, text_path, data_dir, strict, encoding, protocol, window, samples, random_seed, as_json
+    checkpoints,
+    which,
+    split,
+    text_path,
+    data_dir,
+    strict,
+    encoding,
+    protocol,
+    window,
+    samples,
+    random_seed,
+    engine,
+    as_json,
 ) -> None:
     """Report perplexity and bits per character of trained runs.
 
@@ -713,9 +743,6 @@ def eval_command(
         raise click.BadParameter(
             "seeds the random windows of --samples; add --samples K or drop it.", param_hint="--random-seed"
         )
-    from shakegen.backend import import_tensorflow
-
-    import_tensorflow()
     from shakegen import api, evaluate
 
     measure = dict(
@@ -730,7 +757,9 @@ def eval_command(
 
     # Every run and its weights loaded before any is scored: a missing one fails at once, not
     # after the others' figures were computed and thrown away.
-    models = [(run_dir, api.load(run_dir, kind)) for run_dir in runs for kind in _weights_to_evaluate(run_dir, which)]
+    models = [
+        (run_dir, api.load(run_dir, kind, engine)) for run_dir in runs for kind in _weights_to_evaluate(run_dir, which)
+    ]
     what = {"path": text_path} if text_path else {"split": split}
     rows = []
     for index, (run_dir, model) in enumerate(models):
@@ -949,6 +978,7 @@ def export(checkpoint_dir, which, out_dir, overwrite) -> None:
     help="Let web pages of ORIGIN (such as https://app.example) use the API: CORS headers and preflights for it. "
     "Pages of any other site are refused. Repeatable.",
 )
+@engine_option("samples and figures: auto as in generate and eval")
 def serve(
     checkpoint_dir,
     which,
@@ -962,6 +992,7 @@ def serve(
     max_evaluate_characters,
     allow_hosts,
     cors_origins,
+    engine,
 ):
     """Serve a run over HTTP: a JSON API, text streamed as server-sent events, and a web page.
 
@@ -1015,6 +1046,7 @@ def serve(
             message=lambda text: ui.console.print(text, soft_wrap=True),
             hosts=hosts,
             cors_origins=cors_origins,
+            engine=engine,
         )
     finally:
         sock.close()

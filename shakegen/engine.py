@@ -16,7 +16,7 @@ first is then one matrix product for the whole window, and only the recurrence l
 on one OpenBLAS thread (``blas_threads``): more only fight over the cores for products this small.
 
 Sampling draws its noise from ``shakegen.noise``: Gumbel-max over logits / temperature,
-restricted to the top-k and to the top-p nucleus (as ``sampling.filter_logits`` defines them),
+restricted to the top-k and to the top-p nucleus (as ``tf_sampler.filter_logits`` defines them),
 with the Gumbel noise of (random seed + sample index, position, character). Greedy (temperature
 below ``GREEDY_BELOW``) takes the argmax and draws no noise. Banned characters (``ban``) get -inf
 before anything else, so they are never chosen, greedy included, and the others' probabilities
@@ -35,12 +35,11 @@ import numpy as np
 
 from shakegen import blas_threads, noise
 from shakegen.errors import CheckpointError, SamplingError
+from shakegen.sampling import CHUNK, GREEDY_BELOW, SamplingOptions
 
-BLOCK = 64  # characters per yielded block (and per draw of noise)
+BLOCK = CHUNK  # characters per yielded block (and per draw of noise)
 WINDOW = 2048  # characters per layer-by-layer pass while priming or scoring: bounds memory
 BLAS_THREADS = 1  # OpenBLAS threads for the loops (see blas_threads)
-# Below float32's smallest normal number a temperature cannot scale logits meaningfully: greedy.
-GREEDY_BELOW = float(np.finfo(np.float32).tiny)
 
 
 def _f32(array) -> np.ndarray:
@@ -327,13 +326,8 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def check_options(temperature, top_k, top_p, vocab_size: int, *, min_p=None) -> None:
-    """Raise SamplingError naming the bad value (the rules of ``sampling.SamplingOptions.validate``; min-p in [0, 1])."""
-    if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature) and temperature >= 0):
-        raise SamplingError(f"temperature must be a finite number, 0 (greedy) or positive, got {temperature}.")
-    if top_k is not None and not 1 <= top_k <= vocab_size:
-        raise SamplingError(f"top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}.")
-    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
-        raise SamplingError(f"top-p must be a number in (0, 1], got {top_p}.")
+    """Raise SamplingError naming the bad value (``sampling.SamplingOptions.validate``'s rules; min-p in [0, 1])."""
+    SamplingOptions(temperature, top_k, top_p).validate(vocab_size)
     if min_p is not None and not (
         isinstance(min_p, (int, float, np.integer, np.floating)) and math.isfinite(min_p) and 0 <= min_p <= 1
     ):
@@ -367,7 +361,7 @@ def ban_mask(ban, vocab_size: int) -> np.ndarray | None:
 def filter_logits(
     scaled: np.ndarray, top_k: int | None = None, top_p: float | None = None, *, ban=None, min_p: float | None = None
 ) -> np.ndarray:
-    """``sampling.filter_logits`` in NumPy: -inf outside the top-k, then outside the top-p nucleus.
+    """``tf_sampler.filter_logits`` in NumPy: -inf outside the top-k, then outside the top-p nucleus.
 
     scaled: (b, V) float32. Ties with the k-th largest, and with the nucleus's least likely member, are kept.
     ``ban`` (a boolean mask (V,), see ``ban_mask``) sets its characters to -inf first, so top-k and top-p

@@ -13,6 +13,10 @@ Both run the model in float32 (see ``inference``), build their windows lazily fr
 (memory is bounded by the batch, not the text), and sum the negative log-likelihood in
 float64. Perplexity = exp(total cross-entropy / characters predicted); bits per character =
 that cross-entropy / ln 2. Never an average of per-window exp(loss).
+
+``cross_entropy`` runs either protocol on a TensorFlow model or on the NumPy engine
+(``engine.Engine``: one stream at batch 1, for short texts), and this module imports
+TensorFlow only when a TensorFlow model is scored.
 """
 
 from __future__ import annotations
@@ -24,9 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from shakegen import inference
 from shakegen.errors import EvaluationError
 from shakegen.noise import SEED_RANGE
 
@@ -134,6 +136,10 @@ def _window_function(model):
     once; the graph reaches the model through a weak reference, so the cache never keeps a
     model alive.
     """
+    import tensorflow as tf
+
+    from shakegen import inference
+
     cache = inference.cache_of(model)
     if "evaluation" not in cache:
         model_ref = weakref.ref(model)
@@ -221,6 +227,10 @@ def streaming_cross_entropy(
     Raises:
         EvaluationError: fewer than 2 characters, or a window below 1.
     """
+    import tensorflow as tf
+
+    from shakegen import inference
+
     ids = _check_ids(ids)
     if window < 1:
         raise EvaluationError(f"The window must be a positive number of characters, got {window}.")
@@ -317,6 +327,10 @@ def windowed_cross_entropy(
     Protocol("windows", window, samples, random_seed).validate()
     if batch_size is not None and batch_size < 1:
         raise EvaluationError(f"batch_size must be a positive number of windows, got {batch_size}.")
+    import tensorflow as tf
+
+    from shakegen import inference
+
     model = inference.float32_model(model)
     predicted = len(ids) - 1
     starts = window_starts(predicted, window, samples, random_seed)
@@ -334,14 +348,83 @@ def windowed_cross_entropy(
     return CrossEntropy(total, count)
 
 
-def cross_entropy(model, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None) -> CrossEntropy:
-    """Cross-entropy of ``model`` over ``ids`` under ``protocol`` (streaming by default)."""
+def check_characters_per_call(characters_per_call) -> None:
+    """EvaluationError unless ``characters_per_call`` is None or a positive integer."""
+    if characters_per_call is not None and (
+        isinstance(characters_per_call, bool) or not isinstance(characters_per_call, int) or characters_per_call < 1
+    ):
+        raise EvaluationError(f"characters_per_call must be a positive integer, got {characters_per_call!r}.")
+
+
+def predicted_characters(length: int, protocol: Protocol) -> int:
+    """How many characters ``protocol`` predicts in a text of ``length`` ids (what scoring it costs)."""
+    if protocol.name == "windows" and protocol.samples is not None:
+        return protocol.samples * protocol.window
+    return max(0, length - 1)
+
+
+def cross_entropy(
+    model, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None, characters_per_call: int | None = None
+) -> CrossEntropy:
+    """Cross-entropy of ``model`` over ``ids`` under ``protocol`` (streaming by default).
+
+    Args:
+        model: a TensorFlow ``CharModel``, or the NumPy ``engine.Engine`` (one stream at batch 1).
+        characters_per_call: at most about this many characters per compiled call (streaming:
+            window = max(1, n // streams); windows: max(1, n // window) windows per batch), and so
+            between two ``progress`` calls; None: the defaults. The figure does not change.
+    """
     protocol.validate()
+    check_characters_per_call(characters_per_call)
+    if hasattr(model, "score"):  # the NumPy engine
+        return engine_cross_entropy(model, ids, protocol, progress, characters_per_call)
     if protocol.name == "streaming":
-        return streaming_cross_entropy(model, ids, progress=progress)
+        window = DEFAULT_WINDOW
+        if characters_per_call is not None:
+            window = max(1, characters_per_call // default_streams(len(_check_ids(ids)) - 1))
+        return streaming_cross_entropy(model, ids, window=window, progress=progress)
+    batch_size = None if characters_per_call is None else max(1, characters_per_call // protocol.window)
     return windowed_cross_entropy(
-        model, ids, protocol.window, protocol.samples, protocol.random_seed, progress=progress
+        model, ids, protocol.window, protocol.samples, protocol.random_seed, batch_size=batch_size, progress=progress
     )
+
+
+def engine_cross_entropy(
+    engine, ids: np.ndarray, protocol: Protocol = Protocol(), progress=None, characters_per_call: int | None = None
+) -> CrossEntropy:
+    """``cross_entropy`` on the NumPy engine: streaming as one stream (every character predicted from
+    all the text before it, exactly), windows each scored from a zero state; float64 sums.
+
+    ``progress`` is called with (positions done, positions in all) for streaming, (windows done,
+    windows in all) for windows, after each piece of at most about ``characters_per_call``
+    characters (default: the engine's window).
+    """
+    from shakegen.engine import WINDOW
+
+    ids = _check_ids(ids)
+    per_call = characters_per_call or WINDOW
+    predicted = len(ids) - 1
+    if protocol.name == "streaming":
+        total, context = 0.0, None
+        for start in range(0, predicted, per_call):
+            # From a context the first entry is predicted by it; the very first piece starts one earlier.
+            stop = min(start + per_call, predicted)
+            scored = engine.score(ids[start : stop + 1] if context is None else ids[start + 1 : stop + 1], context)
+            total -= float(np.sum(scored.log_probs))
+            context = scored.context
+            if progress:
+                progress(stop, predicted)
+        return CrossEntropy(total, predicted)
+    starts = window_starts(predicted, protocol.window, protocol.samples, protocol.random_seed)
+    per_turn = max(1, per_call // protocol.window)
+    total, count = 0.0, 0
+    for index, start in enumerate(map(int, starts)):
+        span = min(protocol.window, predicted - start)
+        total -= float(np.sum(engine.score(ids[start : start + span + 1]).log_probs))
+        count += span
+        if progress and ((index + 1) % per_turn == 0 or index + 1 == len(starts)):
+            progress(index + 1, len(starts))
+    return CrossEntropy(total, count)
 
 
 def unigram_cross_entropy(counts: np.ndarray, ids: np.ndarray) -> float:
@@ -518,8 +601,17 @@ def embedded_corpus_text(info) -> str | None:
     return None if info.vocab.unknown_characters(text) else text
 
 
-def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol: Protocol, progress=None) -> dict:
-    """The figures of a loaded run's ``model`` on ``ids``.
+def report(
+    model,
+    info,
+    which: str,
+    saved_state: dict,
+    ids: np.ndarray,
+    protocol: Protocol,
+    progress=None,
+    characters_per_call: int | None = None,
+) -> dict:
+    """The figures of a loaded run's ``model`` (TensorFlow's or the NumPy engine) on ``ids``.
 
     Returns:
         A dict naming the run, the protocol (``protocol``, ``window``, ``samples``,
@@ -528,17 +620,10 @@ def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol
         baselines, and when the weights were reached: epoch, step and training minutes up to
         them (``None`` where the run does not record it).
     """
-    from shakegen import checkpoint
-
-    last_state = checkpoint.last_state(info.run_dir)
-    result = cross_entropy(model, ids, protocol, progress=progress)
+    result = cross_entropy(model, ids, protocol, progress=progress, characters_per_call=characters_per_call)
     counts = info.data.get("train_counts")
     unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
-    if which == "best":
-        epoch, step = saved_state.get("epoch"), saved_state.get("step")
-        seconds = _seconds_at(info.run_dir, saved_state, step)
-    else:
-        epoch, step, seconds = last_state.get("epoch"), last_state.get("global_step"), last_state.get("elapsed_seconds")
+    epoch, step, seconds = reached(info.run_dir, which, saved_state)
     return {
         "run": str(info.run_dir),
         "which": which,
@@ -555,6 +640,18 @@ def report(model, info, which: str, saved_state: dict, ids: np.ndarray, protocol
         "step": step,
         "training_minutes": seconds / 60 if seconds is not None else None,
     }
+
+
+def reached(run_dir, which: str, saved_state: dict, last_state: dict | None = None):
+    """(epoch, step, training seconds) up to the ``which`` weights whose saved state is ``saved_state``:
+    the best weights' own (their history row's seconds when their state lacks them), else the run's last."""
+    from shakegen import checkpoint
+
+    if which == "best":
+        epoch, step = saved_state.get("epoch"), saved_state.get("step")
+        return epoch, step, _seconds_at(run_dir, saved_state, step)
+    last_state = checkpoint.last_state(run_dir) if last_state is None else last_state
+    return last_state.get("epoch"), last_state.get("global_step"), last_state.get("elapsed_seconds")
 
 
 def _seconds_at(run_dir, saved_state: dict, step) -> float | None:

@@ -1,8 +1,10 @@
 """A run as a TensorFlow SavedModel that samples and scores text with plain TensorFlow, without shakegen.
 
-The exported module is built on the very graph functions ``sampling`` compiles for
-``shakegen generate`` (``feed_seed_window``, ``sample_chunk``), with the sampling options as
-run-time inputs, so the same inputs give exactly the same text. Its signatures:
+The exported module is built on the very graph functions TensorFlow's sampler compiles
+(``tf_sampler.feed_seed_window``, ``tf_sampler.sample_chunk``), with the sampling options as
+run-time inputs, and draws the counter-based Gumbel noise of ``shakegen.noise``, the noise the
+NumPy engine behind ``shakegen generate`` draws: the same inputs give the same text, except
+where two characters' scores are a float near-tie. Its signatures:
 
 ``generate``
     seed (string), length (int32), temperature (float32; 0 greedy), top_k (int32; 0 none),
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from shakegen import __version__, checkpoint, fileio, inference, noise, pretrained, sampling
+from shakegen import __version__, checkpoint, fileio, noise, pretrained, sampling, tf_sampler
 from shakegen.errors import ShakegenError
 
 FORMAT = "shakegen-savedmodel/1"
@@ -85,7 +87,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_destination(out_dir, overwrite)
-    model, info = _load_float32(run_dir, which)
+    # float32, with shakegen's GRU loop: cuDNN's op would tie the graph to a GPU.
+    model, info, _ = checkpoint.load_model(run_dir, which, precision="float32", rnn_kernel="fused")
     module = build_module(model, info, _metadata(info, which))
     parent = out_dir.absolute().parent
     try:
@@ -149,12 +152,6 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _load_float32(run_dir: Path, which: str):
-    """The run's model in float32 with shakegen's GRU loop (cuDNN's op would tie the graph to a GPU)."""
-    model, info, _ = inference.load_model(run_dir, which, rnn_kernel="fused")
-    return model, info
-
-
 def _metadata(info, which: str) -> dict:
     """What ``assets/shakegen.json`` and the ``metadata`` signature say about the export."""
     return {
@@ -163,7 +160,11 @@ def _metadata(info, which: str) -> dict:
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run": Path(info.run_dir).resolve().name,  # by name: a local path means nothing elsewhere
         "which": which,
-        "sampling": {"chunk": sampling.CHUNK, "prime_window": sampling.PRIME_WINDOW},
+        "sampling": {
+            "chunk": sampling.CHUNK,
+            "prime_window": sampling.PRIME_WINDOW,
+            "noise": "gumbel(murmur3_x86_32(position, character; seed = random_seed))",
+        },
         "cleaning": {
             "lowercase": bool(info.data.get("options", {}).get("lowercase", False)),
             "strip_punctuation": bool(info.data.get("options", {}).get("strip_punctuation", False)),
@@ -301,7 +302,7 @@ class ExportModule(tf.Module):
 
         def body(index, logits, states):
             piece = ids[index * window : (index + 1) * window][tf.newaxis, :]  # (1, time)
-            logits, states = sampling.feed_seed_window(self._model, piece, states)
+            logits, states = tf_sampler.feed_seed_window(self._model, piece, states)
             return index + 1, logits, states
 
         initial = (tf.constant(0), tf.zeros((1, self._vocab_size), tf.float32), self._zero_states(1))
@@ -310,12 +311,12 @@ class ExportModule(tf.Module):
 
     def _draw(self, logits, states, length, temperature, top_k, top_p, random_seed):
         """``Sampler.sample`` for one sample: chunks of ``CHUNK`` characters, then the first ``length``."""
-        row_seeds = tf.reshape(random_seed, (1,))  # (1,) int64, checked to be from 0 to 2**32 - 1
+        row_keys = tf.reshape(random_seed, (1,))  # (1,) int64, checked to be from 0 to 2**32 - 1: sample 0's key
         chunks = (length + sampling.CHUNK - 1) // sampling.CHUNK
 
         def body(index, logits, states, pieces):
-            ids, logits, states = sampling.sample_chunk(
-                self._model, logits, states, row_seeds, index, temperature, top_k, top_p
+            ids, logits, states = tf_sampler.sample_chunk(
+                self._model, logits, states, row_keys, index, temperature, top_k, top_p
             )
             return index + 1, logits, states, pieces.write(index, ids[0])
 

@@ -1,4 +1,4 @@
-"""The model that sampling and evaluation run: always float32, and caches that die with it.
+"""The TensorFlow model that sampling and evaluation run: always float32, and caches that die with it.
 
 A run trained in ``mixed_bfloat16`` keeps float32 weights; only its arithmetic is rounded
 to bfloat16, and how depends on the processor's kernels. Sampling and evaluation therefore
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import weakref
-from pathlib import Path
 
 import tensorflow as tf
 
@@ -63,30 +62,6 @@ def _build_float32(model):
         return build_model(model.vocab_size, model.config.replace(precision="float32", weight_drop=0.0))
     finally:
         random.setstate(saved)
-
-
-def load_model(run_dir: str | Path, which: str = "best", rnn_kernel: str | None = None):
-    """A run's model rebuilt in float32 from its folder alone, for sampling, evaluation and export.
-
-    Args:
-        rnn_kernel: the GRU loop to build (``"fused"``: shakegen's own, which runs anywhere,
-            as an export needs); None keeps the run's.
-    Returns:
-        (model, RunInfo, the checkpoint's saved state).
-    Raises:
-        CheckpointError: no such run, or a missing or damaged checkpoint.
-    """
-    from shakegen import checkpoint
-    from shakegen.model import build_model
-
-    info = checkpoint.read_run(run_dir)
-    # float32, and no weight-drop (a training-only mask) so a GPU may run the layers on cuDNN.
-    config = info.config.replace(precision="float32", weight_drop=0.0)
-    if rnn_kernel is not None:
-        config = config.replace(rnn_kernel=rnn_kernel)
-    model = build_model(len(info.vocab), config)
-    state = checkpoint.load(checkpoint.checkpoint_path(run_dir, which), model)
-    return model, info, state
 
 
 def zero_states(model, batch: int) -> list:

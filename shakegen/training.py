@@ -697,11 +697,11 @@ class Trainer:
         The streaming figure (history.csv) picks the best checkpoint; this one is for comparing
         with other tools, which measure that way.
         """
-        from shakegen import evaluate, inference
+        from shakegen import evaluate
 
         if not self.chief or not checkpoint.checkpoint_path(self.run_dir, "best").is_file():
             return None
-        model, _, _ = inference.load_model(self.run_dir, "best")
+        model, _, _ = checkpoint.load_model(self.run_dir, "best", precision="float32")
         return evaluate.windowed_cross_entropy(model, self.val_ids, window=evaluate.EVAL_WINDOW).loss
 
     def _carried_arrays(self) -> list:

@@ -150,61 +150,49 @@ def run_weights(npz_path, cell: str):
     return arrays["embedding/embeddings"], layers, arrays[dense], arrays[dense[: -len("kernel")] + "bias"]
 
 
-# -- TensorFlow's stateless uniform noise, recomputed: Philox-4x32-10 as tf.random.stateless_uniform runs it --
+# -- the counter-based noise: MurmurHash3_x86_32 in plain Python integers, independent of shakegen --
 
-_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
-_PHILOX_W = (np.uint32(0x9E3779B9), np.uint32(0xBB67AE85))
-_MASK32 = np.uint64(0xFFFFFFFF)
+MASK32 = 0xFFFFFFFF
 
 
-def _philox(counters, key):
-    """Philox-4x32 with 10 rounds: counters (n, 4) uint32, key (2,) uint32 -> (n, 4) uint32."""
-    c = [counters[:, i].astype(np.uint64) for i in range(4)]
-    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
-    with np.errstate(over="ignore"):
-        for round_index in range(10):
-            product0, product1 = _PHILOX_M[0] * c[0], _PHILOX_M[1] * c[2]
-            hi0, lo0 = product0 >> np.uint64(32), product0 & _MASK32
-            hi1, lo1 = product1 >> np.uint64(32), product1 & _MASK32
-            c = [hi1 ^ c[1] ^ np.uint64(k0), lo1, hi0 ^ c[3] ^ np.uint64(k1), lo0]
-            if round_index < 9:
-                k0, k1 = k0 + _PHILOX_W[0], k1 + _PHILOX_W[1]
-    return np.stack(c, axis=1).astype(np.uint32)
+def murmur3_32(data: bytes, seed: int) -> int:
+    """MurmurHash3_x86_32 byte by byte, in plain Python integers (checked against the published vectors)."""
+
+    def rotl(x, bits):
+        return ((x << bits) | (x >> (32 - bits))) & MASK32
+
+    def scramble(k):
+        return (rotl((k * 0xCC9E2D51) & MASK32, 15) * 0x1B873593) & MASK32
+
+    h = seed & MASK32
+    whole = len(data) // 4
+    for index in range(whole):
+        h ^= scramble(int.from_bytes(data[4 * index : 4 * index + 4], "little"))
+        h = (rotl(h, 13) * 5 + 0xE6546B64) & MASK32
+    tail = data[4 * whole :]
+    if tail:
+        h ^= scramble(int.from_bytes(tail, "little"))
+    h ^= len(data)
+    h = ((h ^ (h >> 16)) * 0x85EBCA6B) & MASK32
+    h = ((h ^ (h >> 13)) * 0xC2B2AE35) & MASK32
+    return h ^ (h >> 16)
 
 
-def stateless_uniform(seed0: int, seed1: int, count: int) -> np.ndarray:
-    """The first ``count`` float32 uniforms in [0, 1) that TensorFlow's stateless generator gives for the
-    seed pair (seed0, seed1), each taken as a 64-bit integer (an int32 seed is sign-extended to it).
-
-    TensorFlow scrambles the seed into a Philox key and counter by one Philox call from a fixed
-    key, then draws four 32-bit words per call, the counter counting up; each word's low 23
-    bits become the mantissa of a float in [1, 2), minus 1.
-    """
-    words = [int(seed0) & 0xFFFFFFFF, (int(seed0) >> 32) & 0xFFFFFFFF]
-    words += [int(seed1) & 0xFFFFFFFF, (int(seed1) >> 32) & 0xFFFFFFFF]
-    mix = _philox(np.array([words], np.uint32), (0x3EC8F720, 0x02461E29))[0]
-    key = (mix[0], mix[1])
-    calls = (count + 3) // 4
-    base = (int(mix[3]) << 96) | (int(mix[2]) << 64)  # counter words 0 and 1 start at 0
-    numbers = [base + index for index in range(calls)]
-    counters = np.array([[(n >> shift) & 0xFFFFFFFF for shift in (0, 32, 64, 96)] for n in numbers], np.uint32)
-    bits = _philox(counters, key).reshape(-1)[:count]
-    return ((bits & np.uint32(0x7FFFFF)) | np.uint32(127 << 23)).view(np.float32) - np.float32(1.0)
+def reference_uniform(key: int, position: int, character: int) -> float:
+    """The uniform shakegen's noise documents for (stream key, position, character), as an exact binary fraction."""
+    h = murmur3_32((position & MASK32).to_bytes(4, "little") + character.to_bytes(4, "little"), key & MASK32)
+    return ((h >> 9) + 0.5) / 2**23
 
 
-def sampler_noise(random_seed: int, vocab_size: int, chunk: int = 64):
-    """``noise(t)``: the uniform noise (vocab,) shakegen's sampler draws at step t of the sample with
-    random seed ``random_seed`` (0 ... 2**32 - 1): chunk c of ``chunk`` steps is TensorFlow's stateless
-    uniform for the seed pair (random seed, c), in [float32's tiny, 1)."""
-    tiny = np.finfo(np.float32).tiny
-    chunks = {}
+def sampler_noise(random_seed: int, vocab_size: int):
+    """``noise(t)``: the uniform noise (vocab,) of step t of the sample with random seed ``random_seed``
+    (0 ... 2**32 - 1; sample i of a batch is random seed + i), from the plain-Python hash."""
+    cache = {}
 
     def noise(t):
-        index = t // chunk
-        if index not in chunks:
-            uniform = stateless_uniform(random_seed, index, chunk * vocab_size).reshape(chunk, vocab_size)
-            chunks[index] = np.where(uniform == 0, np.float32(tiny), uniform)
-        return chunks[index][t % chunk]
+        if t not in cache:
+            cache[t] = np.array([reference_uniform(random_seed, t, c) for c in range(vocab_size)], np.float64)
+        return cache[t]
 
     return noise
 
@@ -220,5 +208,5 @@ def sampling_gaps_for(weights, seed_ids, sampled_ids, vocab_size, temperature, t
         0 if greedy else temperature,
         top_k or None,
         None if top_p is None or top_p >= 1 else top_p,
-        sampler_noise(random_seed, vocab_size),
+        sampler_noise(random_seed % 2**32, vocab_size),
     )

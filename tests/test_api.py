@@ -21,7 +21,7 @@ def _cli_texts(run_dir, *options):
     args = ["generate", "--checkpoint", str(run_dir), "--json", *options]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["texts"]
 
 
 @pytest.mark.parametrize(
@@ -49,8 +49,8 @@ def test_generate_equals_the_cli(trained_run, options, cli_options):
 
 def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options: dict) -> None:
     """Every character of every sample is what a float64 NumPy forward pass, the options'
-    definitions and the random seed's noise (TensorFlow's Philox, recomputed in NumPy) give;
-    only a float near-tie may pick another."""
+    definitions and the random seed's counter noise (the plain-Python hash of tests/reference.py)
+    give; only a float near-tie may pick another."""
     from shakegen import checkpoint
 
     info = checkpoint.read_run(run_dir)
@@ -81,16 +81,19 @@ def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options:
     ],
     ids=["top-p", "top-k", "greedy", "seed-above-2**31", "largest-seed"],
 )
-def test_api_and_cli_texts_follow_the_reference_probabilities_and_noise(trained_run, options):
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+def test_api_and_cli_texts_follow_the_reference_probabilities_and_noise(trained_run, options, engine):
     """An independent check of what the equality tests above compare shakegen with itself on."""
-    model = shakegen.load(trained_run)
+    model = shakegen.load(trained_run, engine=engine)
     texts = model.generate("First", length=100, num_samples=2, **options)
+    assert model.last_engine == engine
     _assert_follows_the_reference(trained_run, "First", texts, options)
     streamed = "".join(model.stream("First", length=100, **options))
     assert streamed == texts[0]
     cli_options = [f"--random-seed={options['random_seed']}", "--temperature", str(options["temperature"])]
     cli_options += ["--top-k", str(options["top_k"])] if "top_k" in options else []
     cli_options += ["--top-p", str(options["top_p"])] if "top_p" in options else []
+    cli_options += ["--engine", engine]
     cli = _cli_texts(trained_run, "--seed", "First", "--length", "100", "--num-samples", "2", *cli_options)
     _assert_follows_the_reference(trained_run, "First", cli, options)
 
@@ -198,3 +201,48 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     texts = [value for value in namespace.values() if isinstance(value, str) and value.startswith("ROMEO:")]
     assert texts and all(len(text) > len("ROMEO:") for text in texts)  # whatever the example names them
     assert namespace["run"].state.global_step == 3
+
+
+def test_loading_and_sampling_on_the_engine_import_no_tensorflow(tmp_path):
+    """shakegen.load(...).generate/stream/evaluate of a short text stay on the NumPy engine (no
+    TensorFlow in sys.modules); many samples at once, a long text, or engine="tensorflow" bring it in."""
+    code = """
+import sys, shakegen
+model = shakegen.load("pretrained")
+model.generate("ROMEO:", length=30, random_seed=1)
+"".join(model.stream("ROMEO:", length=30, random_seed=1))
+report = model.evaluate("First Citizen:\\nBefore we proceed any further, hear me speak.")
+print(report.engine, model.last_engine, "tensorflow" in sys.modules, "keras" in sys.modules)
+model.generate("ROMEO:", length=10, num_samples=8, random_seed=1)
+print(model.last_engine, "tensorflow" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["numpy", "numpy", "False", "False", "tensorflow", "True"]
+
+
+def test_figures_do_not_depend_on_the_engine_or_the_turn_size(trained_run, small_data):
+    """The engine (one stream at batch 1) and TensorFlow (streams and batches) give one figure, and
+    characters_per_call (how much one call scores, as the server's turns do) changes nothing."""
+    model = shakegen.load(trained_run)
+    text = (small_data.parent / "small.txt").read_text()[:3000]
+    for protocol in (dict(protocol="streaming"), dict(protocol="windows", window=100)):
+        reports = [
+            model.evaluate(text, engine=engine, characters_per_call=per_call, **protocol)
+            for engine in ("numpy", "tensorflow")
+            for per_call in (None, 13, 257, 4096)
+        ]
+        assert [report.engine for report in reports] == ["numpy"] * 4 + ["tensorflow"] * 4
+        assert {report.characters for report in reports} == {2999}
+        for report in reports[1:]:
+            assert report.loss == pytest.approx(reports[0].loss, rel=1e-5), protocol
+    assert model.evaluate(text).engine == "numpy"  # auto: a short text on the engine
+    long = model.evaluate(text * 3, characters_per_call=2048)  # auto: TensorFlow beyond 8,191 predicted characters
+    assert long.engine == "tensorflow" and long.characters == 8999
+    assert long.loss == pytest.approx(model.evaluate(text * 3).loss, rel=1e-6)
+    with pytest.raises(EvaluationError, match="characters_per_call must be a positive integer"):
+        model.evaluate(text, characters_per_call=0)
+    with pytest.raises(EvaluationError, match="Unknown engine 'gpu'"):
+        model.evaluate(text, engine="gpu")
+    with pytest.raises(SamplingError, match="Unknown engine 'gpu'; expected one of auto, numpy, tensorflow"):
+        shakegen.load(trained_run, engine="gpu")

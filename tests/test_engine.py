@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine, inference, pretrained
+from shakegen import checkpoint, engine, pretrained
 from shakegen.config import CELLS, TrainConfig
 from shakegen.errors import CheckpointError, SamplingError
 from shakegen.vocab import Vocabulary
@@ -39,7 +39,7 @@ def write_random_run(run_dir, text, cell="gru", num_layers=1, seed=0, **override
 
 def tensorflow_log_probs(run_dir, ids):
     """Per-character log-probabilities (n - 1,) from the project's own float32 TensorFlow model."""
-    model, _, _ = inference.load_model(run_dir, "best")
+    model, _, _ = checkpoint.load_model(run_dir, "best", precision="float32")
     logits, _ = model(tf.constant(np.asarray(ids, np.int32)[None, :]), training=False)
     log_probs = tf.nn.log_softmax(logits[0]).numpy()
     return log_probs[np.arange(len(ids) - 1), ids[1:]], model
@@ -85,7 +85,7 @@ def tiny(tmp_path_factory, small_text):
     """A two-layer random gru run: (engine, reference weights, vocabulary)."""
     run_dir = write_random_run(tmp_path_factory.mktemp("tiny") / "run", small_text, "gru", 2, seed=5)
     loaded, info, _ = engine.load(run_dir)
-    model, _, _ = inference.load_model(run_dir)
+    model, _, _ = checkpoint.load_model(run_dir, precision="float32")
     return loaded, reference.model_weights(model), info.vocab
 
 
@@ -101,7 +101,7 @@ def reference_noise(key, vocab_size):
 def test_greedy_is_the_argmax_chain_of_the_reference(tmp_path, small_text, cell):
     run_dir = write_random_run(tmp_path / "run", small_text, cell, 2, seed=3)
     loaded, info, _ = engine.load(run_dir)
-    model, _, _ = inference.load_model(run_dir)
+    model, _, _ = checkpoint.load_model(run_dir, precision="float32")
     seed_ids = info.vocab.encode("First Citizen:")
     expected = reference.sample_ids(reference.model_weights(model), seed_ids, 60, temperature=0)
     for temperature in (0, 1e-39):  # below float32's smallest normal: greedy too

@@ -1,9 +1,10 @@
 """The SavedModel export, served in a process where shakegen cannot be imported.
 
 The exported graphs are compared with the command line's own output for the same inputs:
-``generate`` with ``shakegen generate --json`` character for character, ``log_prob`` with
-``shakegen eval --text``; and both with independent computations: every generated character
-is the one a float64 NumPy forward pass and TensorFlow's Philox noise recomputed in NumPy give
+``generate`` with ``shakegen generate --json`` (the NumPy engine: character for character, but
+for a float near-tie, which the reference detects), ``log_prob`` with ``shakegen eval --text``;
+and both with independent computations: every generated character is the one a float64 NumPy
+forward pass and the random seed's counter noise (the plain-Python hash) give
 (``tests.reference``), and ``log_prob`` is a NumPy forward pass's.
 """
 
@@ -194,10 +195,20 @@ def _cli_continuation(run, options) -> str:
         args += ["--top-p", options["top_p"]]
     result = _cli(*args)
     assert result.exit_code == 0, result.output
-    [text] = json.loads(result.stdout)
+    [text] = json.loads(result.stdout)["texts"]
     seed = clean_text(options["seed"])
     assert text.startswith(seed)
     return text[len(seed) :]
+
+
+def assert_equal_but_for_a_near_tie(run, options, text, other):
+    """``text`` and ``other`` both follow the reference, and are equal, or first differ where the
+    reference's two best scores are within float rounding (a near-tie either side may take)."""
+    gaps, other_gaps = _gaps(run, options, text), _gaps(run, options, other)
+    assert gaps.max() < 1e-4 and other_gaps.max() < 1e-4
+    if text != other:
+        first = next(i for i, (a, b) in enumerate(zip(text, other, strict=True)) if a != b)
+        assert 0 < max(gaps[first], other_gaps[first]) < 1e-4, first
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -205,7 +216,7 @@ def test_generate_equals_the_cli(runs, served, small_text, index):
     options = float32_cases(small_text)[index]
     text = served["float32"]["texts"][index]
     assert len(text) == options["length"]
-    assert text == _cli_continuation(runs["float32"], options)
+    assert_equal_but_for_a_near_tie(runs["float32"], options, text, _cli_continuation(runs["float32"], options))
 
 
 def _gaps(run, options, text):
@@ -220,7 +231,7 @@ def _gaps(run, options, text):
 @pytest.mark.parametrize("index", range(6))
 def test_generated_text_follows_the_reference_probabilities_and_noise(runs, served, small_text, index):
     """Independent of the sampler: float64 NumPy probabilities, the options' definitions, and the
-    noise TensorFlow's stateless generator gives the random seed (Philox recomputed in NumPy).
+    counter noise of the random seed (MurmurHash3 in plain Python).
     Only a float near-tie may pick another character than the reference's best."""
     options = float32_cases(small_text)[index]
     gaps = _gaps(runs["float32"], options, served["float32"]["texts"][index])
@@ -247,7 +258,8 @@ def test_exported_files_name_no_path_of_this_machine(runs, served, exported):
 @pytest.mark.parametrize("index", range(len(BFLOAT16_CASES)))
 def test_bfloat16_run_generates_as_the_cli_in_float32(runs, served, index):
     options = BFLOAT16_CASES[index]
-    assert served["bfloat16"]["texts"][index] == _cli_continuation(runs["bfloat16"], options)
+    text = served["bfloat16"]["texts"][index]
+    assert_equal_but_for_a_near_tie(runs["bfloat16"], options, text, _cli_continuation(runs["bfloat16"], options))
 
 
 def test_samples_depend_on_the_options(served, small_text):
@@ -310,7 +322,8 @@ def test_vocabulary_and_config_are_stored(runs, served, exported):
     stored = json.loads(metadata["config"])
     assert stored["which"] == "best" and stored["format"] == export.FORMAT
     assert stored["run_config"]["config"] == info.config.to_json()
-    assert stored["sampling"] == {"chunk": sampling.CHUNK, "prime_window": sampling.PRIME_WINDOW}
+    assert stored["sampling"]["chunk"] == sampling.CHUNK and stored["sampling"]["prime_window"] == sampling.PRIME_WINDOW
+    assert "murmur3" in stored["sampling"]["noise"]
     assets = exported["float32"] / "assets"
     assert json.loads((assets / export.VOCABULARY_ASSET).read_text(encoding="utf-8")) == list(info.vocab.chars)
     assert json.loads((assets / export.METADATA_ASSET).read_text(encoding="utf-8")) == stored

@@ -11,11 +11,20 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, inference, sampling
+from shakegen import checkpoint, inference, sampling, tf_sampler
 from shakegen.cli import main
 from shakegen.errors import SamplingError, ShakegenError
 from shakegen.vocab import UnknownCharactersError
-from tests.reference import model_logits, model_weights, sample_ids, sampler_noise, sampling_gaps, softmax
+from tests.reference import (
+    model_logits,
+    model_weights,
+    run_weights,
+    sample_ids,
+    sampler_noise,
+    sampling_gaps,
+    sampling_gaps_for,
+    softmax,
+)
 from tests.runs import train_tiny_run
 
 
@@ -38,8 +47,22 @@ def bfloat16_run(tmp_path_factory, small_text):
 
 
 def _generate(model, info, seed_text, length, options, num_samples=1, random_seed=0, prime_window=None):
-    sampler = sampling.Sampler(model, options, **({"prime_window": prime_window} if prime_window else {}))
-    return sampling.generate_text(sampler, info.vocab, seed_text, length, num_samples, random_seed).texts
+    """TensorFlow's sampler (``tf_sampler.Sampler``) on a Keras model: the new texts."""
+    sampler = tf_sampler.Sampler(model, options, **({"prime_window": prime_window} if prime_window else {}))
+    texts = sampling.TextCollector(num_samples)
+    for block in sampler.sample(info.vocab.encode(seed_text), length, num_samples, random_seed):
+        texts.add([info.vocab.decode(row) for row in block])
+    return texts.texts()
+
+
+def _engine_generate(run_dir, seed_text, length, options, num_samples=1, random_seed=0):
+    """The NumPy engine, through the API's one sampling function: the new texts."""
+    model = shakegen.load(run_dir, engine="numpy")
+    texts = sampling.TextCollector(num_samples)
+    for block in model.sample_blocks(seed_text, length, options, num_samples, random_seed):
+        texts.add(block)
+    assert model.last_engine == "numpy"
+    return texts.texts()
 
 
 def _reference_texts(model, info, seed_text, length, options, num_samples=1, random_seed=0):
@@ -96,6 +119,7 @@ def test_samples_equal_a_numpy_sampler_fed_the_same_noise(loaded, temperature, t
     options = sampling.SamplingOptions(temperature, top_k, top_p)
     texts = _generate(model, info, "ROMEO:", 80, options, num_samples=2, random_seed=3)
     assert texts == _reference_texts(model, info, "ROMEO:", 80, options, num_samples=2, random_seed=3)
+    assert _engine_generate(info.run_dir, "ROMEO:", 80, options, num_samples=2, random_seed=3) == texts
 
 
 @pytest.mark.parametrize("prime_window", [1, 7, 64, 1000])
@@ -116,7 +140,8 @@ import resource
 import numpy as np
 from shakegen.config import TrainConfig
 from shakegen.model import build_model
-from shakegen.sampling import Sampler, SamplingOptions
+from shakegen.sampling import SamplingOptions
+from shakegen.tf_sampler import Sampler
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -166,14 +191,14 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p, kept):
     probabilities = np.array([[0.5, 0.25, 0.15, 0.07, 0.03]])
     order = np.array([3, 0, 4, 1, 2])  # shuffled so the filter cannot rely on positions
     logits = tf.constant(np.log(probabilities[:, order]), tf.float32)
-    filtered = sampling.filter_logits(logits, top_k=None, top_p=top_p).numpy()[0]
+    filtered = tf_sampler.filter_logits(logits, top_k=None, top_p=top_p).numpy()[0]
     kept_original = sorted(int(order[i]) for i in np.flatnonzero(np.isfinite(filtered)))
     assert kept_original == kept
 
 
 def test_top_k_keeps_k_largest():
     logits = tf.constant([[0.1, 3.0, -1.0, 2.0, 0.5]])
-    filtered = sampling.filter_logits(logits, top_k=2, top_p=None).numpy()[0]
+    filtered = tf_sampler.filter_logits(logits, top_k=2, top_p=None).numpy()[0]
     assert np.flatnonzero(np.isfinite(filtered)).tolist() == [1, 3]
 
 
@@ -247,8 +272,18 @@ def test_cli_json_and_seed_file(shared_run, tmp_path):
         "2",
         "--json",
     )
-    samples = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    samples = report["texts"]
     assert len(samples) == 2 and all(s.startswith("Citizen:\n") and len(s) == 29 for s in samples)
+    assert report["engine"] == "numpy" and 0 <= report["random_seed"] < 2**32  # auto: the engine for 2 samples
+    again = _cli("--checkpoint", str(shared_run), "--seed-file", str(seed_file), "--length", "20")
+    assert again.exit_code == 0
+    forced = _cli(
+        *["--checkpoint", str(shared_run), "--seed-file", str(seed_file), "--length", "20", "--num-samples", "2"],
+        *["--random-seed", str(report["random_seed"]), "--engine", "tensorflow", "--json"],
+    )
+    assert json.loads(forced.stdout)["engine"] == "tensorflow"
+    assert json.loads(forced.stdout)["texts"] == samples  # the same noise on both engines
 
 
 def test_cli_unknown_characters(shared_run):
@@ -297,7 +332,7 @@ def test_sampling_errors_are_shakegen_errors(loaded):
     model, info = loaded
     with pytest.raises(SamplingError, match="finite"):
         sampling.SamplingOptions(temperature=math.inf).validate(len(info.vocab))
-    sampler = sampling.Sampler(model, sampling.SamplingOptions(0))
+    sampler = tf_sampler.Sampler(model, sampling.SamplingOptions(0))
     for bad in (lambda: next(sampler.sample([], 5)), lambda: next(sampler.sample([1], 0))):
         with pytest.raises(SamplingError):
             bad()
@@ -357,20 +392,20 @@ def test_one_compiled_loop_serves_every_option_value(shared_run, monkeypatch):
     """Fifty temperatures, top-k and top-p values, greedy, and one and three samples: no new
     sampler and no new trace after the first request (each new value used to trace two)."""
     built = []
-    real_init = sampling.Sampler.__init__
+    real_init = tf_sampler.Sampler.__init__
 
     def recording_init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
         built.append(self)
 
-    monkeypatch.setattr(sampling.Sampler, "__init__", recording_init)
+    monkeypatch.setattr(tf_sampler.Sampler, "__init__", recording_init)
 
     def traces():
         return sum(
             f.experimental_get_tracing_count() for sampler in built for f in (sampler._chunk, sampler._prime_step)
         )
 
-    model = shakegen.load(shared_run)
+    model = shakegen.load(shared_run, engine="tensorflow")
     first = model.generate("First", length=70, temperature=0.5, random_seed=1)
     after_first = traces()
     texts = {first}
@@ -383,98 +418,49 @@ def test_one_compiled_loop_serves_every_option_value(shared_run, monkeypatch):
     assert len(texts) > 10  # the temperatures did change the texts: they reached the loop
 
 
-# -- random seeds: 0 ... 2**32 - 1, each its own text; the texts of seeds below 2**31 kept ---------
+# -- random seeds: 0 ... 2**32 - 1, each its own text, the counter noise's ------------------------
 
 
-def _fixed_model():
-    """A two-layer model of fixed weights (NumPy's generator), the same on every processor."""
-    from shakegen.config import TrainConfig
-    from shakegen.model import build_model
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+@pytest.mark.parametrize(
+    "seed, options",
+    [
+        ("ROMEO:", dict(temperature=0.8, random_seed=7)),
+        ("JULIET:", dict(temperature=1.0, top_p=0.9, random_seed=2**31 - 1)),
+        ("KING", dict(temperature=1.2, top_k=5, random_seed=2**32 - 1, num_samples=2)),
+        ("First Citizen:", dict(temperature=0)),
+    ],
+)
+def test_the_pretrained_models_texts_follow_the_reference_and_the_counter_noise(engine, seed, options):
+    """The whole path (load, clean, prime, sample, decode) on the float16 bundle: every character is
+    what a float64 forward pass from the bundle's own file, the options' definitions and the random
+    seed's noise (the plain-Python hash of tests/reference.py) give; only a float near-tie may differ."""
+    from shakegen import pretrained
 
-    model = build_model(24, TrainConfig(embedding_dim=8, rnn_units=16, num_layers=2))
-    rng = np.random.default_rng(2026)
-    model.set_weights([rng.normal(0.0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
-    return model
-
-
-# Sampled by shakegen at commit ccde129 (random seeds then taken mod 2**31), ids written as letters.
-RECORDED = [
-    (
-        0.9,
-        None,
-        None,
-        0,
-        [
-            "vtlfujtnuublucbpuqqququfqqqqupfqfuumuqqfqobbccqwfbqufqqwqqbqqfqqfuugqqfohfqqqqquqqqqqfqqusqqqquffqpbqqpqqpqufqqfqqfcfjpffujqpfffqcpqjsqfqcpfqqfqbbqqqf"
-        ],
-    ),
-    (
-        0.9,
-        None,
-        None,
-        7,
-        [
-            "uhhttlwlkwbowuleullklqqufqqjqjcpqjfqqqfqqpfmccfjffucceflqqqbfqpfquuqqmqqquvfqqqqbuubqqfqlqpplqqfqpcqqqppjqqfqpfqufjfqqqqqfqpibuqufqjmccpfuqsjqqffqbfqq",
-            "htkgurujbclcbfmqpbbqqmfwbeumwqcqbccqwqqufqobqlqlqfqfqqvppqpuqpbufuqbcufffubqbqfqqqjplvrqcqqqufqfqquspbufpbpsbbqqfqffbflqupqqqupjqqfqupmcqwfwbqqfqqqcuf",
-        ],
-    ),
-    (
-        1.2,
-        5,
-        None,
-        2**31 - 1,
-        [
-            "fhpuufbcuqbbbbqqpmqfqpfqqqfppfbqcubccpqfqqpfqfubpfcqqqfpqppufqqucqcqfqqjqufqqpfffqqqffqqccpufeqfqqqujpqqcqufqfffqcfpufqqqqufpufqqfqcqffqquupuqumbqpfuq"
-        ],
-    ),
-    (
-        0.7,
-        None,
-        0.9,
-        123456789,
-        [
-            "hlalllelqemfbelllppbwqpbpppbwqfuuuuqqqqqupfqupqqcffqqufquqqqpfqqufqcpfqqqfufqqqqufuuqqfquqquuuqfqqfufqfqqufuqqcccpffcqfqqufqqqfqfqfqfqupfqfuququjqqquf"
-        ],
-    ),
-    (
-        1.0,
-        None,
-        None,
-        2**31 - 3,
-        [
-            "ljprlplllwulfuuxqlqqoqqqwpbuqqofqqufqcpcqqpfqcqffcqpfqqululbclpupqqqfpbfubpqqjfufqmcpqqjqqqpbfqqqmpuiqpqqjuwfqqlqpfqfpquuufqpfqqpfncjfqqfqqjcfffqqfqjc",
-            "ruffllobpbbgbbbbbqqcqepfqqbfqfclcllfpfepbwtuvuuunupuqqfcuopffbbnfjcofbqfccqsfqbqfbqlqupqfsqupffqqbculpwoqffjpcuwpwtpuafuufuqccpqfuqqufqfjspsbqqpwqqqvf",
-            "fkpuufcxuccbbbqmsmqfqpfqqqfpwubqqubucpqcqobbqfubjfqqqqfpwoocwlfjcpwqfuujqmcpqpfqbqpbffqqccqwcppoqqquppfqqqufqffcqcfpfqqqqfufpufqqfecqffoqbcppmbqbqpfqq",
-        ],
-    ),
-]
-
-
-@pytest.mark.parametrize("temperature, top_k, top_p, random_seed, recorded", RECORDED)
-def test_texts_of_random_seeds_below_2_31_are_unchanged(temperature, top_k, top_p, random_seed, recorded):
-    options = sampling.SamplingOptions(temperature, top_k, top_p)
-    sampler = sampling.Sampler(_fixed_model(), options)
-    blocks = list(sampler.sample(np.array([1, 5, 9, 3], np.int32), 150, len(recorded), random_seed))
-    ids = np.concatenate(blocks, axis=1)
-    assert ["".join(chr(ord("a") + i) for i in row) for row in ids] == recorded
-
-
-def test_the_pretrained_models_texts_are_unchanged():
-    """As shakegen at commit ccde129 sampled them (whole path: load, clean, prime, sample, decode)."""
-    model = shakegen.load("pretrained")
-    assert model.generate("ROMEO:", length=120, temperature=0.8, random_seed=7) == (
-        "ROMEO:\nNo, no; I say there's none feighs of his truth.\nCome, live is but a voice; and that thou west be\n"
-        "obedience: for the hal"
-    )
-    assert model.generate("JULIET:", length=80, temperature=1.0, top_p=0.9, random_seed=2**31 - 1) == (
-        "JULIET:\nO, what a man that would have lived!\n\nROMEO:\nI pray you, most light, sir, you s"
-    )
+    model = shakegen.load("pretrained", engine=engine)
+    texts = model.generate(seed, length=150, **{**options, "num_samples": options.get("num_samples", 1)})
+    assert model.last_engine == engine
+    info = model.info
+    weights = run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell)
+    for index, text in enumerate(texts):
+        assert text.startswith(seed) and len(text) == len(seed) + 150
+        gaps = sampling_gaps_for(
+            weights,
+            info.vocab.encode(seed),
+            info.vocab.encode(text[len(seed) :]),
+            len(info.vocab),
+            options["temperature"],
+            options.get("top_k", 0),
+            options.get("top_p", 1.0),
+            options.get("random_seed", 0) + index,
+        )
+        assert gaps.max() < 1e-4, (index, int(np.argmax(gaps)), gaps.max())
 
 
 def test_random_seeds_cover_32_bits_without_collisions(loaded):
-    """S and S + 2**31 used to give the same text; every seed up to 2**32 - 1 now has its own,
-    the one a NumPy sampler fed TensorFlow's Philox noise for that seed (recomputed) gives, and
-    sample i of a batch stays the single sample with seed + i, wrapping at 2**32."""
+    """Every seed up to 2**32 - 1 has its own text, the one a float64 sampler fed that seed's counter
+    noise (the plain-Python hash) gives, on either engine, and sample i of a batch stays the single
+    sample with seed + i, wrapping at 2**32."""
     model, info = loaded
     options = sampling.SamplingOptions(temperature=1.0)
     for low in (0, 5, 2**31 - 1):
@@ -485,15 +471,19 @@ def test_random_seeds_cover_32_bits_without_collisions(loaded):
         assert _generate(model, info, "ROMEO:", 70, options, random_seed=seed) == _reference_texts(
             model, info, "ROMEO:", 70, options, random_seed=seed
         )
+        assert _engine_generate(info.run_dir, "ROMEO:", 70, options, random_seed=seed) == _reference_texts(
+            model, info, "ROMEO:", 70, options, random_seed=seed
+        )
     batch = _generate(model, info, "ROMEO:", 70, options, num_samples=2, random_seed=2**32 - 1)
     assert batch[1] == _generate(model, info, "ROMEO:", 70, options, random_seed=0)[0]
+    assert _engine_generate(info.run_dir, "ROMEO:", 70, options, num_samples=2, random_seed=2**32 - 1) == batch
 
 
 @pytest.mark.parametrize("bad", [-1, 2**32, 2**40, 1.5, "7", True])
 def test_random_seeds_out_of_range_are_refused_in_one_line(loaded, shared_run, bad):
     model, info = loaded
     with pytest.raises(SamplingError, match=r"^Random seed must be an integer from 0 to 4294967295, got .*range\.$"):
-        next(sampling.Sampler(model).sample(np.array([1, 2]), 5, random_seed=bad))
+        next(tf_sampler.Sampler(model).sample(np.array([1, 2]), 5, random_seed=bad))
     text_model = shakegen.load(shared_run)
     for call in (text_model.generate, lambda *a, **k: next(text_model.stream(*a, **k))):
         with pytest.raises(SamplingError, match="Random seed must be an integer from 0 to 4294967295"):
@@ -509,7 +499,7 @@ def test_a_nucleus_always_holds_the_most_likely_character(loaded, top_p):
     nothing and emit id 0 forever; the nucleus it asks for is the most likely character."""
     rng = np.random.default_rng(4)
     logits = rng.normal(0, 2.0, (6, 20)).astype(np.float32)
-    filtered = sampling.filter_logits(tf.constant(logits), top_p=top_p).numpy()
+    filtered = tf_sampler.filter_logits(tf.constant(logits), top_p=top_p).numpy()
     for row, kept in zip(logits, filtered, strict=True):
         assert np.flatnonzero(np.isfinite(kept)).tolist() == [int(np.argmax(softmax(row.astype(np.float64))))]
     model, info = loaded
@@ -530,3 +520,47 @@ def test_temperatures_float32_cannot_hold_are_refused(loaded, temperature):
         noise = sampler_noise(5 + index, len(info.vocab))
         seed_ids, ids = info.vocab.encode("ROMEO:"), info.vocab.encode(text)
         assert sampling_gaps(model_weights(model), seed_ids, ids, 3.4e38, noise=noise).max() < 1e-4
+
+
+# -- shakegen generate never imports TensorFlow ---------------------------------------------------
+
+MODULES_AFTER = """
+import runpy, sys
+sys.argv = ["shakegen", *sys.argv[1:]]
+try:
+    runpy.run_module("shakegen", run_name="__main__", alter_sys=True)
+except SystemExit as stop:
+    code = stop.code
+else:
+    code = 0
+print("MODULES", sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras")), code, file=sys.stderr)
+"""
+
+
+def _modules_after(cwd, *args) -> tuple[str, list, int]:
+    """Run ``python -m shakegen ARGS`` in a fresh interpreter; (stdout, TensorFlow/Keras modules loaded, exit code)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", MODULES_AFTER, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+    line = [line for line in result.stderr.splitlines() if line.startswith("MODULES ")][-1]
+    modules, code = line[len("MODULES ") :].rsplit(" ", 1)
+    return result.stdout, eval(modules), int(code)
+
+
+def test_generate_and_help_never_import_tensorflow(shared_run, tmp_path):
+    """In a fresh process, ``shakegen generate`` (a run folder and the pretrained model, one sample and
+    several) and ``shakegen --help`` leave tensorflow and keras out of sys.modules; ``--engine
+    tensorflow`` does import it (the check can see it), and its text is the engine's."""
+    args = ["generate", "--checkpoint", str(shared_run), "--seed", "ROMEO:", "--length", "100", "--random-seed", "3"]
+    stdout, modules, code = _modules_after(tmp_path, *args, "--json")
+    assert code == 0 and modules == [] and json.loads(stdout)["engine"] == "numpy"
+    forced_out, forced, code = _modules_after(tmp_path, *args, "--json", "--engine", "tensorflow")
+    assert code == 0 and "tensorflow" in forced and json.loads(forced_out)["engine"] == "tensorflow"
+    assert json.loads(forced_out)["texts"] == json.loads(stdout)["texts"]
+    pretrained_args = ["generate", "--checkpoint", "pretrained", "--seed", "ROMEO:", "--length", "50"]
+    for other in (pretrained_args, [*args, "--num-samples", "3"]):
+        _, modules, code = _modules_after(tmp_path, *other)
+        assert code == 0 and modules == [], other
+    help_out, modules, code = _modules_after(tmp_path, "--help")
+    assert code == 0 and modules == [] and "generate" in help_out

@@ -8,37 +8,9 @@ import numpy as np
 import pytest
 
 from shakegen import noise
+from tests.reference import murmur3_32, reference_uniform
 
 MASK = 0xFFFFFFFF
-
-
-def murmur3_32(data: bytes, seed: int) -> int:
-    """MurmurHash3_x86_32 byte by byte, in plain Python integers: the independent reference."""
-
-    def rotl(x, bits):
-        return ((x << bits) | (x >> (32 - bits))) & MASK
-
-    def scramble(k):
-        return (rotl((k * 0xCC9E2D51) & MASK, 15) * 0x1B873593) & MASK
-
-    h = seed & MASK
-    whole = len(data) // 4
-    for index in range(whole):
-        h ^= scramble(int.from_bytes(data[4 * index : 4 * index + 4], "little"))
-        h = (rotl(h, 13) * 5 + 0xE6546B64) & MASK
-    tail = data[4 * whole :]
-    if tail:
-        h ^= scramble(int.from_bytes(tail, "little"))
-    h ^= len(data)
-    h = ((h ^ (h >> 16)) * 0x85EBCA6B) & MASK
-    h = ((h ^ (h >> 13)) * 0xC2B2AE35) & MASK
-    return h ^ (h >> 16)
-
-
-def reference_uniform(key: int, position: int, character: int) -> float:
-    """The uniform the module documents, from the reference hash, as an exact binary fraction."""
-    h = murmur3_32(position.to_bytes(4, "little") + character.to_bytes(4, "little"), key)
-    return ((h >> 9) + 0.5) / 2**23
 
 
 @pytest.mark.parametrize(

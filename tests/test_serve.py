@@ -159,7 +159,7 @@ def model(tiny_run):
 def cli_texts(run_dir, *options) -> list[str]:
     result = CliRunner().invoke(main, ["generate", "--checkpoint", str(run_dir), "--json", *options])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["texts"]
 
 
 REQUESTS = [

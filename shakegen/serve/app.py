@@ -19,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 
 import shakegen
 from shakegen.errors import ShakegenError
+from shakegen.sampling import TextCollector
 from shakegen.serve.gate import Gate, HostRule
 from shakegen.serve.schemas import (
     SSE_EVENT,
@@ -140,11 +141,10 @@ def create_app(
                 _events(worker, plan, request), media_type="text/event-stream", headers=SSE_HEADERS
             )
         started = time.perf_counter()
-        pieces = [[plan.prefix] for _ in range(plan.num_samples)]
+        collected = TextCollector(plan.num_samples, plan.prefix)
         async for block in worker.sample(plan, request.is_disconnected):
-            for parts, text in zip(pieces, block, strict=True):
-                parts.append(text)
-        texts = ["".join(parts) for parts in pieces]
+            collected.add(block)
+        texts = collected.texts()
         return JSONResponse({"text": texts[0], "texts": texts, **_summary(plan, started)})
 
     @app.post(
@@ -204,6 +204,7 @@ def _summary(plan, started: float) -> dict:
     characters = plan.length * plan.num_samples
     return {
         "random_seed": plan.random_seed,
+        "engine": plan.engine,
         "length": plan.length,
         "num_samples": plan.num_samples,
         "dropped": plan.dropped,

@@ -51,6 +51,7 @@ class GenerateAnswer(BaseModel):
     text: str = Field(..., description="The first sample: the seed (as the model sees it) and the new text.")
     texts: list[str] = Field(..., description="Every sample; sample i used random_seed + i.")
     random_seed: int
+    engine: Literal["numpy", "tensorflow"] = Field(..., description="What sampled it: the NumPy engine or TensorFlow.")
     length: int
     num_samples: int
     dropped: list[str] = Field(..., description="Seed characters left out (skip_unknown).")

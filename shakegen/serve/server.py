@@ -73,12 +73,14 @@ def serve(
     message: Callable[[str], None] = lambda text: None,
     hosts=None,
     cors_origins: tuple[str, ...] = (),
+    engine: str = "auto",
 ) -> None:
     """Load ``run`` with the Python API and serve it on ``sock`` until interrupted.
 
     Args:
         hosts: the ``HostRule`` of the Host names answered (see ``host_rule``).
         cors_origins: web origins of other sites whose pages may use the API.
+        engine: ``auto``, ``numpy`` or ``tensorflow`` (see ``shakegen.load``).
     Raises:
         CheckpointError: no run there, or a damaged one.
     """
@@ -88,8 +90,9 @@ def serve(
     from shakegen.serve.app import create_app
     from shakegen.serve.worker import ModelWorker
 
-    model = shakegen.load(run, which)
-    # The default options' sampler is compiled now, not on the first visitor's request.
+    model = shakegen.load(run, which, engine)
+    # Whatever samples a single request is ready now (TensorFlow's sampler compiled, if it is that),
+    # not on the first visitor's request.
     model.generate("\n", length=1, random_seed=0)
     worker = ModelWorker(model, limits.validate())
     app = create_app(worker, token, hosts, cors_origins)

@@ -1,15 +1,15 @@
 """The one thread that runs the model, and the model's card.
 
-Every call into TensorFlow goes through one worker thread, so TensorFlow is never entered
-from two threads at once and the event loop stays free (``/healthz`` answers while a long
-sample runs). A sample advances one block (64 characters) per call: requests that arrive
+Every call into the model (the NumPy engine, or TensorFlow where it pays) goes through one
+worker thread, so the model is never entered from two threads at once and the event loop
+stays free (``/healthz`` answers while a long sample runs). A sample advances one block (64 characters) per call: requests that arrive
 together take turns block by block, each with its own sampling generator, so they never
 share state, and one that is abandoned (its client gone) simply gets no further blocks.
 
 An evaluation takes turns too: ``TextModel.evaluate`` runs on a thread of its own that
-enters TensorFlow only while the model's thread waits for it, one compiled call (one window
-of every stream, or one batch of windows) per turn, and pauses in its ``progress`` callback
-until its next turn. Queued sampling blocks run between its turns, so a long text slows other
+enters the model only while the model's thread waits for it, one call of at most
+``EVALUATION_CHARACTERS_PER_TURN`` characters (one window of every stream, or one batch of
+windows) per turn, and pauses in its ``progress`` callback until its next turn. Queued sampling blocks run between its turns, so a long text slows other
 clients down instead of stalling them, and an evaluation whose client has gone is stopped at
 its next turn. The figure is ``TextModel.evaluate``'s own, computed by the same code.
 """
@@ -28,6 +28,10 @@ import shakegen
 from shakegen import checkpoint
 from shakegen.serve.limits import Limits
 
+# Characters an evaluation scores per turn of the model's thread: small enough that a sampling
+# block queued behind it waits a fraction of a second, large enough to keep batches efficient.
+EVALUATION_CHARACTERS_PER_TURN = 4096
+
 
 @dataclass(frozen=True)
 class GenerationPlan:
@@ -40,6 +44,7 @@ class GenerationPlan:
     num_samples: int
     random_seed: int
     dropped: list = field(default_factory=list)
+    engine: str = "numpy"  # what samples it: "numpy" (the engine) or "tensorflow"
 
 
 @dataclass
@@ -98,7 +103,8 @@ class ModelWorker:
         if random_seed is None:  # drawn as the CLI draws it, and reported so the text can be had again
             random_seed = sampling.draw_random_seed()
         prefix = "" if seed is None else text
-        return GenerationPlan(text, prefix, length, options, num_samples, random_seed, dropped)
+        engine = self.model.sampling_engine(num_samples)
+        return GenerationPlan(text, prefix, length, options, num_samples, random_seed, dropped, engine)
 
     async def sample(self, plan: GenerationPlan, client_gone: Callable[[], Awaitable[bool]]) -> AsyncIterator[list]:
         """Yield blocks of new text (one string per sample), as sampled, until ``plan.length``.
@@ -107,7 +113,9 @@ class ModelWorker:
         blocks) or when the consumer stops iterating.
         """
         blocks = self._counted(
-            self.model.sample_blocks(plan.seed, plan.length, plan.options, plan.num_samples, plan.random_seed)
+            self.model.sample_blocks(
+                plan.seed, plan.length, plan.options, plan.num_samples, plan.random_seed, plan.engine
+            )
         )
         self.counters.sampling_now += 1
         finished, sampled = False, 0
@@ -152,7 +160,15 @@ class ModelWorker:
         Raises:
             EvaluationError, UnknownCharactersError: the text cannot be evaluated.
         """
-        evaluation = TurnTaking(functools.partial(self.model.evaluate, text, protocol=protocol, window=window or 256))
+        evaluation = TurnTaking(
+            functools.partial(
+                self.model.evaluate,
+                text,
+                protocol=protocol,
+                window=window or 256,
+                characters_per_call=EVALUATION_CHARACTERS_PER_TURN,
+            )
+        )
         self.counters.evaluating_now += 1
         finished = False
         try:
@@ -245,12 +261,15 @@ def run_name(model) -> str:
 
 
 def model_card(model, limits: Limits) -> dict:
-    """What ``GET /v1/model`` answers: the run, its architecture, how well and how long it trained."""
+    """What ``GET /v1/model`` answers: the run, its architecture, how well and how long it trained
+    (up to the weights served, as ``shakegen eval`` reports it), and which engine serves it."""
+    from shakegen import evaluate, sampling
+
     config, state = model.config, model.saved_state
     last_state = state if model.which == "last" else checkpoint.last_state(model.run_dir)
     # best.npz records its own validation loss; last.npz only the best one so far.
     validation_loss = state.get("val_loss") if model.which == "best" else None
-    elapsed = last_state.get("elapsed_seconds")
+    _, _, elapsed = evaluate.reached(model.run_dir, model.which, state, last_state)
     return {
         "run": run_name(model),
         "which": model.which,
@@ -268,6 +287,12 @@ def model_card(model, limits: Limits) -> dict:
         "step": state.get("step", state.get("global_step")),
         "training_minutes": elapsed / 60 if elapsed is not None else None,
         "training_precision": config.precision,
+        "engine": model.engine_choice,  # auto, numpy or tensorflow (shakegen serve --engine)
+        "generate_engine": model.sampling_engine(1),  # what samples a single request
+        "tensorflow_from_samples": sampling.TENSORFLOW_FROM_SAMPLES if model.engine_choice == "auto" else None,
+        "evaluate_engine": model.engine_choice
+        if model.engine_choice != "auto"
+        else f"numpy up to {sampling.ENGINE_EVALUATE_CHARACTERS:,} predicted characters, else tensorflow",
         "parent": _parent(model),
         "shakegen_version": shakegen.__version__,
         "limits": limits.to_json(),
