@@ -142,7 +142,8 @@ def ordered_arrays(weights: dict, cell: str, num_layers: int) -> dict[str, np.nd
 def _float16(arrays: dict, run_dir: Path) -> dict[str, np.ndarray]:
     halfs = {}
     for name, value in arrays.items():
-        half = np.asarray(value).astype(np.float16)
+        with np.errstate(over="ignore"):  # reported below, in one line
+            half = np.asarray(value).astype(np.float16)
         if not np.isfinite(half).all():
             raise WebExportError(
                 f"{run_dir}'s weight {name} has values beyond float16's range (±65,504); the web page stores "

@@ -452,3 +452,20 @@ def test_the_destination_is_checked_and_replaced_only_when_asked(tmp_path, rando
     with pytest.raises(CheckpointError):
         webexport.export_web(tmp_path / "no-such-run", tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_weight_beyond_float16_is_refused_in_one_line(tmp_path, random_runs):
+    run_dir = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(random_runs["gru3"][0], run_dir)
+    path = checkpoint.checkpoint_path(run_dir, "best")
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    name = next(key for key in arrays if key.endswith("rnn_1/kernel"))
+    arrays[name] = arrays[name].copy()
+    arrays[name][0, 0] = 1e5  # float16 holds at most 65,504
+    checkpoint.write_snapshot(path, arrays)
+    with pytest.raises(webexport.WebExportError, match=r"weight rnn_1/kernel has values beyond float16's range"):
+        webexport.export_web(run_dir, tmp_path / "site")
+    assert not (tmp_path / "site").exists()
