@@ -13,7 +13,8 @@ and checks the page against the NumPy engine on the same float16 weights:
 
     python benchmarks/web_speed.py [--rounds 3] [--length 2000] [--seeds 20] [--sample-length 300] [--no-wasm]
 
---no-wasm measures the plain JavaScript loops the page falls back to without WebAssembly SIMD.
+--no-wasm measures the plain JavaScript loops the page falls back to without WebAssembly SIMD;
+--screenshot PATH saves the page after sampling 500 characters at random seed 7 (docs/web-export.png).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--sample-length", type=int, default=300)
     parser.add_argument("--no-wasm", action="store_true", help="the JavaScript fallback instead of WebAssembly SIMD")
+    parser.add_argument("--screenshot", type=Path, default=None, help="save a screenshot of the page here")
     args = parser.parse_args()
     print(f"processor: {processor_description()}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,6 +66,8 @@ def main() -> int:
         try:
             measure(driver, f"{server.url}/index.html", args)
             check(driver, f"{server.url}/index.html", (result.out_dir / "index.html").as_uri(), args)
+            if args.screenshot:
+                screenshot(driver, f"{server.url}/index.html", args.screenshot)
         finally:
             driver.quit()
             server.stop()
@@ -118,6 +122,19 @@ def check(driver, url: str, file_url: str, args) -> None:
     from_file = browser_generate(driver, seed=SEED, length=200, temperature=0)["text"]
     ok = from_file == engine_text(loaded, vocab, SEED, 200, temperature=0)
     print(f"file:// load: {'works, same greedy text' if ok else 'DIFFERENT TEXT'}")
+
+
+def screenshot(driver, url: str, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_window_size(1280, 760)
+    open_page(driver, url)
+    driver.find_element(By.ID, "random-seed").send_keys("7")
+    driver.find_element(By.ID, "generate").click()
+    WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
 
 
 if __name__ == "__main__":
