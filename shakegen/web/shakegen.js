@@ -13,8 +13,9 @@
  * and samples as the engine does: greedy below float32's smallest normal temperature, else
  * argmax(filter((logits - max) / T) + gumbel), the Gumbel noise -log(-log(u)) of the uniform of
  * MurmurHash3_x86_32(position, character; seed = random seed) (shakegen/noise.py), bit for bit.
- * Products accumulate in float64 and are rounded to float32 where the engine keeps float32 arrays,
- * so texts equal the engine's except where two characters' scores are a float near-tie.
+ * Products accumulate in float32 (in another order than OpenBLAS's), elementwise steps run in float64
+ * rounded to float32 where the engine keeps float32 arrays, so texts equal the engine's except where
+ * two characters' scores are a float near-tie.
  *
  * API: window.shakegen.generate({seed, length, temperature, topK, topP, randomSeed, onText, signal})
  * returns a promise of the text (the seed, then the new characters); window.shakegen.ready resolves
@@ -362,6 +363,7 @@
     const pieces = [prefix];
     let logits = null, position = 0;
     const seedIds = Array.from(primer, (c) => ids.get(c));
+    if (seedIds.includes(undefined)) throw new Error("The model knows no newline to start from; give a seed.");
     if (prefix) onText(prefix);
     for (let s = 0; s < seedIds.length;) { // priming, in slices too: a seed may be long
       const start = performance.now();
