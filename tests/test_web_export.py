@@ -36,13 +36,22 @@ NEAR_TIE = 1e-3  # a gap between two characters' scores (logits / T + Gumbel) th
 
 
 class StaticServer:
-    """``folder`` served on 127.0.0.1 by the standard library; ``paths`` logs every request."""
+    """``folder`` served on 127.0.0.1 by the standard library; ``paths`` logs every request.
+
+    Scripts go out as ``application/javascript; charset=utf-8``, as many static hosts send them:
+    the page must not depend on a host naming weights.js's encoding (its byte-order mark does).
+    """
 
     def __init__(self, folder: Path):
         self.root, self.paths = Path(folder), []
         log = self.paths
 
         class Handler(http.server.SimpleHTTPRequestHandler):
+            extensions_map = {
+                **http.server.SimpleHTTPRequestHandler.extensions_map,
+                ".js": "application/javascript; charset=utf-8",
+            }
+
             def log_message(self, *args):
                 log.append(self.path)
 
