@@ -110,6 +110,7 @@ def float32_cases(small_text):
         case("All:\nSpeak", 65, 0.7, top_k=10, top_p=0.8, random_seed=2**31 + 5),  # seed beyond int32
         case("Citizen", 30, 1.3, random_seed=2**32 - 1),  # the largest seed
         case(small_text[1000:1600], 40, 0.9, top_k=8, random_seed=1),  # primed in three windows
+        case("MENENIUS:\nWhat", 2000, 0.0),  # greedy, long: the engine's text is the SavedModel's
     ]
 
 
@@ -211,7 +212,7 @@ def assert_equal_but_for_a_near_tie(run, options, text, other):
         assert 0 < max(gaps[first], other_gaps[first]) < 1e-4, first
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_generate_equals_the_cli(runs, served, small_text, index):
     options = float32_cases(small_text)[index]
     text = served["float32"]["texts"][index]
@@ -228,7 +229,7 @@ def _gaps(run, options, text):
     return sampling_gaps_for(weights, seed_ids, ids, len(info.vocab), **{key: options[key] for key in keys})
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_generated_text_follows_the_reference_probabilities_and_noise(runs, served, small_text, index):
     """Independent of the sampler: float64 NumPy probabilities, the options' definitions, and the
     counter noise of the random seed (MurmurHash3 in plain Python).
@@ -264,11 +265,12 @@ def test_bfloat16_run_generates_as_the_cli_in_float32(runs, served, index):
 
 def test_samples_depend_on_the_options(served, small_text):
     """The cases are not degenerate: every sampled text differs from the others and from greedy."""
-    texts = served["float32"]["texts"]
-    lengths = [options["length"] for options in float32_cases(small_text)]
-    prefixes = {text[: min(lengths)] for text in texts}
-    assert len(prefixes) == len(texts)
-    assert served["float32"]["by_function"] == texts[0]  # the module's function, as the signature
+    cases = float32_cases(small_text)
+    texts = [text for text, options in zip(served["float32"]["texts"], cases, strict=True) if options["temperature"]]
+    lengths = [options["length"] for options in cases]
+    prefixes = {text[: min(lengths)] for text in [served["float32"]["texts"][0], *texts]}
+    assert len(prefixes) == len(texts) + 1
+    assert served["float32"]["by_function"] == served["float32"]["texts"][0]  # the module's function, as the signature
 
 
 def test_log_prob_equals_eval_and_a_numpy_forward_pass(runs, served, score_text, tmp_path):
@@ -395,3 +397,37 @@ def test_errors_are_shakegen_errors():
     from shakegen.errors import ShakegenError
 
     assert issubclass(export.ExportError, ShakegenError) and issubclass(export.ExportError, ValueError)
+
+
+def test_the_cli_the_api_the_server_and_the_savedmodel_give_one_text(runs, served, small_text, tmp_path):
+    """The four faces, for every case (greedy, top-k, top-p, both, random seeds past 2**31 and the
+    largest, a seed primed in windows, 2,000 greedy characters): one text, or texts that first
+    differ only at a near-tie the float64 reference detects (the engine and TensorFlow round
+    their last bits differently). The CLI, the API and the server share the NumPy engine."""
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    import shakegen
+    from tests.test_serve import Server
+
+    run = runs["float32"]
+    model = shakegen.load(run)
+    server = Server(run, tmp_path, "--max-seed-characters", "1000")
+    try:
+        for index, options in enumerate(float32_cases(small_text)):
+            seed = clean_text(options["seed"])
+            chosen = dict(
+                length=options["length"],
+                temperature=options["temperature"],
+                top_k=options["top_k"] or None,
+                top_p=options["top_p"] if options["top_p"] < 1 else None,
+                random_seed=options["random_seed"],
+            )
+            api = model.generate(options["seed"], **chosen)[len(seed) :]
+            answer = server.post("/v1/generate", {"seed": options["seed"], **chosen})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["engine"] == "numpy"
+            served_text = answer.json()["text"][len(seed) :]
+            cli = _cli_continuation(run, options)
+            assert api == served_text == cli, index  # one engine, one path
+            assert_equal_but_for_a_near_tie(run, options, served["float32"]["texts"][index], api)
+    finally:
+        server.stop()
