@@ -22,8 +22,8 @@ RNN_KERNELS = ("auto", "fused", "keras")
 # After the linear warm-up: cosine decay to final_learning_rate over the planned epochs, or constant.
 LR_SCHEDULES = ("cosine", "constant")
 
-MAX_RANDOM_SEED = 2**32 - 1  # seeds are 32 bits everywhere: weights, data order, dropout, sampling
-SEED_RANGE = f"0 to {MAX_RANDOM_SEED} (2**32 - 1)"
+SEED_RANGE = 2**32  # random seeds are 0 ... 2**32 - 1 everywhere: weights, data order, dropout, sampling
+MAX_RANDOM_SEED = SEED_RANGE - 1
 # How long a run trains: the planned epochs and the caps that stop it sooner (see TrainConfig.replace).
 BUDGET_CAPS = ("max_steps", "max_minutes", "max_characters")
 BUDGET_FIELDS = ("epochs", *BUDGET_CAPS)
@@ -75,7 +75,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer or unset, got {value!r}.")
         seed = self.random_seed
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_RANDOM_SEED:
-            raise ConfigError(f"random_seed must be an integer from {SEED_RANGE}, got {seed!r}; pick one in range.")
+            raise ConfigError(
+                f"random_seed must be an integer from 0 to {MAX_RANDOM_SEED} (2**32 - 1), got {seed!r}; pick one in range."
+            )
         if self.val_characters is not None and self.val_characters < 2:
             raise ConfigError(
                 f"val_characters must be at least 2 (validation predicts each character from those before it), "

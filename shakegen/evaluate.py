@@ -29,8 +29,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from shakegen.config import MAX_RANDOM_SEED
 from shakegen.errors import EvaluationError
-from shakegen.noise import SEED_RANGE
 
 DEFAULT_WINDOW = 512  # streaming: characters per compiled call (does not change the figure)
 MAX_STREAMS = 32
@@ -40,7 +40,6 @@ EVAL_WINDOW = 256  # windows protocol: nanoGPT's block size on Tiny Shakespeare
 WINDOW_BATCH_CHARACTERS = 32768  # windows protocol: characters per compiled call
 BINCOUNT_CHUNK = 1 << 22
 SPLITS = ("val", "train")
-MAX_RANDOM_SEED = SEED_RANGE - 1  # random seeds are 32-bit everywhere in shakegen
 
 
 def safe_exp(value: float) -> float:

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SEED_RANGE = 2**32  # random seeds are 0 ... 2**32 - 1
+from shakegen.config import SEED_RANGE  # random seeds are 0 ... 2**32 - 1 (the one source)
+
 _C1 = 0xCC9E2D51
 _C2 = 0x1B873593
 _ADD = 0xE6546B64

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from shakegen.config import MAX_RANDOM_SEED  # noqa: F401  (as everywhere; sample i uses (random_seed + i) mod 2**32)
 from shakegen.errors import ConfigError
 
-MAX_RANDOM_SEED = 2**32 - 1  # as everywhere in shakegen; sample i uses (random_seed + i) mod 2**32
 MAX_TEMPERATURE = 10.0  # far past where text is noise; keeps the field's range finite
 
 
