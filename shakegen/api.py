@@ -126,6 +126,7 @@ class TextModel:
         self.run_dir, self.which = Path(run_dir), which
         self.last_random_seed: int | None = None
         self.last_engine: str | None = None  # which engine ran the last sample or evaluation
+        self.last_endings: list | None = None  # how each sample of the last one ended (stopping.Ended)
         self._model = None
         self._sampler = None  # one compiled sampler serves every option value (built when first used)
 
@@ -192,6 +193,11 @@ class TextModel:
         num_samples: int = 1,
         random_seed: int | None = None,
         engine: str | None = None,
+        *,
+        ban: str | None = None,
+        min_p: float | None = None,
+        stop=None,
+        endings: list | None = None,
     ) -> Iterator[list[str]]:
         """Yield, as they are sampled, blocks of new text: one string per sample each time.
 
@@ -200,8 +206,15 @@ class TextModel:
         random seed ``random_seed + i`` (from 0 to 2**32 - 1, wrapping); ``None`` draws one (kept
         in ``last_random_seed``). ``engine``: ``auto``, ``numpy`` or ``tensorflow`` (None: the
         model's); which one ran is kept in ``last_engine``. Both draw the same noise.
+
+        ``ban`` (characters never emitted) and ``min_p`` are applied by the NumPy engine only:
+        ``auto`` then samples on it whatever the count, and ``tensorflow`` is refused. ``stop``
+        (a ``stopping.StopRule``) ends each sample at its first stop text or last line; once the
+        blocks are exhausted, ``last_endings`` (and ``endings``, a list given to fill, which concurrent
+        callers use) says how each sample ended (``stopping.Ended``).
         """
-        from shakegen import sampling
+        from shakegen import engine as engines
+        from shakegen import sampling, stopping
 
         for name, value in (("length", length), ("num_samples", num_samples)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -209,9 +222,18 @@ class TextModel:
         if random_seed is None:
             random_seed = sampling.draw_random_seed()
         random_seed = sampling.check_random_seed(random_seed)
-        chosen = self.sampling_engine(num_samples, engine)
-        self.last_random_seed, self.last_engine = random_seed, chosen
         vocab = self.info.vocab
+        banned = self.ban_ids(ban)
+        engines.check_options(options.temperature, options.top_k, options.top_p, len(vocab), min_p=min_p)
+        chosen = self.sampling_engine(num_samples, engine)
+        if chosen == "tensorflow" and (banned or min_p):
+            if (engine or self.engine_choice) == "tensorflow":
+                raise SamplingError(
+                    "ban and min-p are applied by the NumPy engine only; sample with engine 'numpy' or 'auto'."
+                )
+            chosen = "numpy"
+        rule = stop if stop is not None else stopping.StopRule()
+        self.last_random_seed, self.last_engine = random_seed, chosen
         ids = vocab.encode(seed)
         if chosen == "numpy":
             blocks = self.engine.sample(
@@ -223,11 +245,59 @@ class TextModel:
                 top_k=options.top_k,
                 top_p=options.top_p,
                 block=sampling.CHUNK,
+                ban=banned,
+                min_p=min_p,
             )
         else:
             blocks = self.sampler().sample(ids, length, num_samples, random_seed, options)
-        for block in blocks:
-            yield [vocab.decode(row) for row in block]
+        stopper = stopping.Stopping(rule, num_samples)
+        if endings is not None:  # filled in place as each sample ends, before the block that ends it
+            endings[:] = stopper.ended
+            stopper.ended = endings
+        self.last_endings = stopper.ended
+        for block in stopper.run([vocab.decode(row) for row in block] for block in blocks):
+            if any(block):  # the last block is the text held back; when there is none it is not worth a turn
+                yield block
+
+    def ban_ids(self, ban: str | None) -> list[int] | None:
+        """The ids of the characters ``ban`` names (None: none). Raises SamplingError for a character the
+        model does not know, or for banning all of them."""
+        from shakegen import stopping
+
+        if ban is None or ban == "":
+            return None
+        if not isinstance(ban, str):
+            raise SamplingError(f"ban must be a string of characters, got {type(ban).__name__}.")
+        try:
+            return stopping.ban_ids(ban, self.info.vocab)
+        except ValueError as error:
+            raise SamplingError(str(error)) from None
+
+    @staticmethod
+    def stop_rule(stop=None, keep_stop: bool = False, lines: int | None = None):
+        """A ``stopping.StopRule`` from ``stop`` (a text or a list of texts, None: none), ``keep_stop`` and ``lines``.
+
+        Raises:
+            SamplingError: an empty stop text, or lines not a positive integer.
+        """
+        from shakegen import stopping
+
+        stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
+        if any(not isinstance(text, str) for text in stops):
+            raise SamplingError("stop must be a text or a list of texts.")
+        try:
+            return stopping.StopRule(stops, bool(keep_stop), lines)
+        except ValueError as error:
+            raise SamplingError(str(error)) from None
+
+    @property
+    def last_stop_reasons(self) -> list[dict] | None:
+        """How each sample of the last ``generate`` or ``stream`` ended: {"stop_reason": "length", "stop", or
+        "lines", "stop_text": the stop text or None}; a sample not ended early reached its length."""
+        from shakegen import stopping
+
+        endings = self.last_endings
+        return None if endings is None else [(ended or stopping.Ended(stopping.LENGTH)).as_dict() for ended in endings]
 
     def sampler(self):
         """The model's one TensorFlow ``tf_sampler.Sampler``: compiled once, it serves every option value."""
@@ -249,6 +319,11 @@ class TextModel:
         random_seed: int | None = None,
         skip_unknown: bool = False,
         engine: str | None = None,
+        stop: str | list[str] | None = None,
+        keep_stop: bool = False,
+        lines: int | None = None,
+        ban: str | None = None,
+        min_p: float | None = None,
     ) -> str | list[str]:
         """Sample text: the seed followed by ``length`` new characters.
 
@@ -263,16 +338,24 @@ class TextModel:
             skip_unknown: drop seed characters the model does not know instead of raising.
             engine: ``auto`` (the NumPy engine, TensorFlow for many samples at once), ``numpy``
                 or ``tensorflow``; None: the one ``load`` was given. Kept in ``last_engine``.
+            stop: a text, or a list of texts, that ends a sample where it first appears (dropped
+                from the text unless ``keep_stop``); lines: end each sample after this many line ends.
+                How each sample ended is in ``last_stop_reasons``.
+            ban: characters never emitted (the others' probabilities renormalise).
+            min_p: keep only characters at least ``min_p`` times as likely as the most likely one.
         Raises:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
         """
         from shakegen import sampling
 
         options = self.sampling_options(temperature, top_k, top_p)
+        rule = self.stop_rule(stop, keep_stop, lines)
         prefix, seed = self._prompt(seed, skip_unknown)
         count = 1 if num_samples is None else num_samples
         texts = sampling.TextCollector(count, prefix)
-        for block in self.sample_blocks(seed, length, options, count, random_seed, engine):
+        for block in self.sample_blocks(
+            seed, length, options, count, random_seed, engine, ban=ban, min_p=min_p, stop=rule
+        ):
             texts.add(block)
         return texts.texts()[0] if num_samples is None else texts.texts()
 
@@ -293,11 +376,20 @@ class TextModel:
         random_seed: int | None = None,
         skip_unknown: bool = False,
         engine: str | None = None,
+        stop: str | list[str] | None = None,
+        keep_stop: bool = False,
+        lines: int | None = None,
+        ban: str | None = None,
+        min_p: float | None = None,
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
+        from shakegen import engine as engines
         from shakegen import sampling
 
         options = self.sampling_options(temperature, top_k, top_p)
+        rule = self.stop_rule(stop, keep_stop, lines)  # refused before the seed is yielded, as the rest
+        self.ban_ids(ban)
+        engines.check_options(temperature, top_k, top_p, len(self.info.vocab), min_p=min_p)
         if random_seed is not None:  # refused before the seed is yielded
             random_seed = sampling.check_random_seed(random_seed)
         if engine is not None:
@@ -305,8 +397,51 @@ class TextModel:
         prefix, seed = self._prompt(seed, skip_unknown)
         if prefix:
             yield prefix
-        for block in self.sample_blocks(seed, length, options, 1, random_seed, engine):
+        for block in self.sample_blocks(seed, length, options, 1, random_seed, engine, ban=ban, min_p=min_p, stop=rule):
             yield block[0]
+
+    def beam_search(
+        self,
+        seed: str | None = None,
+        length: int = 100,
+        beams: int = 5,
+        stop: str | list[str] | None = None,
+        keep_stop: bool = False,
+        lines: int | None = None,
+        ban: str | None = None,
+        skip_unknown: bool = False,
+    ) -> list[dict]:
+        """The ``beams`` most likely continuations of the seed, best first (``beam.beam_search``; no randomness).
+
+        Without ``stop`` or ``lines`` every beam has ``length`` new characters and they are ranked
+        by total log-probability; with them, a beam ends at its first stop text or last line and
+        beams are ranked by log-probability per character.
+
+        Returns:
+            [{"text": the seed and the new text, "log_prob": the total log-probability (nats) of every
+            character generated, a stop text included, "log_prob_per_character", "characters": how many
+            were generated, "stop_reason", "stop_text"}].
+        Raises:
+            SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
+        """
+        from shakegen.beam import beam_search
+
+        rule = self.stop_rule(stop, keep_stop, lines)
+        banned = self.ban_ids(ban)
+        prefix, seed = self._prompt(seed, skip_unknown)
+        vocab = self.info.vocab
+        found = beam_search(self.engine, vocab.encode(seed), length, beams, rule=rule, decode=vocab.decode, ban=banned)
+        self.last_engine = "numpy"
+        return [
+            {
+                "text": prefix + vocab.decode(beam.ids),
+                "log_prob": beam.log_prob,
+                "log_prob_per_character": beam.per_character,
+                "characters": beam.length,
+                **beam.ended.as_dict(),
+            }
+            for beam in found
+        ]
 
     # -- scoring -------------------------------------------------------------------------------
 

@@ -494,6 +494,31 @@ def train(
     help="Sample only among the most likely characters whose probability reaches P.",
 )
 @click.option(
+    "--min-p",
+    type=float,
+    default=None,
+    help="Sample only among the characters at least P times as likely as the most likely one.",
+)
+@click.option(
+    "--ban", default=None, metavar="CHARS", help='Never emit these characters ("\\n" and "\\t" typed as escapes).'
+)
+@click.option(
+    "--stop",
+    "stops",
+    multiple=True,
+    metavar="TEXT",
+    help='End a sample where TEXT first appears (repeatable; "\\n" and "\\t" typed as escapes).',
+)
+@click.option("--keep-stop", is_flag=True, help="Keep the stop text at the end of the sample (dropped by default).")
+@click.option("--lines", type=click.IntRange(min=1), default=None, help="End a sample once N line ends are generated.")
+@click.option(
+    "--beam",
+    type=click.IntRange(1, 4096),  # beam.MAX_BEAMS
+    default=None,
+    metavar="K",
+    help="Print the K most likely continuations (beam search; deterministic) and their log-probabilities.",
+)
+@click.option(
     "--num-samples",
     type=click.IntRange(min=1, max=1024),
     default=1,
@@ -531,6 +556,12 @@ def generate(
     engine,
     no_stream,
     as_json,
+    min_p=None,
+    ban=None,
+    stops=(),
+    keep_stop=False,
+    lines=None,
+    beam=None,
 ) -> None:
     """Generate text from a trained run, streaming it to stdout.
 
@@ -539,6 +570,8 @@ def generate(
       shakegen generate --seed "ROMEO:"
       shakegen generate --seed "JULIET:" --length 1000 --temperature 0.6 --top-p 0.9 > scene.txt
       shakegen generate --checkpoint checkpoints/quick --num-samples 3 --random-seed 7 --json
+      shakegen generate --seed "ROMEO:" --stop "\\n\\n"           # one speech
+      shakegen generate --seed "ROMEO:" --length 80 --beam 5       # the five likeliest
     """
     import json
     import sys
@@ -549,7 +582,7 @@ def generate(
     if length < 1:
         raise click.BadParameter(f"must be a positive number of characters, got {length}.", param_hint="--length")
     implicit_seed = seed_text is None and seed_file is None
-    from shakegen import api, sampling
+    from shakegen import api, sampling, stopping
 
     model = api.load(run_folder(checkpoint_dir), which, engine)  # float32 whatever the run was trained in
     info = model.info
@@ -557,6 +590,10 @@ def generate(
         options = model.sampling_options(temperature, top_k, top_p)
     except sampling.SamplingError as error:
         raise click.BadParameter(str(error)) from None
+    ban = stopping.unescape(ban) if ban else None
+    rule, banned = _stop_and_ban(model, stops, keep_stop, lines, ban, min_p, options)
+    if beam is not None:
+        _refuse_with_beam(click.get_current_context(), num_samples)
     if seed_file is not None:
         seed_text = sampling.read_seed_file(seed_file, encoding or info.data.get("options", {}).get("encoding"))
     elif seed_text is None:
@@ -564,10 +601,13 @@ def generate(
     seed_text, dropped = model.seed_text(seed_text, skip_unknown)
     if dropped:
         ui.message(f"[yellow]Warning:[/] dropped characters the model does not know: {', '.join(map(repr, dropped))}.")
+    if beam is not None:
+        _print_beams(model, None if implicit_seed else seed_text, length, beam, rule, ban, as_json, which)
+        return
     if random_seed is None:
         random_seed = sampling.draw_random_seed()
     how = "greedy" if options.greedy else f"temperature {temperature:g}"
-    used = model.sampling_engine(num_samples)
+    used = "numpy" if banned or min_p else model.sampling_engine(num_samples)  # ban and min-p: the engine's
     ui.message(f"[dim]{info.run_dir} ({which}), {how}, random seed {random_seed}, {used} engine[/]")
 
     out = sys.stdout
@@ -579,7 +619,8 @@ def generate(
 
     started = time.perf_counter()
     collected = sampling.TextCollector(num_samples, prefix)
-    for block in model.sample_blocks(seed_text, length, options, num_samples, random_seed):
+    blocks = model.sample_blocks(seed_text, length, options, num_samples, random_seed, ban=ban, min_p=min_p, stop=rule)
+    for block in blocks:
         collected.add(block)
         if stream:
             out.write(block[0])
@@ -589,6 +630,8 @@ def generate(
     if as_json:
         report = {"texts": texts, "random_seed": random_seed, "engine": model.last_engine, "run": str(info.run_dir)}
         report.update(which=which, length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+        report.update(min_p=min_p, ban=ban, stop=list(rule.stops))
+        report.update(keep_stop=keep_stop, lines=lines, stopped=model.last_stop_reasons)
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     elif stream:
         out.write("\n")
@@ -600,8 +643,84 @@ def generate(
             if out.isatty() or num_samples > 1:
                 out.write("\n")
     out.flush()
-    characters = length * num_samples
+    characters = sum(len(text) - len(prefix) for text in texts)
+    if rule.active:
+        ended = ", ".join(f"{reason['stop_reason']}" for reason in model.last_stop_reasons)
+        ui.message(f"[dim]ended by: {ended}[/]")
     ui.message(f"[dim]{characters:,} characters in {seconds:.2f} s ({characters / max(seconds, 1e-9):,.0f} char/s)[/]")
+
+
+def _stop_and_ban(model, stops, keep_stop, lines, ban, min_p, options):
+    """generate's --stop/--keep-stop/--lines as a StopRule and --ban's ids, refusing bad values (exit 2)."""
+    from shakegen import engine as numpy_engine
+    from shakegen import stopping
+    from shakegen.errors import SamplingError
+
+    try:
+        rule = model.stop_rule([stopping.unescape(text) for text in stops], keep_stop, lines)
+    except SamplingError as error:
+        raise click.BadParameter(str(error), param_hint="--stop") from None
+    try:
+        banned = model.ban_ids(ban)
+    except SamplingError as error:
+        raise click.BadParameter(str(error), param_hint="--ban") from None
+    try:
+        numpy_engine.check_options(
+            options.temperature, options.top_k, options.top_p, len(model.vocabulary), min_p=min_p
+        )
+    except SamplingError as error:
+        raise click.BadParameter(str(error), param_hint="--min-p") from None
+    return rule, banned
+
+
+def _refuse_with_beam(ctx: click.Context, num_samples: int) -> None:
+    """Beam search is deterministic and gives K texts itself: the sampling options do not apply to it."""
+    if num_samples != 1:
+        raise click.BadParameter("--beam K gives K texts itself; drop --num-samples.", param_hint="--beam")
+    for name in ("temperature", "top_k", "top_p", "min_p", "random_seed", "engine", "no_stream"):
+        if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None):
+            option = "--" + name.replace("_", "-")
+            raise click.BadParameter(
+                f"beam search is deterministic and runs on the NumPy engine: {option} does not apply; drop it.",
+                param_hint="--beam",
+            )
+
+
+def _print_beams(model, seed, length, beams, rule, ban, as_json, which) -> None:
+    """--beam K: the texts on stdout as samples are printed, each beam's log-probability on stderr (or --json)."""
+    import json
+    import sys
+
+    found = model.beam_search(
+        seed, length, beams, stop=list(rule.stops), keep_stop=rule.keep_stop, lines=rule.lines, ban=ban
+    )
+    ui.message(f"[dim]{model.info.run_dir} ({which}), beam search with {beams} beams, numpy engine[/]")
+    out = sys.stdout
+    if as_json:
+        report = {
+            "texts": [b["text"] for b in found],
+            "beams": found,
+            "engine": "numpy",
+            "run": str(model.info.run_dir),
+        }
+        report.update(which=which, length=length, beam=beams, stop=list(rule.stops), keep_stop=rule.keep_stop)
+        report.update(lines=rule.lines, ban=ban)
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        for index, found_beam in enumerate(found):
+            if beams > 1:
+                out.write(f"{'' if index == 0 else chr(10)}--- beam {index + 1} ---\n")
+            out.write(found_beam["text"])
+            if out.isatty() or beams > 1:
+                out.write("\n")
+        out.flush()
+    for index, found_beam in enumerate(found):
+        stopped = found_beam["stop_reason"] + (f" {found_beam['stop_text']!r}" if found_beam["stop_text"] else "")
+        ui.message(
+            f"[dim]beam {index + 1}: log-probability {found_beam['log_prob']:.3f} "
+            f"({found_beam['log_prob_per_character']:.4f} per character), {found_beam['characters']} characters, "
+            f"ended by {stopped}[/]"
+        )
 
 
 def _weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
@@ -1388,7 +1507,7 @@ def write(file, checkpoint_dir, which, seed_text, temperature, top_k, top_p, min
     if seed_text is not None:
         text += stopping.unescape(seed_text)
     try:
-        ban_ids = stopping.ban_ids(ban, info.vocab) if ban else None
+        ban_ids = stopping.ban_ids(stopping.unescape(ban), info.vocab) if ban else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--ban") from None
     if random_seed is None:

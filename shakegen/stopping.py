@@ -36,12 +36,11 @@ def unescape(text: str) -> str:
 
 
 def ban_ids(characters: str, vocab) -> list[int]:
-    """The ids of ``characters`` (``--ban``, escapes read as ``unescape`` does) in ``vocab``.
+    """The ids of ``characters`` (``--ban``, its escapes already read by ``unescape``) in ``vocab``.
 
     Raises:
         ValueError: a character the model does not know (it could never be emitted anyway), or all of them.
     """
-    characters = unescape(characters)
     unknown = vocab.unknown_characters(characters)
     if unknown:
         raise ValueError(
@@ -120,7 +119,11 @@ class Ended:
 
 @dataclass
 class Stopping:
-    """The rule applied to ``num_samples`` texts arriving piece by piece (``feed``), then ``finish``."""
+    """The rule applied to ``num_samples`` texts arriving piece by piece (``feed``), then ``finish``.
+
+    ``ended`` holds how each sample ended (None while it runs), set before the piece that ends it is
+    handed out; ``texts`` each sample's kept text, accumulated only when the rule is active.
+    """
 
     rule: StopRule
     num_samples: int
@@ -140,6 +143,8 @@ class Stopping:
 
     def feed(self, pieces) -> list[str]:
         """Append each sample's new text; return what of each is now final ('' for an ended sample)."""
+        if not self.rule.active:  # nothing ends a sample early: every piece is final as it comes
+            return list(pieces)
         out = []
         for index, piece in enumerate(pieces):
             if self.ended[index] is not None:
@@ -183,6 +188,5 @@ class Stopping:
 def stop_text(text: str, rule: StopRule) -> tuple[str, Ended]:
     """One whole generated text cut by the rule: (the kept text, how it ended)."""
     stopping = Stopping(rule, 1)
-    stopping.feed([text])
-    stopping.finish()
-    return stopping.texts[0], stopping.ended[0]
+    kept = "".join(piece[0] for piece in stopping.run([[text]]))
+    return kept, stopping.ended[0]

@@ -110,3 +110,18 @@ def test_bad_bans_and_min_p_are_refused_in_one_line(tiny):
         with pytest.raises(SamplingError, match=message) as raised:
             loaded.sample(seed_ids, 10, **options)
         assert "\n" not in str(raised.value)
+
+
+def test_the_api_bans_and_routes_ban_and_min_p_to_the_engine(tmp_path, small_text):
+    import shakegen
+
+    model = shakegen.load(write_random_run(tmp_path / "run", small_text, "gru", 1, seed=3))
+    texts = model.generate("ROMEO:", length=200, num_samples=8, temperature=1.0, random_seed=1, ban="e t")
+    assert model.last_engine == "numpy"  # auto would pick TensorFlow for 8 samples; ban is the engine's only
+    assert not any(set("e t") & set(text[len("ROMEO:") :]) for text in texts)
+    with pytest.raises(SamplingError, match="NumPy engine only"):
+        model.generate("ROMEO:", length=10, min_p=0.1, engine="tensorflow")
+    with pytest.raises(ValueError, match="Cannot ban characters the model does not know"):
+        model.generate("ROMEO:", length=10, ban="\u00e9")
+    with pytest.raises(ValueError, match="bans every one"):
+        model.generate("ROMEO:", length=10, ban=model.vocabulary)

@@ -98,3 +98,33 @@ def test_bad_requests_are_refused(shakespeare_like):
     ]:
         with pytest.raises(SamplingError, match=message):
             beam_search(loaded, vocab.encode("A"), 5, **kwargs)
+
+
+def test_the_api_and_cli_beam_search(tmp_path, small_text):
+    import json
+
+    from click.testing import CliRunner
+
+    import shakegen
+    from shakegen.cli import main
+
+    run_dir = write_random_run(tmp_path / "run", small_text, "gru", 1, seed=2)
+    model = shakegen.load(run_dir)
+    (one,) = model.beam_search("ROMEO:", length=40, beams=1)
+    assert one["text"] == model.generate("ROMEO:", length=40, temperature=0)
+    found = model.beam_search("ROMEO:", length=40, beams=3)
+    assert [beam["log_prob"] for beam in found] == sorted((beam["log_prob"] for beam in found), reverse=True)
+    result = CliRunner().invoke(
+        main, ["generate", "--checkpoint", str(run_dir), "--seed", "ROMEO:", "--length", "40", "--beam", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["beams"] == found and report["texts"] == [beam["text"] for beam in found]
+    plain = CliRunner().invoke(
+        main, ["generate", "--checkpoint", str(run_dir), "--seed", "ROMEO:", "--length", "40", "--beam", "3"]
+    )
+    assert plain.exit_code == 0
+    assert all(beam["text"] in plain.stdout for beam in found)
+    assert "log-probability" in plain.stderr
+    refused = CliRunner().invoke(main, ["generate", "--checkpoint", str(run_dir), "--beam", "3", "--num-samples", "2"])
+    assert refused.exit_code == 2 and "--beam" in refused.output

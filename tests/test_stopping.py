@@ -46,7 +46,8 @@ def test_the_text_ends_exactly_where_the_brute_force_definition_says(text, stops
     expected, reason, stop = brute_force(text, stops, keep_stop, lines)
     stopper = Stopping(rule, 1)
     handed = in_pieces(stopper, text, [cut for cut in cuts if cut <= len(text)])
-    assert handed == expected == stopper.texts[0]
+    assert handed == expected
+    assert stopper.texts[0] == (expected if rule.active else "")  # kept only when something can end it
     assert (stopper.ended[0].reason, stopper.ended[0].stop) == (reason, stop)
 
 
@@ -119,3 +120,52 @@ def test_sampled_texts_are_cut_at_the_first_stop_and_stop_sampling(tiny):
             longest = max(len(text) + len(stops[0]) if stops else len(text) for text in handed)
             assert sum(taken) < 300 and sum(taken) - 8 < longest + 8
     assert np.all([len(text) == 300 for text in whole])
+
+
+# -- the Python API and the command line: the same rule on the one sampling function --
+
+
+@pytest.fixture(scope="module")
+def api_model(tmp_path_factory, small_text):
+    import shakegen
+
+    run_dir = write_random_run(tmp_path_factory.mktemp("api_stop") / "run", small_text, "gru", 1, seed=9)
+    return shakegen.load(run_dir), run_dir
+
+
+def test_generate_and_stream_cut_at_the_first_stop_and_say_why(api_model):
+    model, _ = api_model
+    options = dict(length=300, temperature=1.0, random_seed=11)
+    whole = model.generate("ROMEO:", num_samples=3, **options)
+    cut = model.generate("ROMEO:", num_samples=3, stop=["\n", "th"], **options)
+    reasons = model.last_stop_reasons
+    for index in range(3):
+        expected, reason, stop = brute_force(whole[index][len("ROMEO:") :], ("\n", "th"), False, None)
+        assert cut[index] == "ROMEO:" + expected
+        assert reasons[index] == {"stop_reason": reason, "stop_text": stop}
+    streamed = "".join(model.stream("ROMEO:", stop=["\n", "th"], **options))
+    assert streamed == cut[0] and model.last_stop_reasons == reasons[:1]
+    lined = model.generate(None, lines=3, keep_stop=True, **options)
+    assert lined == brute_force(model.generate(None, **options), (), True, 3)[0]
+    assert model.generate("ROMEO:", stop="\u00a7", **options) == whole[0]
+    assert model.last_stop_reasons == [{"stop_reason": "length", "stop_text": None}]
+
+
+def test_the_cli_stops_at_an_escaped_stop_and_reports_it_in_json(api_model):
+    import json
+
+    from click.testing import CliRunner
+
+    from shakegen.cli import main
+
+    model, run_dir = api_model
+    args = ["generate", "--checkpoint", str(run_dir), "--seed", "ROMEO:", "--length", "300", "--random-seed", "11"]
+    args += ["--temperature", "1.0", "--num-samples", "2"]
+    result = CliRunner().invoke(main, [*args, "--stop", r"\n", "--stop", "th", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    expected = model.generate("ROMEO:", length=300, temperature=1.0, random_seed=11, num_samples=2, stop=["\n", "th"])
+    assert report["texts"] == expected
+    assert report["stopped"] == model.last_stop_reasons
+    kept = CliRunner().invoke(main, [*args, "--lines", "2", "--keep-stop"])
+    assert kept.exit_code == 0 and kept.stdout.count("\n") >= 4
