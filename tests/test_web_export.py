@@ -478,3 +478,43 @@ def test_a_weight_beyond_float16_is_refused_in_one_line(tmp_path, random_runs):
     with pytest.raises(webexport.WebExportError, match=r"weight rnn_1/kernel has values beyond float16's range"):
         webexport.export_web(run_dir, tmp_path / "site")
     assert not (tmp_path / "site").exists()
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def test_the_command_writes_the_page_without_importing_tensorflow(tmp_path, random_runs):
+    """`shakegen export --format web` in a fresh process: the folder, a one-line note naming
+    index.html, no tensorflow or keras in sys.modules; again without --overwrite: one line, exit 1."""
+    import subprocess
+    import sys
+
+    run_dir = random_runs["gru"][0]
+    code = (
+        "import sys; from shakegen.cli import main\n"
+        "try: main(sys.argv[1:])\n"
+        "except SystemExit as exit: print(exit.code)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    args = ["export", "--format", "web", "--checkpoint", str(run_dir), "--out", str(tmp_path / "site")]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.split("\n")[:2] == ["0", "[]"], result.stdout + result.stderr
+    note = " ".join(result.stderr.split())  # rich wraps it at the terminal's width
+    assert "as a web page" in note and f"open {tmp_path / 'site' / 'index.html'} in a browser" in note
+    assert webexport.is_web_export(tmp_path / "site")
+    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert again.stdout.startswith("1\n")
+    assert again.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'site'} already holds a shakegen web page. Pass --overwrite to replace it, or choose another --out."
+    ]
+
+
+def test_the_format_is_checked_and_savedmodel_stays_the_default(tmp_path):
+    from click.testing import CliRunner
+
+    from shakegen.cli import main
+
+    result = CliRunner().invoke(main, ["export", "--format", "onnx", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "'onnx' is not one of 'savedmodel', 'web'" in result.output
+    help_text = CliRunner().invoke(main, ["export", "--help"]).output
+    assert "--format [savedmodel|web]" in help_text and "[default: savedmodel]" in help_text
