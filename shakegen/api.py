@@ -6,6 +6,7 @@
     model.generate("ROMEO:", num_samples=3, random_seed=7)                             # -> list[str]
     for chunk in model.stream("JULIET:", length=1000): ...                             # as it is sampled
     model.evaluate("Some text to score.")                       # -> EvaluationReport
+    model.inspect("ROMEO:\nBut soft!", top_k=5)                # -> per-character records (Inspection)
     shakegen.train(preset="quick", run_dir="checkpoints/mine", epochs=2)               # -> TrainResult
 
 The command line calls these same functions (``cli.py`` is a thin face over them), so the
@@ -523,6 +524,33 @@ class TextModel:
             engine=engine,
             **row,
         )
+
+    # -- inspection ----------------------------------------------------------------------------
+
+    def inspect(self, text: str, *, top_k: int = 5, units=None):
+        """What the model expected at each character of ``text``, as ``shakegen inspect --json``.
+
+        Returns an ``inspect.Inspection``: ``characters`` holds one ``CharacterRecord`` per character
+        (``log_prob`` in nats, ``bits``, ``rank``: 1 for the model's top guess, ``top``: the ``top_k``
+        guesses as (character, probability), and ``units``: the values of the units asked for after
+        reading it; the first character, which nothing predicts, has None for all but ``units``);
+        ``to_json()`` gives the records as the CLI prints them. Text is cleaned as the run's corpus
+        was and unknown characters are left out (``left_out``). Runs on the NumPy engine.
+
+        Args:
+            units: hidden units whose values to record, as (layer, index) pairs or "L:N" strings, both from 0.
+        Raises:
+            InspectionError: fewer than 2 known characters, more than 50,000, a bad top_k or unit.
+        """
+        from shakegen import inspect as inspection
+
+        chosen = [
+            inspection.parse_unit(unit, self.engine.num_layers, self.engine.layers[0].units)
+            if isinstance(unit, str)
+            else unit
+            for unit in (units or ())
+        ]
+        return inspection.inspect_text(self.engine, self.info, text, top_k=top_k, units=chosen)
 
 
 def train(

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,42 @@ def test_records_do_not_depend_on_the_piece_they_are_computed_in(pretrained_engi
             assert a.log_prob == pytest.approx(b.log_prob, abs=1e-5)
             np.testing.assert_allclose([p for _, p in a.top], [p for _, p in b.top], atol=1e-5)
         assert a.units["1:5"] == pytest.approx(b.units["1:5"], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def pretrained_server(tmp_path_factory):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    from tests.test_serve import Server
+
+    running = Server(Path("pretrained"), tmp_path_factory.mktemp("inspect-serve"))
+    yield running
+    running.stop()
+
+
+def test_the_server_and_the_api_give_the_clis_records(pretrained_server):
+    import shakegen
+
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+    expected = inspect_json("--text", text, "--unit", "2:17", "--top-k", "3")
+    answer = pretrained_server.post("/v1/inspect", {"text": text, "top_k": 3, "units": ["2:17"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["run"] == "pretrained_model"  # the folder's name, never its path
+    assert body["records"] == expected["records"]
+    assert body["summary"] == expected["summary"]
+    model = shakegen.load("pretrained")
+    records = [record.to_json() for record in model.inspect(text, top_k=3, units=["2:17"]).characters]
+    assert records == expected["records"]
+
+
+def test_the_server_refuses_what_it_cannot_inspect_naming_the_field(pretrained_server):
+    too_long = pretrained_server.post("/v1/inspect", {"text": "a" * 20_001})
+    assert too_long.status_code == 413 and too_long.json()["field"] == "text"
+    assert "20,000" in too_long.json()["detail"]
+    unit = pretrained_server.post("/v1/inspect", {"text": "ROMEO:", "units": ["7:1"]})
+    assert unit.status_code == 422 and unit.json()["field"] == "units" and "layers are 0 to 2" in unit.json()["detail"]
+    short = pretrained_server.post("/v1/inspect", {"text": "R"})
+    assert short.status_code == 422 and "fewer than 2" in short.json()["detail"]
+    top = pretrained_server.post("/v1/inspect", {"text": "ROMEO:", "top_k": 0})
+    assert top.status_code == 422 and top.json()["field"] == "top_k"
+    assert pretrained_server.post("/v1/inspect", {"text": "ROMEO:"}).status_code == 200  # still serving

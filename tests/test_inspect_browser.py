@@ -1,7 +1,9 @@
-"""shakegen inspect --html in a real headless browser (Debian's chromium through chromium-driver).
+"""shakegen inspect's page, and the served page's Inspect view, in a real headless browser
+(Debian's chromium through chromium-driver).
 
-The browser may reach nothing at all (every host resolves to nothing) and every request it
-makes is recorded: the page must work from file:// with no request beyond itself.
+The browser may reach 127.0.0.1 only (every other host resolves to nothing) and every request
+it makes is recorded: the exported page works from file:// with no request beyond itself, and
+the served view asks its own server only.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def browser():
         "--disable-component-update",
         "--disable-default-apps",
         "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing beyond 127.0.0.1
     ]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -106,3 +108,40 @@ def test_the_page_colours_the_text_shows_five_guesses_and_requests_nothing(brows
     if os.environ.get("SHAKEGEN_SCREENSHOT"):  # how docs/inspect.png is made
         shutil.copyfile(tmp_path / "inspect.png", os.environ["SHAKEGEN_SCREENSHOT"])
     assert set(requested_urls(browser)) == {page.as_uri()}  # the page itself, nothing else
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+    from tests.test_serve import Server
+
+    running = Server(Path("pretrained"), tmp_path_factory.mktemp("inspect-page"))
+    yield running
+    running.stop()
+
+
+def test_the_served_pages_inspect_view_colours_the_text_and_shows_the_guesses(browser, server, tmp_path):
+    requested_urls(browser)
+    browser.get(server.url + "/")
+    field = browser.find_element(By.ID, "inspect-text")
+    field.clear()
+    field.send_keys(TEXT)
+    browser.find_element(By.ID, "inspect").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda d: d.find_element(By.ID, "inspect-status").get_attribute("data-state") in ("done", "error")
+    )
+    assert browser.find_element(By.ID, "inspect-status").get_attribute("data-state") == "done"
+    records = server.post("/v1/inspect", {"text": TEXT, "top_k": 5}).json()["records"]
+    spans = browser.find_elements(By.CSS_SELECTOR, "#inspect-output .sg-char")
+    assert len(spans) == len(records) == len(TEXT)
+    assert len({span.value_of_css_property("background-color") for span in spans}) >= 3
+    worst = max(range(1, len(records)), key=lambda i: records[i]["bits"])
+    ActionChains(browser).move_to_element(spans[worst]).perform()
+    tip = browser.find_element(By.CSS_SELECTOR, "#inspect-output .sg-tip")
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: tip.is_displayed())
+    guesses = tip.find_elements(By.CSS_SELECTOR, ".sg-guess")
+    assert [g.text.split()[-1] for g in guesses] == [f"{100 * t['probability']:.1f}%" for t in records[worst]["top"]]
+    assert f"rank {records[worst]['rank']}" in tip.text
+    browser.save_screenshot(str(tmp_path / "serve-inspect.png"))
+    outside = [url for url in requested_urls(browser) if not url.startswith((server.url + "/", "data:"))]
+    assert not outside, outside

@@ -254,6 +254,7 @@ def test_model_card(server, model, tiny_run):
         "max_samples": MAX_SAMPLES,
         "max_request_bytes": MAX_BYTES,
         "max_evaluate_characters": MAX_EVALUATE,
+        "max_inspect_characters": 20_000,  # no flag: the default cap of /v1/inspect
     }
     assert str(tiny_run.parent) not in json.dumps(card)  # the server's disk is nobody's business
 

@@ -26,7 +26,9 @@ from shakegen.serve.schemas import (
     ApiError,
     EvaluateAnswer,
     GenerateAnswer,
+    InspectAnswer,
     error_responses,
+    inspect_request_model,
     parse_body,
     request_body_schema,
     request_models,
@@ -34,6 +36,7 @@ from shakegen.serve.schemas import (
 from shakegen.serve.worker import ModelWorker, run_name
 
 PAGE = Path(__file__).parent / "static" / "index.html"
+INSPECT_VIEW = Path(__file__).parent / "static" / "inspect_view.js"  # shared with shakegen inspect --html
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -82,7 +85,8 @@ def create_app(
     secured = [Depends(HTTPBearer(auto_error=False))] if token else []
     gated = (401, 403, 421) if token else (403, 421)
     posted = (400, *gated, 413, 415, 422)
-    page = PAGE.read_text(encoding="utf-8")
+    page = PAGE.read_text(encoding="utf-8").replace("/*INSPECT_VIEW*/", INSPECT_VIEW.read_text(encoding="utf-8"))
+    inspect_models = inspect_request_model(limits, len(model.vocabulary))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
@@ -176,6 +180,42 @@ def create_app(
         if report is None:  # the client went away: nobody to answer
             return Response(status_code=204)
         return JSONResponse({**report.to_json(), "run": run_name(model)})
+
+    @app.post(
+        "/v1/inspect",
+        tags=["scoring"],
+        dependencies=secured,
+        openapi_extra=request_body_schema(inspect_models.request),
+        response_model=InspectAnswer,
+        responses=error_responses(*posted),
+    )
+    async def inspect(request: Request):
+        """What the model expected at each character, as ``shakegen inspect --json``: per character its
+        log-probability, bits, rank and top guesses (and the hidden units asked for), and a summary.
+
+        The text is inspected in turns with every other request, a piece at a time; a client that
+        goes away stops its inspection."""
+        from shakegen.inspect import summarize
+
+        body = parse_body(await request.body(), inspect_models.request, inspect_models.allowed)
+        if len(body.text) > inspect_models.max_characters:
+            raise ApiError(
+                413,
+                f"The text has {len(body.text):,} characters, more than this server's limit of "
+                f"{inspect_models.max_characters:,} for /v1/inspect; send a shorter text, or inspect it in parts.",
+                "text",
+                inspect_models.allowed["text"],
+            )
+        try:
+            found = await worker.inspect(body.text, body.top_k, body.units, request.is_disconnected)
+        except (ShakegenError, ValueError) as error:
+            message = str(error)
+            field = "units" if message.startswith(("A unit", "Layer", "Unit")) else "text"
+            field = "top_k" if message.startswith("top_k") else field
+            raise ApiError(422, str(error), field, inspect_models.allowed[field]) from None
+        if found is None:
+            return Response(status_code=204)
+        return AsciiJSONResponse({"run": run_name(model), **found.to_json(), "summary": summarize(found).to_json()})
 
     return app
 

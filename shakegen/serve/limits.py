@@ -22,6 +22,8 @@ class Limits:
         max_evaluate_characters: characters of a text sent to /v1/evaluate (as sent, before
             cleaning). Scoring takes turns with sampling, so a long text slows other clients
             down rather than stalling them; this bounds how long one request holds its share.
+        max_inspect_characters: characters of a text sent to /v1/inspect (as sent). It is
+            inspected in turns too, a piece of 1,024 characters per turn.
     """
 
     max_length: int = 5000
@@ -29,6 +31,7 @@ class Limits:
     max_samples: int = 8
     max_request_bytes: int = 1_048_576
     max_evaluate_characters: int = 200_000  # the Tiny Shakespeare val split (111,540) fits
+    max_inspect_characters: int = 20_000  # /v1/inspect answers ~150 bytes per character: 3 MB at most
 
     def validate(self) -> "Limits":
         """Return self, or raise ConfigError naming the bad cap."""

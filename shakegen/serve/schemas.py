@@ -306,3 +306,59 @@ def _shown(value) -> str:
     except RecursionError:
         return f"a deeply nested {_json_type(value)}"
     return text if len(text) <= 40 else f"{_json_type(value)} {text[:37]}..."
+
+
+class InspectAnswer(BaseModel):
+    """What ``/v1/inspect`` answers: per character its record, as ``shakegen inspect --json`` prints them."""
+
+    model_config = ConfigDict(extra="allow")
+    run: str = Field(..., description="The run's folder name.")
+    text: str = Field(..., description="The text as the model sees it (unknown characters left out).")
+    characters_predicted: int
+    bits_per_character: float
+    total_log_prob: float = Field(..., description="Sum of the records' log_prob: the streaming cross-entropy's total.")
+    left_out_characters: list[str]
+    records: list[dict] = Field(
+        ...,
+        description="Per character: position, char, log_prob (nats) and bits (null for the first character, which "
+        "nothing predicts), rank (1: the model's top guess), top ([{char, probability}], most likely first) and "
+        'units ({"L:N": value after reading the character}).',
+    )
+    summary: dict = Field(..., description="Mean bits per character, most surprising spans, most confidently wrong.")
+
+
+@dataclass(frozen=True)
+class InspectModels:
+    request: type
+    allowed: dict
+    max_characters: int
+
+
+def inspect_request_model(limits: Limits, vocab_size: int) -> InspectModels:
+    """The /v1/inspect request model for a server with these ``limits`` serving a ``vocab_size`` model."""
+    strict = ConfigDict(extra="forbid", strict=True)
+
+    class InspectRequest(BaseModel):
+        """Inspect a text: per character its probability, its rank and the model's top guesses, as
+        ``shakegen inspect --json``."""
+
+        model_config = ConfigDict(
+            **strict, json_schema_extra={"examples": [{"text": "ROMEO:\nBut soft, what light", "top_k": 5}]}
+        )
+        text: str = Field(
+            ...,
+            description="The text to inspect; characters the model does not know are left out, and at least 2 it "
+            f"knows are needed. At most {limits.max_inspect_characters:,} characters (413 beyond).",
+        )
+        top_k: int = Field(5, ge=1, le=vocab_size, description="Guesses per character.")
+        units: list[str] = Field(
+            [], max_length=64, description='Hidden units whose values to return, as "LAYER:INDEX" (both from 0).'
+        )
+
+    allowed = {
+        "text": f"a string of at most {limits.max_inspect_characters:,} characters "
+        f"(and the whole request at most {limits.max_request_bytes:,} bytes)",
+        "top_k": f"an integer from 1 to {vocab_size} (the vocabulary size)",
+        "units": 'a list of at most 64 units as "LAYER:INDEX" strings, such as ["2:17"]',
+    }
+    return InspectModels(InspectRequest, allowed, limits.max_inspect_characters)

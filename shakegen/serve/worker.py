@@ -188,6 +188,35 @@ class ModelWorker:
             # there while nothing else runs, even when this coroutine is being cancelled.
             self._executor.submit(evaluation.stop)
 
+    async def inspect(self, text: str, top_k: int, units: list, client_gone: Callable[[], Awaitable[bool]]):
+        """``TextModel.inspect``'s records, a piece of ``inspect.CHUNK`` characters per turn of the model's thread.
+
+        Returns:
+            The ``Inspection``, or ``None`` when ``client_gone()`` became true (checked between turns).
+        Raises:
+            InspectionError: the text or a unit cannot be inspected.
+        """
+        from shakegen import inspect as inspection
+
+        model = self.model
+        chosen = [inspection.parse_unit(unit, model.engine.num_layers, model.engine.layers[0].units) for unit in units]
+        known, left_out = inspection.prepare_text(model.info, text, max_characters=self.limits.max_inspect_characters)
+        inspection.check_request(model.engine, top_k, chosen)
+        pieces = inspection.iter_records(
+            model.engine, model.info.vocab.chars, model.info.vocab.encode(known), top_k=top_k, units=chosen
+        )
+        records = []
+        try:
+            while True:
+                piece = await self.call(next, pieces, None)
+                if piece is None:
+                    return inspection.Inspection(known, records, left_out, None)
+                records.extend(piece[0])
+                if await client_gone():
+                    return None
+        finally:
+            self._executor.submit(pieces.close)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
