@@ -743,6 +743,30 @@ def _weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
     return ["best", "last"]  # both, or neither: loading then says what is missing
 
 
+def _adaptive_row(model, what: dict, data_dir, strict, encoding, learning_rate, progress) -> dict:
+    """eval --adapt's row for a loaded run: the adaptive protocol (``shakegen.adapt``), named as its own."""
+    from shakegen import adapt, evaluate
+
+    found = evaluate.evaluation_ids(
+        model.info,
+        split=what.get("split"),
+        text_path=what.get("path"),
+        data_dir=data_dir,
+        strict=strict,
+        encoding=encoding,
+    )
+    rate = adapt.DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
+    row = adapt.report(model.run_dir, model.which, found.ids, rate, progress=progress)
+    return {
+        **row,
+        "text": str(what["path"]) if "path" in what else f"{what['split']} split",
+        "left_out_characters": found.left_out,
+        "same_corpus": found.same_corpus,
+        "corpus_note": found.corpus_note,
+        "engine": "tensorflow",
+    }
+
+
 @main.command(name="eval")
 @click.option(
     "--checkpoint",
@@ -811,6 +835,18 @@ def _weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
     help="Seed of the random windows of --samples, from 0 to 2**32 - 1. [default: 0]",
 )
 @engine_option("figures: auto uses the NumPy engine for texts up to 8,191 predicted characters, TensorFlow beyond")
+@click.option(
+    "--adapt",
+    is_flag=True,
+    help="Adaptive scoring (dynamic evaluation): after each segment of 32 characters is scored, the model takes one "
+    "SGD step on it. Its own protocol, never comparable with the others; the run folder is not written.",
+)
+@click.option(
+    "--adapt-learning-rate",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="SGD's learning rate for --adapt. [default: 0.05]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (it names the engine).")
 def eval_command(
     checkpoints,
@@ -825,6 +861,8 @@ def eval_command(
     samples,
     random_seed,
     engine,
+    adapt,
+    adapt_learning_rate,
     as_json,
 ) -> None:
     """Report perplexity and bits per character of trained runs.
@@ -838,7 +876,10 @@ def eval_command(
     in. Baselines for scale: uniform (perplexity = vocabulary size) and the training
     split's character frequencies (unigram). A split of a corpus other than the one the
     run was trained on is scored all the same, with a note (and "same_corpus": false in
-    --json). Training minutes are those up to the weights evaluated.
+    --json). Training minutes are those up to the weights evaluated. --adapt scores a third
+    way, adaptive (dynamic evaluation): streaming, and after each segment is scored the model
+    learns from it (one SGD step, in memory only), so its figure is lower still and only
+    comparable with another adaptive one.
 
     \b
     Example:
@@ -847,8 +888,20 @@ def eval_command(
       shakegen eval --protocol windows --window 256 --json
       shakegen eval --protocol windows --samples 2400 --random-seed 1337
       shakegen eval --text sonnets.txt --json
+      shakegen eval --checkpoint pretrained --adapt
     """
     import json
+
+    if adapt_learning_rate is not None and not adapt:
+        raise click.BadParameter(
+            "is the learning rate of --adapt; add --adapt or drop it.", param_hint="--adapt-learning-rate"
+        )
+    if adapt and protocol != "streaming":
+        raise click.BadParameter(
+            "scores the text as one stream (its own protocol, adaptive); drop --protocol windows.", param_hint="--adapt"
+        )
+    if adapt and engine == "numpy":
+        raise click.BadParameter("needs TensorFlow's gradients; drop --engine numpy.", param_hint="--adapt")
 
     if protocol == "streaming":
         for name, value in (("--window", window), ("--samples", samples), ("--random-seed", random_seed)):
@@ -884,17 +937,20 @@ def eval_command(
     for index, (run_dir, model) in enumerate(models):
         first_of_run = index == 0 or models[index - 1][0] != run_dir
         with ui.byte_progress(f"Evaluating {run_dir} ({model.which})") as update:
-            report = model.evaluate(
-                **what, data_dir=data_dir, strict=strict, encoding=encoding, progress=update, **measure
-            )
-        if report.left_out_characters and first_of_run:
+            if adapt:
+                row = _adaptive_row(model, what, data_dir, strict, encoding, adapt_learning_rate, update)
+            else:
+                row = model.evaluate(
+                    **what, data_dir=data_dir, strict=strict, encoding=encoding, progress=update, **measure
+                ).to_json()
+        if row["left_out_characters"] and first_of_run:
             ui.message(
-                f"[yellow]Left out {report.left_out_characters:,} characters {escape(str(run_dir))} does not know "
+                f"[yellow]Left out {row['left_out_characters']:,} characters {escape(str(run_dir))} does not know "
                 "(--strict refuses them).[/]"
             )
-        if report.corpus_note and first_of_run:
-            ui.console.print(f"[yellow]Note: {escape(report.corpus_note)}[/]", soft_wrap=True)  # one line
-        rows.append(report.to_json())
+        if row["corpus_note"] and first_of_run:
+            ui.console.print(f"[yellow]Note: {escape(row['corpus_note'])}[/]", soft_wrap=True)  # one line
+        rows.append(row)
     if as_json:
         click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:

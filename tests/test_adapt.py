@@ -56,3 +56,35 @@ def test_bad_settings_are_refused():
     for rate, segment, message in [(-1.0, 8, "learning rate"), (float("nan"), 8, "learning rate"), (0.1, 0, "segment")]:
         with pytest.raises(EvaluationError, match=message):
             adapt.check(rate, segment)
+
+
+def test_eval_adapt_reports_its_own_protocol_and_leaves_the_run_folder_as_it_was(run, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from shakegen.cli import main
+
+    path = tmp_path / "repeats.txt"
+    path.write_text(LINE * 30, encoding="utf-8")
+    before = folder_hashes(run)
+    runner = CliRunner()
+    common = ["eval", "--checkpoint", str(run), "--text", str(path), "--json"]
+    streaming = json.loads(runner.invoke(main, common, catch_exceptions=False).stdout)
+    result = runner.invoke(main, [*common, "--adapt", "--adapt-learning-rate", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    adaptive = json.loads(result.stdout)
+    assert streaming["protocol"] == "streaming" and adaptive["protocol"] == "adaptive"
+    assert adaptive["learning_rate"] == 3.0 and adaptive["segment"] == adapt.SEGMENT
+    assert adaptive["characters"] == streaming["characters"] == len(LINE) * 30 - 1
+    assert adaptive["loss"] < 0.6 * streaming["loss"]
+    assert folder_hashes(run) == before  # byte for byte
+    table = runner.invoke(main, ["eval", "--checkpoint", str(run), "--text", str(path), "--adapt"])
+    assert table.exit_code == 0 and "adaptive (SGD 0.05, segments of 32)" in table.output
+    for extra, message in [
+        (["--adapt-learning-rate", "0.1"], "add --adapt"),
+        (["--adapt", "--protocol", "windows"], "drop --protocol windows"),
+        (["--adapt", "--engine", "numpy"], "drop --engine numpy"),
+    ]:
+        refused = runner.invoke(main, ["eval", "--checkpoint", str(run), "--text", str(path), *extra])
+        assert refused.exit_code == 2 and message in refused.output
