@@ -1,72 +1,82 @@
-"""How often the NumPy engine and TensorFlow, fed the same counter noise, sample the same text.
+"""How often the NumPy engine (behind ``shakegen generate``) and the exported SavedModel give the same text.
 
-(greedy)  the pretrained model's greedy text from the engine and from TensorFlow's sampler
-          (``sampling.Sampler``, no noise involved), ``--greedy-length`` characters.
-(sampled) ``--seeds`` random seeds × ``--length`` characters at ``--temperature`` (and top-k /
-          top-p when given): the engine against a compiled TensorFlow loop over the same model
-          (``model.step_function``, ``sampling.filter_logits``) drawing ``noise.gumbel_tf``, the
-          noise the TensorFlow sampler and the SavedModel are to draw. Both run the seeds as one
-          batch (row i has random seed + i). For every text that differs: where it first
-          differs, and the gap between the two characters' scores there (logits / T + Gumbel,
-          from the engine fed the common prefix): a float near-tie when it is tiny.
+Both draw the same counter-based noise (``shakegen.noise``); they can only differ where two
+characters' scores are a float near-tie, because NumPy and TensorFlow round the logits' last
+bits differently.
 
-    python benchmarks/engine_agreement.py [--seeds 100] [--length 500] [--greedy-length 2000]
+(greedy)  the run's greedy text after the seed, ``--greedy-length`` characters (2,000), from the
+          engine (``shakegen.load(run, engine="numpy").generate``) and from the SavedModel's
+          ``generate`` signature (the run exported with ``shakegen.export.export_run``).
+(sampled) ``--seeds`` random seeds (100) × ``--length`` characters (500) at ``--temperature``
+          (and top-k / top-p when given): the fraction of texts identical between the two, and
+          for every text that differs, where it first differs and the gap between the two
+          characters' scores there (logits / T + Gumbel, from the engine fed the common prefix):
+          a float near-tie when it is tiny.
+
+    python benchmarks/engine_agreement.py [--run pretrained] [--seeds 100] [--length 500] [--greedy-length 2000]
+    python benchmarks/engine_agreement.py --seeds 3 --length 50 --greedy-length 100      # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from common import processor_description, tf
 
-from shakegen import engine, inference, noise, pretrained, sampling
-from shakegen.model import step_function
+import shakegen
+from shakegen import engine, export, noise
 
 SEED = "ROMEO:"
-CHUNK = 64
-
-
-def tensorflow_samples(model, seed_ids, length, keys, temperature, top_k, top_p) -> np.ndarray:
-    """(len(keys), length) ids from a compiled loop: Gumbel-max on ``noise.gumbel_tf``."""
-    step = step_function(model)
-    vocab = model.vocab_size
-    logits, states = model(tf.constant(np.asarray(seed_ids, np.int32)[None, :]), training=False)
-    batch = len(keys)
-    logits = tf.tile(logits[:, -1, :], (batch, 1))
-    states = [tf.tile(state, (batch, 1)) for state in states]
-
-    @tf.function
-    def chunk(logits, states, keys, start):
-        gumbel = noise.gumbel_tf(keys, tf.range(start, start + CHUNK), vocab)  # (batch, CHUNK, vocab)
-        chosen = []
-        for t in range(CHUNK):
-            shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
-            filtered = sampling.filter_logits(shifted / temperature, top_k, top_p)
-            ids = tf.argmax(filtered + gumbel[:, t], axis=-1, output_type=tf.int32)
-            chosen.append(ids)
-            logits, states = step(ids, states)
-        return tf.stack(chosen, axis=1), logits, states
-
-    blocks = []
-    for start in range(0, length, CHUNK):
-        ids, logits, states = chunk(logits, states, tf.constant(keys), tf.constant(start, tf.int64))
-        blocks.append(ids.numpy())
-    return np.concatenate(blocks, axis=1)[:, :length]
 
 
 def gap_at(loaded, seed_ids, prefix, position, key, options, pair) -> float:
     """|score(a) - score(b)| at ``position`` for the engine fed ``prefix``: how near the tie is."""
     temperature, top_k, top_p = options
     context = loaded.prime(np.concatenate([seed_ids, prefix]).astype(np.intp))
-    shifted = context.logits - context.logits.max(axis=-1, keepdims=True)
-    scores = engine.filter_logits(shifted / np.float32(temperature), top_k, top_p)
-    scores = scores + noise.gumbel_numpy(np.array([key], np.uint32), [position], loaded.vocab_size)[:, 0]
+    if temperature == 0:
+        scores = context.logits
+    else:
+        shifted = context.logits - context.logits.max(axis=-1, keepdims=True)
+        scores = engine.filter_logits(shifted / np.float32(temperature), top_k, top_p)
+        scores = scores + noise.gumbel_numpy(np.array([key], np.uint32), [position], loaded.vocab_size)[:, 0]
     return float(abs(scores[0, pair[0]] - scores[0, pair[1]]))
+
+
+def savedmodel_text(saved, length, temperature, top_k, top_p, random_seed) -> str:
+    return (
+        saved.signatures["generate"](
+            seed=tf.constant(SEED),
+            length=tf.constant(length, tf.int32),
+            temperature=tf.constant(temperature, tf.float32),
+            top_k=tf.constant(top_k or 0, tf.int32),
+            top_p=tf.constant(1.0 if top_p is None else top_p, tf.float32),
+            random_seed=tf.constant(random_seed, tf.int64),
+        )["text"]
+        .numpy()
+        .decode("utf-8")
+    )
+
+
+def compare(model, seed_ids, ours: str, theirs: str, random_seed: int, options) -> str:
+    """'identical', or where the texts first differ and the score gap there."""
+    if ours == theirs:
+        return "identical"
+    vocab = model.info.vocab
+    position = next(index for index, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
+    pair = (int(vocab.encode(ours[position])[0]), int(vocab.encode(theirs[position])[0]))
+    prefix = vocab.encode(ours[:position])
+    gap = gap_at(model.engine, seed_ids, prefix, position, random_seed % 2**32, options, pair)
+    return (
+        f"first differs at character {position} ({ours[position]!r} against {theirs[position]!r}), score gap {gap:.2e}"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="pretrained", help="run folder, or 'pretrained' (the default)")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--length", type=int, default=500)
     parser.add_argument("--greedy-length", type=int, default=2000)
@@ -75,49 +85,41 @@ def main():
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
-    run_dir = pretrained.BUNDLE_DIR
-    loaded, info, _ = engine.load(run_dir)
-    model, _, _ = inference.load_model(run_dir)
-    seed_ids = info.vocab.encode(SEED)
-    print(f"processor: {processor_description()}; the pretrained model, seed {SEED!r}")
+    model = shakegen.load(args.run, engine="numpy")
+    seed_ids = model.info.vocab.encode(SEED)
+    print(f"processor: {processor_description()}; run {model.run_dir.name}, seed {SEED!r}")
+    with tempfile.TemporaryDirectory() as folder:
+        export.export_run(model.run_dir, Path(folder) / "saved", model.which)
+        saved = tf.saved_model.load(str(Path(folder) / "saved"))
 
-    ours = np.concatenate(list(loaded.sample(seed_ids, args.greedy_length, temperature=0)), axis=1)[0]
-    sampler = sampling.Sampler(model, sampling.SamplingOptions(temperature=0))
-    theirs = np.concatenate(list(sampler.sample(seed_ids, args.greedy_length, 1, 0)), axis=1)[0]
-    differ = np.flatnonzero(ours != theirs)
-    verdict = "identical" if not len(differ) else f"first differs at character {differ[0]}"
-    print(f"greedy, {args.greedy_length} characters: {verdict}")
+        ours = model.generate(SEED, length=args.greedy_length, temperature=0)[len(SEED) :]
+        theirs = savedmodel_text(saved, args.greedy_length, 0.0, None, None, 0)
+        print(f"greedy, {args.greedy_length} characters: {compare(model, seed_ids, ours, theirs, 0, (0, None, None))}")
 
-    options = (args.temperature, args.top_k, args.top_p)
-    keys = noise.sample_keys(args.first_seed, args.seeds)
-    ours = np.concatenate(
-        list(
-            loaded.sample(
-                seed_ids,
-                args.length,
-                num_samples=args.seeds,
-                random_seed=args.first_seed,
-                temperature=args.temperature,
-                top_k=args.top_k,
-                top_p=args.top_p,
-            )
-        ),
-        axis=1,
-    )
-    theirs = tensorflow_samples(model, seed_ids, args.length, keys, *options)
-    same = [np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True)]
+        options = (args.temperature, args.top_k, args.top_p)
+        ours = model.generate(
+            SEED,
+            length=args.length,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            num_samples=args.seeds,
+            random_seed=args.first_seed,
+        )  # sample i has random seed first + i
+        verdicts = []
+        for index, text in enumerate(ours):
+            random_seed = (args.first_seed + index) % 2**32
+            theirs = savedmodel_text(saved, args.length, *options, random_seed)
+            verdicts.append((random_seed, compare(model, seed_ids, text[len(SEED) :], theirs, random_seed, options)))
+    same = sum(verdict == "identical" for _, verdict in verdicts)
     print(
-        f"sampled at T={args.temperature}, top-k {args.top_k}, top-p {args.top_p}: {sum(same)} of {args.seeds} "
-        f"texts of {args.length} characters identical ({sum(same) / args.seeds:.0%})"
+        f"sampled at T={args.temperature}, top-k {args.top_k}, top-p {args.top_p}: {same} of {args.seeds} texts of "
+        f"{args.length} characters identical between the engine and the SavedModel ({same / args.seeds:.0%}); "
+        f"{args.seeds - same} differ"
     )
-    for row in np.flatnonzero(~np.array(same)):
-        position = int(np.flatnonzero(ours[row] != theirs[row])[0])
-        pair = (int(ours[row, position]), int(theirs[row, position]))
-        gap = gap_at(loaded, seed_ids, ours[row, :position], position, int(keys[row]), options, pair)
-        print(
-            f"  random seed {args.first_seed + row}: first differs at character {position} "
-            f"({info.vocab.decode([pair[0]])!r} against {info.vocab.decode([pair[1]])!r}), score gap {gap:.2e}"
-        )
+    for random_seed, verdict in verdicts:
+        if verdict != "identical":
+            print(f"  random seed {random_seed}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from common import alternate, report, tf, timed_rate
 
 from shakegen.config import PRESETS
 from shakegen.model import build_model
-from shakegen.sampling import Sampler, SamplingOptions
+from shakegen.sampling import SamplingOptions
+from shakegen.tf_sampler import Sampler
 
 VOCAB = 65
 WINDOW = 100

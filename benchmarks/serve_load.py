@@ -1,7 +1,8 @@
 """Load on `shakegen serve`: N concurrent clients streaming the same length each, on loopback only.
 
-Starts `python -m shakegen serve` on 127.0.0.1, then for each client count (1, 4, 16 by
-default) runs --rounds rounds in which every client streams --length characters at once
+For each engine of --engine (``auto`` by default; ``numpy,tensorflow`` compares the NumPy engine
+with TensorFlow) starts `python -m shakegen serve --engine E` on 127.0.0.1, then for each client
+count (1 and 8 by default) runs --rounds rounds in which every client streams --length characters at once
 (server-sent events, a different random seed each). Reports time to the first sampled
 character, characters per second per client and in total, p50/p95 latency of a whole
 request, and checks that nothing was mixed or lost: every client's text must equal the
@@ -16,9 +17,10 @@ requests in both phases and their ratio; their texts must equal the API's too. E
 takes turns with sampling on the model's thread, so a small request waits for at most a
 turn or so, not for a whole evaluation. --evaluate-characters 0 skips this part.
 
-    python benchmarks/serve_load.py --checkpoint checkpoints/quick [--clients 1,4,16] [--length 500] [--rounds 3]
+    python benchmarks/serve_load.py --checkpoint pretrained --engine numpy,tensorflow [--clients 1,8] [--rounds 3]
     python benchmarks/serve_load.py --checkpoint pretrained --evaluate-characters 1000000 --evaluators 2
-    python benchmarks/serve_load.py --tiny        # a tiny run trained on the spot (seconds)
+    python benchmarks/serve_load.py --tiny --engine numpy,tensorflow --rounds 1 --length 50 --small-requests 3 \
+        --evaluate-characters 20000      # a smoke run: a tiny run trained on the spot (seconds)
 
 Nothing leaves 127.0.0.1; every request has a timeout and the whole run a deadline (--max-seconds).
 """
@@ -266,7 +268,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="Run folder to serve.")
     parser.add_argument("--tiny", action="store_true", help="Train a tiny run in a temporary folder and serve it.")
-    parser.add_argument("--clients", default="1,4,16", help="Comma-separated concurrent client counts.")
+    parser.add_argument("--clients", default="1,8", help="Comma-separated concurrent client counts.")
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        help="Comma-separated engines to serve with, one after the other: auto, numpy, tensorflow.",
+    )
     parser.add_argument("--length", type=int, default=500, help="Characters each client streams.")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per client count.")
     parser.add_argument("--seed", default="ROMEO:", help="Seed text of every request.")
@@ -281,6 +288,9 @@ def main() -> None:
     parser.add_argument("--evaluators", type=int, default=1, help="Clients scoring texts at once (evaluation load).")
     args = parser.parse_args()
     counts = [int(count) for count in args.clients.split(",")]
+    engines = args.engine.split(",")
+    if not all(engine in ("auto", "numpy", "tensorflow") for engine in engines):
+        parser.error("--engine takes auto, numpy and tensorflow, comma-separated")
     if not (args.checkpoint or args.tiny) or not all(1 <= count <= 64 for count in counts) or args.length > 5000:
         parser.error("give --checkpoint RUN or --tiny; client counts 1 to 64; --length at most 5000")
     if not (1 <= args.small_requests <= 1000 and 1 <= args.small_length <= 5000 and 1 <= args.evaluators <= 16):
@@ -294,11 +304,28 @@ def main() -> None:
 
         run_dir = train_tiny_run(workdir, corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:6000])
 
+    print(f"processor: {processor_description()}; load average before: {os.getloadavg()[0]:.2f}")
+    all_equal = True
+    for engine in engines:
+        all_equal &= measure(engine, run_dir, args, counts, workdir, deadline)
+    print()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(
+        "every client's text equals the Python API's for its random seed"
+        if all_equal
+        else "MIXED OR LOST: some texts differ"
+    )
+    if not all_equal:
+        raise SystemExit(1)
+
+
+def measure(engine: str, run_dir: Path, args, counts: list[int], workdir: Path, deadline: float) -> bool:
+    """Serve ``run_dir`` with ``--engine engine`` and print its tables; True if every text matched the API's."""
     import shakegen
 
     # References first (the server is not up yet): sample i of a batch with random seed s is the
-    # text for random seed s + i, so one call gives every client's expected text.
-    model = shakegen.load(run_dir)
+    # text for random seed s + i, so one call gives every client's expected text (on the same engine).
+    model = shakegen.load(run_dir, engine="tensorflow" if engine == "tensorflow" else "numpy")
     body = {"seed": args.seed, "length": args.length, "temperature": args.temperature}
     plan, expected = [], {}
     for count in counts:
@@ -322,32 +349,33 @@ def main() -> None:
     del model
 
     port = free_port()
-    load_before = os.getloadavg()
     evaluation_options = [
         "--max-evaluate-characters",
         str(max(1, args.evaluate_characters)),
         "--max-request-bytes",
         str(max(1_048_576, 4 * args.evaluate_characters + 1024)),  # JSON may escape a character to 6 bytes; ample
+        "--engine",
+        engine,
     ]
-    server = start_server(run_dir, port, workdir / "serve.log", deadline, *evaluation_options)
+    server = start_server(run_dir, port, workdir / f"serve-{engine}.log", deadline, *evaluation_options)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=args.timeout)
         connection.request("GET", "/v1/model")
         card = json.loads(connection.getresponse().read())
         stream(port, {**body, "random_seed": 1}, args.timeout)  # warm-up
-        print(f"processor: {processor_description()}")
+        print()
         print(
-            f"run: {run_dir} ({card['num_layers']} x {card['cell']} GRU({card['rnn_units']}), "
-            f"{card['parameters']:,} parameters); {args.length} characters per client, seed {args.seed!r}, "
-            f"temperature {args.temperature:g}, {args.rounds} rounds per row; load average before: "
-            f"{load_before[0]:.2f}"
+            f"--engine {engine} (a single request samples on {card['generate_engine']}); run: {run_dir} "
+            f"({card['num_layers']} x {card['cell']} GRU({card['rnn_units']}), {card['parameters']:,} parameters); "
+            f"{args.length} characters per client, seed {args.seed!r}, temperature {args.temperature:g}, "
+            f"{args.rounds} rounds per row"
         )
         print()
         print(
-            "| clients | first character p50 / p95 (s) | latency p50 / p95 (s) "
+            "| engine | clients | first character p50 / p95 (s) | latency p50 / p95 (s) "
             "| characters/s per client (median) | characters/s in total | mixed or lost |"
         )
-        print("|---:|---:|---:|---:|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---|")
         all_equal = True
         for count in counts:
             results, totals, wrong = [], [], 0
@@ -366,22 +394,14 @@ def main() -> None:
             latencies = [result["latency"] for result in results]
             per_client = [args.length / result["latency"] for result in results]
             print(
-                f"| {count} | {percentile(firsts, 50):.3f} / {percentile(firsts, 95):.3f} "
+                f"| {engine} | {count} | {percentile(firsts, 50):.3f} / {percentile(firsts, 95):.3f} "
                 f"| {percentile(latencies, 50):.3f} / {percentile(latencies, 95):.3f} "
                 f"| {np.median(per_client):,.0f} | {np.median(totals):,.0f} "
                 f"| {'none' if wrong == 0 else f'{wrong} of {len(results)} texts differ'} |"
             )
         if args.evaluate_characters > 0:
             all_equal &= evaluation_load(port, args, run_dir, small_expected, small_bodies, deadline)
-        print()
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
-        print(
-            "every client's text equals the Python API's for its random seed"
-            if all_equal
-            else "MIXED OR LOST: some texts differ"
-        )
-        if not all_equal:
-            raise SystemExit(1)
+        return all_equal
     finally:
         server.terminate()
         server.wait(timeout=30)
