@@ -27,6 +27,7 @@ from shakegen.serve.schemas import (
     EvaluateAnswer,
     GenerateAnswer,
     InspectAnswer,
+    SuggestAnswer,
     error_responses,
     inspect_request_model,
     parse_body,
@@ -137,6 +138,11 @@ def create_app(
                 body.num_samples,
                 body.random_seed,
                 body.skip_unknown,
+                min_p=body.min_p,
+                ban=body.ban,
+                stop=body.stop,
+                keep_stop=body.keep_stop,
+                lines=body.lines,
             )
         except (ShakegenError, ValueError) as error:
             raise _library_error(error, model, "seed", models.allowed) from None
@@ -150,6 +156,24 @@ def create_app(
             collected.add(block)
         texts = collected.texts()
         return JSONResponse({"text": texts[0], "texts": texts, **_summary(plan, started)})
+
+    @app.post(
+        "/v1/suggest",
+        tags=["sampling"],
+        dependencies=secured,
+        openapi_extra=request_body_schema(models.suggest),
+        response_model=SuggestAnswer,
+        responses=error_responses(*posted),
+    )
+    async def suggest(request: Request):
+        """The model's proposals for a text, as ``shakegen write`` shows them (the page's suggest mode): the
+        likeliest next characters and words with their probabilities, and a continuation to the line end."""
+        body = parse_body(await request.body(), models.suggest, models.allowed)
+        try:
+            answer = await worker.suggest(body.text, body.count, body.temperature, body.random_seed, body.ban)
+        except (ShakegenError, ValueError) as error:
+            raise _library_error(error, model, "text", models.allowed) from None
+        return JSONResponse(answer)
 
     @app.post(
         "/v1/evaluate",
@@ -251,13 +275,19 @@ def _summary(plan, started: float) -> dict:
         "characters": characters,
         "seconds": round(seconds, 4),
         "characters_per_second": round(characters / seconds, 1) if seconds > 0 else None,
+        "stopped": [
+            {"stop_reason": "length", "stop_text": None} if ended is None else ended.as_dict()
+            for ended in (plan.endings or [None] * plan.num_samples)
+        ],
     }
 
 
 def _library_error(error: Exception, model, field: str, allowed: dict) -> ApiError:
     """A library ValueError as a 422: its message in the API's terms, naming the field it is about."""
     message = str(error).replace(str(model.run_dir), run_name(model)).replace("--skip-unknown", '"skip_unknown": true')
-    for name in ("temperature", "top_k", "top_p", "window", "protocol"):
+    if message.startswith(("Cannot ban", "That bans")):
+        field = "ban"
+    for name in ("temperature", "top_k", "top_p", "min_p", "ban", "stop", "lines", "window", "protocol"):
         if message.lower().startswith(name.replace("_", "-")) or message.lower().startswith(name):
             field = name
     if field == "seed":

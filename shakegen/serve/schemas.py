@@ -16,9 +16,13 @@ import json
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from typing_extensions import Annotated
 
 from shakegen.serve.limits import MAX_RANDOM_SEED, MAX_TEMPERATURE, Limits
+
+MAX_STOPS, MAX_STOP_CHARACTERS = 8, 64  # stop texts per request, characters per stop text
+MAX_SUGGESTIONS = 10  # characters and words /v1/suggest proposes at most
 
 
 class ApiError(Exception):
@@ -58,6 +62,24 @@ class GenerateAnswer(BaseModel):
     characters: int = Field(..., description="New characters sampled in all.")
     seconds: float
     characters_per_second: Optional[float]
+    stopped: list[dict] = Field(
+        ...,
+        description='Per sample, why it ended: {"stop_reason": "length", "stop" or "lines", "stop_text": the stop '
+        "text that ended it or null}.",
+    )
+
+
+class SuggestAnswer(BaseModel):
+    """What ``/v1/suggest`` answers: the model's proposals for a text, as ``shakegen write`` shows them."""
+
+    characters: list[dict] = Field(..., description='The likeliest next characters: [{"text", "probability"}].')
+    words: list[dict] = Field(
+        ...,
+        description='The likeliest next words (beam search; leading spaces and punctuation included): [{"text", '
+        '"probability"}], the probability that of the word followed by a space or punctuation.',
+    )
+    continuation: str = Field(..., description="A sampled continuation to the end of its line (random_seed).")
+    random_seed: int
 
 
 class EvaluateAnswer(BaseModel):
@@ -108,6 +130,7 @@ class RequestModels:
     evaluate: type
     allowed: dict  # field name -> what it accepts, in words
     max_evaluate_characters: int
+    suggest: type | None = None
 
 
 def request_models(limits: Limits, vocab_size: int) -> RequestModels:
@@ -137,6 +160,23 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         top_p: Optional[float] = Field(
             None, gt=0, le=1, allow_inf_nan=False, description="Sample in the nucleus reaching p only."
         )
+        min_p: Optional[float] = Field(
+            None,
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="Sample only characters at least min_p times as likely as the likeliest.",
+        )
+        ban: Optional[str] = Field(
+            None, max_length=vocab_size, description="Characters never emitted: characters the model knows, not all."
+        )
+        stop: Optional[list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARACTERS)]]] = Field(
+            None, max_length=MAX_STOPS, description="Texts that end a sample where one first appears."
+        )
+        keep_stop: bool = Field(False, description="Keep the stop text at the end of the sample (dropped otherwise).")
+        lines: Optional[int] = Field(
+            None, ge=1, le=limits.max_length, description="End each sample once this many line ends are generated."
+        )
         random_seed: Optional[int] = Field(
             None,
             ge=0,
@@ -149,6 +189,21 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         stream: bool = Field(
             False, description="Answer with server-sent events (text/event-stream) as the text is sampled."
         )
+
+    class SuggestRequest(BaseModel):
+        """The model's proposals for a text, as ``shakegen write`` shows them: the next characters and
+        words with their probabilities, and a sampled continuation to the end of the line."""
+
+        model_config = ConfigDict(**strict, json_schema_extra={"examples": [{"text": "ROMEO:\nBut soft, what"}]})
+        text: str = Field(
+            ..., max_length=limits.max_seed_characters, description="The text so far (unknown characters skipped)."
+        )
+        count: int = Field(5, ge=1, le=MAX_SUGGESTIONS, description="Characters and words to propose.")
+        temperature: float = Field(
+            0.8, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False, description="Of the continuation; 0 is greedy."
+        )
+        random_seed: int = Field(0, ge=0, le=MAX_RANDOM_SEED, description="Of the continuation.")
+        ban: Optional[str] = Field(None, max_length=vocab_size, description="Characters never proposed.")
 
     class EvaluateRequest(BaseModel):
         """Score a text: cross-entropy, perplexity and bits per character, as ``shakegen eval --text``.
@@ -186,6 +241,12 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         "temperature": f"a number from 0 (greedy) to {MAX_TEMPERATURE:g}",
         "top_k": f"an integer from 1 to {vocab_size} (the vocabulary size), or null",
         "top_p": "a number in (0, 1], or null",
+        "min_p": "a number in [0, 1], or null",
+        "ban": f"a string of at most {vocab_size} characters the model knows (GET /v1/model), not all of them, or null",
+        "stop": f"a list of at most {MAX_STOPS} texts of 1 to {MAX_STOP_CHARACTERS} characters, or null",
+        "keep_stop": "true or false",
+        "lines": f"an integer from 1 to {limits.max_length:,}, or null",
+        "count": f"an integer from 1 to {MAX_SUGGESTIONS}",
         "random_seed": f"an integer from 0 to {MAX_RANDOM_SEED}, or null",
         "num_samples": f"an integer from 1 to {limits.max_samples}",
         "skip_unknown": "true or false",
@@ -195,7 +256,7 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         "protocol": '"streaming" or "windows"',
         "window": f'an integer from 1 to {limits.max_evaluate_characters:,}, with protocol "windows" only, or null',
     }
-    return RequestModels(GenerateRequest, EvaluateRequest, allowed, limits.max_evaluate_characters)
+    return RequestModels(GenerateRequest, EvaluateRequest, allowed, limits.max_evaluate_characters, SuggestRequest)
 
 
 def request_body_schema(model: type) -> dict:

@@ -45,6 +45,10 @@ class GenerationPlan:
     random_seed: int
     dropped: list = field(default_factory=list)
     engine: str = "numpy"  # what samples it: "numpy" (the engine) or "tensorflow"
+    ban: str | None = None  # characters never emitted (the engine's only, as min_p)
+    min_p: float | None = None
+    stop: object = None  # a stopping.StopRule, or None
+    endings: list = field(default_factory=list)  # filled as each sample ends (stopping.Ended; None: by its length)
 
 
 @dataclass
@@ -89,6 +93,12 @@ class ModelWorker:
         num_samples: int,
         random_seed: int | None,
         skip_unknown: bool,
+        *,
+        min_p: float | None = None,
+        ban: str | None = None,
+        stop: list | None = None,
+        keep_stop: bool = False,
+        lines: int | None = None,
     ) -> GenerationPlan:
         """Validate a request the way ``TextModel.generate`` and ``shakegen generate`` do (no TensorFlow).
 
@@ -104,7 +114,41 @@ class ModelWorker:
             random_seed = sampling.draw_random_seed()
         prefix = "" if seed is None else text
         engine = self.model.sampling_engine(num_samples)
-        return GenerationPlan(text, prefix, length, options, num_samples, random_seed, dropped, engine)
+        rule = self.model.stop_rule(stop, keep_stop, lines)
+        banned = self.model.ban_ids(ban)
+        from shakegen.engine import check_options
+        from shakegen.errors import SamplingError
+
+        check_options(options.temperature, options.top_k, options.top_p, len(self.model.vocabulary), min_p=min_p)
+        if banned or min_p:  # the NumPy engine's only (TextModel.sample_blocks)
+            if self.model.engine_choice == "tensorflow":
+                raise SamplingError(
+                    "ban and min_p are applied by the NumPy engine only, and this server samples on TensorFlow "
+                    "(shakegen serve --engine); leave them out."
+                )
+            engine = "numpy"
+        return GenerationPlan(
+            text, prefix, length, options, num_samples, random_seed, dropped, engine, ban or None, min_p, rule
+        )
+
+    async def suggest(self, text: str, count: int, temperature: float, random_seed: int, ban: str | None) -> dict:
+        """``shakegen write``'s proposals for ``text`` (on the model's thread): next characters and words, and a
+        continuation sampled with ``random_seed``. Raises SamplingError for a bad ban or temperature."""
+        from shakegen import write
+
+        model = self.model
+        choice = write.SamplingChoice(temperature=temperature, random_seed=random_seed)
+
+        def propose():
+            suggester = write.Suggester(model.engine, model.info.vocab, choice, ban=model.ban_ids(ban))
+            return {
+                "characters": [{"text": c, "probability": p} for c, p in suggester.next_characters(text, count)],
+                "words": [{"text": w, "probability": p} for w, p in suggester.next_words(text, count)],
+                "continuation": suggester.continuation(text),
+                "random_seed": random_seed,
+            }
+
+        return await self.call(propose)
 
     async def sample(self, plan: GenerationPlan, client_gone: Callable[[], Awaitable[bool]]) -> AsyncIterator[list]:
         """Yield blocks of new text (one string per sample), as sampled, until ``plan.length``.
@@ -114,7 +158,16 @@ class ModelWorker:
         """
         blocks = self._counted(
             self.model.sample_blocks(
-                plan.seed, plan.length, plan.options, plan.num_samples, plan.random_seed, plan.engine
+                plan.seed,
+                plan.length,
+                plan.options,
+                plan.num_samples,
+                plan.random_seed,
+                plan.engine,
+                ban=plan.ban,
+                min_p=plan.min_p,
+                stop=plan.stop,
+                endings=plan.endings,
             )
         )
         self.counters.sampling_now += 1
