@@ -497,12 +497,13 @@ def test_the_command_writes_the_page_without_importing_tensorflow(tmp_path, rand
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
     args = ["export", "--format", "web", "--checkpoint", str(run_dir), "--out", str(tmp_path / "site")]
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    env = {**os.environ, "COLUMNS": "2000"}  # rich would wrap the note, paths included, at 80 columns
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.stdout.split("\n")[:2] == ["0", "[]"], result.stdout + result.stderr
-    note = " ".join(result.stderr.split())  # rich wraps it at the terminal's width
+    note = result.stderr.strip()
     assert "as a web page" in note and f"open {tmp_path / 'site' / 'index.html'} in a browser" in note
     assert webexport.is_web_export(tmp_path / "site")
-    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    again = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert again.stdout.startswith("1\n")
     assert again.stderr.strip().splitlines() == [
         f"Error: {tmp_path / 'site'} already holds a shakegen web page. Pass --overwrite to replace it, or choose another --out."
