@@ -1579,7 +1579,12 @@ def write(file, checkpoint_dir, which, seed_text, temperature, top_k, top_p, min
     model, info, _ = numpy_engine.load(run_folder(checkpoint_dir), which)
     text = ""
     if file is not None and file.exists():
-        text = file.read_text(encoding="utf-8")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise click.ClickException(
+                f"{file} is not UTF-8 text (byte {error.start}); write to a new file or convert it to UTF-8."
+            ) from None
     if seed_text is not None:
         text += stopping.unescape(seed_text)
     try:

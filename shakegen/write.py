@@ -348,6 +348,7 @@ def run_terminal(session: Session) -> str:
 
     @keys.add("c-d", eager=True)
     @keys.add("c-q", eager=True)
+    @keys.add("c-c", eager=True)
     def _(event):
         sync(event.current_buffer)
         event.app.exit(result=session.text)

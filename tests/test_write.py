@@ -205,3 +205,12 @@ def test_writing_never_imports_tensorflow(run, tmp_path):
     result = subprocess.run(argv, input="ROMEO:\n:w\n:q\n", capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:\n") and result.stderr.rstrip().endswith("[]")
+
+
+def test_a_file_that_is_not_utf8_is_refused_in_one_line(run, tmp_path):
+    (tmp_path / "scene.txt").write_bytes(b"\xff\xfe\x00bad")
+    result = subprocess.run(
+        command(run[0], str(tmp_path / "scene.txt")), input="", capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and "is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "scene.txt").read_bytes() == b"\xff\xfe\x00bad"  # left as it was
