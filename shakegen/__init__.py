@@ -1,6 +1,8 @@
 """shakegen: character-level text generation with a GRU language model.
 
-The public API (TensorFlow is imported only when a model is loaded or trained):
+The public API. Loading a model and sampling or scoring short texts run on shakegen's NumPy
+engine; TensorFlow is imported only to train, to score long texts, to sample many samples at
+once, or when asked for (``engine="tensorflow"``):
 
     import shakegen
     model = shakegen.load("checkpoints/quick")

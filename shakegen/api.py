@@ -9,8 +9,13 @@
     model.inspect("ROMEO:\nBut soft!", top_k=5)                # -> per-character records (Inspection)
     shakegen.train(preset="quick", run_dir="checkpoints/mine", epochs=2)               # -> TrainResult
 
-The command line calls these same functions (``cli.py`` is a thin face over them), so the
-API and ``shakegen generate``/``eval`` give the same text and figures for the same options.
+The command line and the server call these same functions (``cli.py`` is a thin face over
+them), so the API, ``shakegen generate``/``eval`` and ``shakegen serve`` give the same text and
+figures for the same options. A model samples and scores on the NumPy engine (no TensorFlow)
+unless TensorFlow pays: ``engine="auto"`` (the default of ``load``) picks TensorFlow for 8
+samples or more at once and for texts predicting more than 8,191 characters; ``"numpy"`` and
+``"tensorflow"`` force one. Both draw the same noise, so a random seed gives the same text on
+either, except where two characters' scores are a float near-tie.
 Bad arguments raise ``ValueError`` subclasses (``shakegen.errors``) naming the value and the fix.
 """
 

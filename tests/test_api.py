@@ -240,6 +240,12 @@ def test_figures_do_not_depend_on_the_engine_or_the_turn_size(trained_run, small
     long = model.evaluate(text * 3, characters_per_call=2048)  # auto: TensorFlow beyond 8,191 predicted characters
     assert long.engine == "tensorflow" and long.characters == 8999
     assert long.loss == pytest.approx(model.evaluate(text * 3).loss, rel=1e-6)
+    piece = small_data.parent / "piece.txt"
+    piece.write_text(text)
+    for engine in ("numpy", "tensorflow"):
+        args = ["eval", "--checkpoint", str(trained_run), "--text", str(piece), "--engine", engine, "--json"]
+        cli = json.loads(CliRunner().invoke(main, args).stdout)
+        assert cli["engine"] == engine and cli["loss"] == pytest.approx(model.evaluate(text).loss, rel=1e-5)
     with pytest.raises(EvaluationError, match="characters_per_call must be a positive integer"):
         model.evaluate(text, characters_per_call=0)
     with pytest.raises(EvaluationError, match="Unknown engine 'gpu'"):
