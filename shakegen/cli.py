@@ -1194,6 +1194,7 @@ def serve(
     \b
     POST /v1/generate  seed, length, temperature, top_k, top_p, random_seed, num_samples, stream
     POST /v1/evaluate  text (protocol, window) -> loss, perplexity, bits per character
+    POST /v1/inspect   text (top_k, units) -> per-character records, as shakegen inspect --json
     GET  /v1/model     the run's card;  GET /healthz;  GET /docs (works offline);  GET / (the page)
 
     Bodies must be JSON (Content-Type: application/json); a request must name this server in
