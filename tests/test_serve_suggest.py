@@ -119,3 +119,38 @@ def test_the_pages_suggest_mode_offers_the_next_words_and_takes_one(server, brow
     WebDriverWait(browser, WAIT_SECONDS).until(
         lambda d: d.find_element(By.ID, "seed").get_property("value") == taken + after[0]
     )
+
+
+def test_beam_gives_the_apis_beams_and_refuses_bad_fields_in_one_line(server, model):
+    body = {"seed": "ROMEO:", "length": 40, "beams": 3, "stop": ["\n\n"], "ban": "z"}
+    answer = server.post("/v1/beam", body)
+    assert answer.status_code == 200, answer.text
+    expected = model.beam_search("ROMEO:", length=40, beams=3, stop=["\n\n"], ban="z")
+    assert answer.json()["beams"] == expected and answer.json()["texts"] == [beam["text"] for beam in expected]
+    for bad, field, words in [
+        ({"beams": 0}, "beams", "an integer from 1 to 16"),
+        ({"beams": 17}, "beams", "an integer from 1 to 16"),
+        ({"length": 1001}, "length", "an integer from 1 to 1,000"),
+        ({"ban": "\u00e9"}, "ban", "Cannot ban"),
+        ({"stream": True}, "stream", "Unknown field"),
+    ]:
+        refused = server.post("/v1/beam", {"seed": "ROMEO:", **bad})
+        assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
+        assert words in refused.json()["detail"] and "\n" not in refused.json()["detail"]
+
+
+def test_the_page_shows_the_beams_when_beams_is_set(server, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from tests.test_serve_browser import fill, wait_for_state
+
+    browser.get(server.url + "/")
+    fill(browser, "seed", "ROMEO:")
+    fill(browser, "length", "40")
+    fill(browser, "beams", "3")
+    browser.find_element(By.ID, "generate").click()
+    assert wait_for_state(browser, "done", "error") == "done", browser.find_element(By.ID, "status").text
+    shown = browser.find_element(By.ID, "output").get_property("textContent")
+    found = server.post("/v1/beam", {"seed": "ROMEO:", "length": 40, "beams": 3}).json()["beams"]
+    for index, beam in enumerate(found):
+        assert f"--- beam {index + 1} · log-probability {beam['log_prob']:.3f}" in shown and beam["text"] in shown

@@ -24,6 +24,7 @@ from shakegen.serve.gate import Gate, HostRule
 from shakegen.serve.schemas import (
     SSE_EVENT,
     ApiError,
+    BeamAnswer,
     EvaluateAnswer,
     GenerateAnswer,
     InspectAnswer,
@@ -156,6 +157,37 @@ def create_app(
             collected.add(block)
         texts = collected.texts()
         return JSONResponse({"text": texts[0], "texts": texts, **_summary(plan, started)})
+
+    @app.post(
+        "/v1/beam",
+        tags=["sampling"],
+        dependencies=secured,
+        openapi_extra=request_body_schema(models.beam),
+        response_model=BeamAnswer,
+        responses=error_responses(*posted),
+    )
+    async def beam(request: Request):
+        """The most likely continuations of the seed by beam search, as ``shakegen generate --beam``: deterministic,
+        on the NumPy engine, each with its log-probability, best first."""
+        body = parse_body(await request.body(), models.beam, models.beam_allowed)
+        started = time.perf_counter()
+        try:
+            found = await worker.beam(
+                body.seed,
+                body.length,
+                body.beams,
+                stop=body.stop,
+                keep_stop=body.keep_stop,
+                lines=body.lines,
+                ban=body.ban,
+                skip_unknown=body.skip_unknown,
+            )
+        except (ShakegenError, ValueError) as error:
+            raise _library_error(error, model, "seed", models.beam_allowed) from None
+        seconds = round(time.perf_counter() - started, 4)
+        return JSONResponse(
+            {"texts": [b["text"] for b in found], "beams": found, "engine": "numpy", "seconds": seconds}
+        )
 
     @app.post(
         "/v1/suggest",

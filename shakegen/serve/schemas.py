@@ -23,6 +23,8 @@ from shakegen.serve.limits import MAX_RANDOM_SEED, MAX_TEMPERATURE, Limits
 
 MAX_STOPS, MAX_STOP_CHARACTERS = 8, 64  # stop texts per request, characters per stop text
 MAX_SUGGESTIONS = 10  # characters and words /v1/suggest proposes at most
+# /v1/beam runs its whole search in one turn of the model's thread: bounded so one request cannot hold it long.
+MAX_BEAMS, MAX_BEAM_LENGTH = 16, 1000
 
 
 class ApiError(Exception):
@@ -67,6 +69,19 @@ class GenerateAnswer(BaseModel):
         description='Per sample, why it ended: {"stop_reason": "length", "stop" or "lines", "stop_text": the stop '
         "text that ended it or null}.",
     )
+
+
+class BeamAnswer(BaseModel):
+    """What ``/v1/beam`` answers: the most likely continuations, best first, as ``shakegen generate --beam``."""
+
+    texts: list[str] = Field(..., description="Each beam's text: the seed (as the model sees it) and the new text.")
+    beams: list[dict] = Field(
+        ...,
+        description='Per beam: {"text", "log_prob" (nats, every character generated, a stop text included), '
+        '"log_prob_per_character", "characters", "stop_reason", "stop_text"}.',
+    )
+    engine: Literal["numpy"]
+    seconds: float
 
 
 class SuggestAnswer(BaseModel):
@@ -131,11 +146,14 @@ class RequestModels:
     allowed: dict  # field name -> what it accepts, in words
     max_evaluate_characters: int
     suggest: type | None = None
+    beam: type | None = None
+    beam_allowed: dict | None = None  # as allowed, with /v1/beam's own length range
 
 
 def request_models(limits: Limits, vocab_size: int) -> RequestModels:
     """The request models for a server with these ``limits`` serving a ``vocab_size`` model."""
     default_length = min(500, limits.max_length)
+    beam_length = min(MAX_BEAM_LENGTH, limits.max_length)
     strict = ConfigDict(extra="forbid", strict=True)
 
     class GenerateRequest(BaseModel):
@@ -205,6 +223,24 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         random_seed: int = Field(0, ge=0, le=MAX_RANDOM_SEED, description="Of the continuation.")
         ban: Optional[str] = Field(None, max_length=vocab_size, description="Characters never proposed.")
 
+    class BeamRequest(BaseModel):
+        """The most likely continuations of the seed by beam search, as ``shakegen generate --beam``: ranked by
+        total log-probability at the fixed length, per character when stop texts end beams early."""
+
+        model_config = ConfigDict(**strict, json_schema_extra={"examples": [{"seed": "ROMEO:", "length": 60}]})
+        seed: Optional[str] = GenerateRequest.model_fields["seed"]
+        length: int = Field(
+            min(100, beam_length), ge=1, le=beam_length, description="New characters per beam (at most)."
+        )
+        beams: int = Field(5, ge=1, le=MAX_BEAMS, description="How many continuations.")
+        stop: Optional[list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARACTERS)]]] = Field(
+            None, max_length=MAX_STOPS, description="Texts that end a beam where one first appears."
+        )
+        keep_stop: bool = Field(False, description="Keep the stop text at the end of the beam's text.")
+        lines: Optional[int] = Field(None, ge=1, le=beam_length, description="End a beam after this many line ends.")
+        ban: Optional[str] = Field(None, max_length=vocab_size, description="Characters never chosen.")
+        skip_unknown: bool = Field(False, description="Drop seed characters the model does not know.")
+
     class EvaluateRequest(BaseModel):
         """Score a text: cross-entropy, perplexity and bits per character, as ``shakegen eval --text``.
 
@@ -256,7 +292,19 @@ def request_models(limits: Limits, vocab_size: int) -> RequestModels:
         "protocol": '"streaming" or "windows"',
         "window": f'an integer from 1 to {limits.max_evaluate_characters:,}, with protocol "windows" only, or null',
     }
-    return RequestModels(GenerateRequest, EvaluateRequest, allowed, limits.max_evaluate_characters, SuggestRequest)
+    beam_allowed = {**allowed, "length": f"an integer from 1 to {beam_length:,}"}
+    beam_allowed.update(
+        lines=f"an integer from 1 to {beam_length:,}, or null", beams=f"an integer from 1 to {MAX_BEAMS}"
+    )
+    return RequestModels(
+        GenerateRequest,
+        EvaluateRequest,
+        allowed,
+        limits.max_evaluate_characters,
+        SuggestRequest,
+        BeamRequest,
+        beam_allowed,
+    )
 
 
 def request_body_schema(model: type) -> dict:

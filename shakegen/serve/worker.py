@@ -131,6 +131,11 @@ class ModelWorker:
             text, prefix, length, options, num_samples, random_seed, dropped, engine, ban or None, min_p, rule
         )
 
+    async def beam(self, seed: str | None, length: int, beams: int, **options) -> list[dict]:
+        """``TextModel.beam_search`` on the model's thread (one turn: the search is bounded by MAX_BEAMS and
+        MAX_BEAM_LENGTH). Raises SamplingError, UnknownCharactersError: bad options or seed."""
+        return await self.call(self.model.beam_search, seed, length, beams, **options)
+
     async def suggest(self, text: str, count: int, temperature: float, random_seed: int, ban: str | None) -> dict:
         """``shakegen write``'s proposals for ``text`` (on the model's thread): next characters and words, and a
         continuation sampled with ``random_seed``. Raises SamplingError for a bad ban or temperature."""
