@@ -123,12 +123,7 @@ def report(run_dir, which: str, ids, learning_rate: float, segment: int = SEGMEN
     result = adaptive_cross_entropy(model, ids, learning_rate, segment, progress)
     counts = info.data.get("train_counts")
     unigram = evaluate.unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
-    if which == "best":
-        epoch, step = saved_state.get("epoch"), saved_state.get("step")
-        seconds = evaluate._seconds_at(info.run_dir, saved_state, step)
-    else:
-        last = checkpoint.last_state(info.run_dir)
-        epoch, step, seconds = last.get("epoch"), last.get("global_step"), last.get("elapsed_seconds")
+    epoch, step, seconds = evaluate.reached(info.run_dir, which, saved_state)
     return {
         "run": str(info.run_dir),
         "which": which,
