@@ -1,7 +1,7 @@
 """The documentation stays true to the tree and to the command line.
 
 - Every relative link and image in README.md and docs/**/*.md points at a file that exists, and
-  every #anchor at a heading of that file (GitHub's slugs).
+  every #anchor at a heading of that file (GitHub's slugs); every page is linked from another.
 - Every command of `shakegen --help` has a page, docs/commands/<command>.md, whose "Options"
   table lists exactly the options of `shakegen <command> --help`: none missing, none stale.
 - README.md names every command and stays under 300 lines; the group's own options are
@@ -183,6 +183,19 @@ def mentions(text: str, option: str) -> bool:
 def test_every_relative_link_resolves():
     broken = broken_links(markdown_files())
     assert not broken, "Links in the docs that lead nowhere:\n  " + "\n  ".join(broken)
+
+
+def test_every_docs_page_is_linked_from_another():
+    linked = set()
+    for page in markdown_files():
+        for _, target in link_targets(page):
+            file_part = unquote(target.partition("#")[0])
+            if file_part and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", file_part):
+                destination = (page.parent / file_part).resolve()
+                if destination != page.resolve():
+                    linked.add(destination)
+    orphans = [relative(page) for page in markdown_files()[1:] if page.resolve() not in linked]
+    assert not orphans, "Pages no other page links to (add them to docs/README.md):\n  " + "\n  ".join(orphans)
 
 
 def test_every_command_has_a_page_listing_exactly_its_options():
