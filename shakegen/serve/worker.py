@@ -8,7 +8,7 @@ share state, and one that is abandoned (its client gone) simply gets no further 
 
 An evaluation takes turns too: ``TextModel.evaluate`` runs on a thread of its own that
 enters the model only while the model's thread waits for it, one call of at most
-``EVALUATION_CHARACTERS_PER_TURN`` characters (one window of every stream, or one batch of
+``EVALUATION_CHARACTERS_PER_TURN`` characters for its engine (one window of every stream, or one batch of
 windows) per turn, and pauses in its ``progress`` callback until its next turn. Queued sampling blocks run between its turns, so a long text slows other
 clients down instead of stalling them, and an evaluation whose client has gone is stopped at
 its next turn. The figure is ``TextModel.evaluate``'s own, computed by the same code.
@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
-from shakegen import checkpoint
+from shakegen import checkpoint, sampling
 from shakegen.serve.limits import Limits
 
-# Characters an evaluation scores per turn of the model's thread: small enough that a sampling
-# block queued behind it waits a fraction of a second, large enough to keep batches efficient.
-EVALUATION_CHARACTERS_PER_TURN = 4096
+# Characters an evaluation scores per turn of the model's thread, by the engine that scores it:
+# small enough that a sampling block queued behind it waits a fraction of a second, large enough
+# to keep batches efficient. TensorFlow scores 32 streams side by side; the NumPy engine one
+# character after another (about 3,000 a second on the pretrained model), hence its smaller turns.
+EVALUATION_CHARACTERS_PER_TURN = {"tensorflow": 4096, "numpy": 256}
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,9 @@ class ModelWorker:
                 text,
                 protocol=protocol,
                 window=window or 256,
-                characters_per_call=EVALUATION_CHARACTERS_PER_TURN,
+                characters_per_call=EVALUATION_CHARACTERS_PER_TURN[
+                    sampling.scoring_engine(self.model.engine_choice, len(text) - 1)
+                ],
             )
         )
         self.counters.evaluating_now += 1
