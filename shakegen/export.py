@@ -86,15 +86,18 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
             ``overwrite``, or not a SavedModel), or it cannot be written.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _check_destination(out_dir, overwrite)
+    fileio.check_export_folder(
+        out_dir,
+        overwrite,
+        holds=lambda folder: (folder / SAVED_MODEL_FILE).is_file(),
+        thing="SavedModel",
+        error=ExportError,
+    )
     # float32, with shakegen's GRU loop: cuDNN's op would tie the graph to a GPU.
     model, info, _ = checkpoint.load_model(run_dir, which, precision="float32", rnn_kernel="fused")
     module = build_module(model, info, _metadata(info, which))
-    parent = out_dir.absolute().parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-        os.chmod(staging, 0o777 & ~fileio.current_umask())  # mkdtemp makes 0700; give the usual mode
+        staging = fileio.staging_folder(out_dir)
     except OSError as error:
         raise ExportError(_cannot_write(out_dir, error)) from None
     try:
@@ -102,7 +105,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
             module.attach_assets(Path(scratch))
             # The fused GRU's custom gradients are saved too (the default): without them, loading warns.
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
-        _move_into_place(staging, out_dir)
+        fileio.replace_folder(staging, out_dir)
     except OSError as error:
         raise ExportError(_cannot_write(out_dir, error)) from None
     finally:
@@ -115,41 +118,6 @@ def _cannot_write(out_dir: Path, error: OSError) -> str:
         f"Could not write the SavedModel to {out_dir}: {error.strerror or error}. "
         "Free some space or fix the folder's permissions, or choose another --out."
     )
-
-
-def _check_destination(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} is a file; --out needs a folder for the SavedModel. Choose another --out.")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    if not (out_dir / SAVED_MODEL_FILE).is_file():
-        raise ExportError(
-            f"{out_dir} is not empty and holds no SavedModel; it is never replaced. Choose a new or empty --out."
-        )
-    if not overwrite:
-        raise ExportError(
-            f"{out_dir} already holds a SavedModel. Pass --overwrite to replace it, or choose another --out."
-        )
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename ``staging`` to ``out_dir``; an earlier export there is moved aside first, then removed."""
-    aside = None
-    if out_dir.is_dir():
-        if any(out_dir.iterdir()):
-            aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=staging.parent))
-            os.rmdir(aside)
-            os.rename(out_dir, aside)
-        else:
-            os.rmdir(out_dir)
-    try:
-        fileio.rename(staging, out_dir)
-    except BaseException:
-        if aside is not None:
-            os.rename(aside, out_dir)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _metadata(info, which: str) -> dict:

@@ -9,10 +9,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 try:
     import fcntl
@@ -215,3 +216,52 @@ def current_umask() -> int:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, "probe"))
         os.rmdir(folder)
+
+
+def check_export_folder(
+    out_dir: Path, overwrite: bool, *, holds: Callable[[Path], bool], thing: str, error: type[Exception]
+) -> None:
+    """Refuse ``out_dir`` as the destination of an export unless it is new, empty, or (with ``overwrite``)
+    holds an earlier export, as ``holds`` tells; anything else is never replaced.
+
+    ``thing`` names what the export is (``"SavedModel"``); ``error`` is the exception raised, with one line.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise error(f"{out_dir} is a file; --out needs a folder for the {thing}. Choose another --out.")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not holds(out_dir):
+        raise error(f"{out_dir} is not empty and holds no {thing}; it is never replaced. Choose a new or empty --out.")
+    if not overwrite:
+        raise error(f"{out_dir} already holds a {thing}. Pass --overwrite to replace it, or choose another --out.")
+
+
+def staging_folder(out_dir: Path) -> Path:
+    """A new, empty folder beside ``out_dir`` (its parent made if need be) to build an export in, with the
+    usual mode (``mkdtemp`` makes 0700). Raises OSError."""
+    parent = out_dir.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+    os.chmod(staging, 0o777 & ~current_umask())
+    return staging
+
+
+def replace_folder(staging: Path, out_dir: Path) -> None:
+    """Rename ``staging`` to ``out_dir``; an earlier export there is moved aside first, then removed
+    (and put back if the rename fails)."""
+    aside = None
+    if out_dir.is_dir():
+        if any(out_dir.iterdir()):
+            aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=staging.parent))
+            os.rmdir(aside)
+            os.rename(out_dir, aside)
+        else:
+            os.rmdir(out_dir)
+    try:
+        rename(staging, out_dir)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, out_dir)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)

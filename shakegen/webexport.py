@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def export_web(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
             a web export), a weight too large for float16, or the folder cannot be written.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _check_destination(out_dir, overwrite)
+    fileio.check_export_folder(out_dir, overwrite, holds=is_web_export, thing="shakegen web page", error=WebExportError)
     info = checkpoint.read_run(run_dir)
     path = checkpoint.checkpoint_path(run_dir, which)
     weights = checkpoint.read_weights(path)
@@ -108,11 +107,8 @@ def export_web(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
         offset += value.size
     manifest["values"] = offset
     payload = np.concatenate([value.ravel() for value in halfs.values()]).astype("<f2")
-    parent = out_dir.absolute().parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-        os.chmod(staging, 0o777 & ~fileio.current_umask())  # mkdtemp makes 0700; give the usual mode
+        staging = fileio.staging_folder(out_dir)
     except OSError as error:
         raise WebExportError(_cannot_write(out_dir, error)) from None
     try:
@@ -121,7 +117,7 @@ def export_web(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
         (staging / WEIGHTS_FILE).write_bytes(weights_script(manifest, payload))
         fileio.write_json(staging / CARD_FILE, card)
         size = sum(file.stat().st_size for file in staging.iterdir())
-        _move_into_place(staging, out_dir)
+        fileio.replace_folder(staging, out_dir)
     except OSError as error:
         raise WebExportError(_cannot_write(out_dir, error)) from None
     finally:
@@ -222,38 +218,3 @@ def is_web_export(folder: Path) -> bool:
         ).startswith("shakegen-web/")
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _check_destination(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise WebExportError(f"{out_dir} is a file; --out needs a folder for the web page. Choose another --out.")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    if not is_web_export(out_dir):
-        raise WebExportError(
-            f"{out_dir} is not empty and holds no shakegen web page; it is never replaced. Choose a new or empty --out."
-        )
-    if not overwrite:
-        raise WebExportError(
-            f"{out_dir} already holds a shakegen web page. Pass --overwrite to replace it, or choose another --out."
-        )
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename ``staging`` to ``out_dir``; an earlier export there is moved aside first, then removed."""
-    aside = None
-    if out_dir.is_dir():
-        if any(out_dir.iterdir()):
-            aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=staging.parent))
-            os.rmdir(aside)
-            os.rename(out_dir, aside)
-        else:
-            os.rmdir(out_dir)
-    try:
-        fileio.rename(staging, out_dir)
-    except BaseException:
-        if aside is not None:
-            os.rename(aside, out_dir)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
