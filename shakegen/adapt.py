@@ -121,27 +121,12 @@ def report(run_dir, which: str, ids, learning_rate: float, segment: int = SEGMEN
 
     model, info, saved_state = checkpoint.load_model(run_dir, which, precision="float32")
     result = adaptive_cross_entropy(model, ids, learning_rate, segment, progress)
-    counts = info.data.get("train_counts")
-    unigram = evaluate.unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
-    epoch, step, seconds = evaluate.reached(info.run_dir, which, saved_state)
-    return {
-        "run": str(info.run_dir),
-        "which": which,
+    protocol = {
         "protocol": PROTOCOL,
         "window": None,
         "samples": None,
         "random_seed": None,
         "learning_rate": float(learning_rate),
         "segment": int(segment),
-        "cell": info.config.cell,
-        "parameters": info.parameters,
-        "characters": result.count,
-        "loss": result.loss,
-        "perplexity": result.perplexity,
-        "bits_per_character": result.bits_per_character,
-        "uniform_perplexity": float(len(info.vocab)),
-        "unigram_perplexity": math.exp(unigram) if unigram is not None else None,
-        "epoch": epoch,
-        "step": step,
-        "training_minutes": seconds / 60 if seconds is not None else None,
     }
+    return evaluate.report_row(info, which, saved_state, ids, result, protocol)

@@ -620,13 +620,19 @@ def report(
         them (``None`` where the run does not record it).
     """
     result = cross_entropy(model, ids, protocol, progress=progress, characters_per_call=characters_per_call)
+    return report_row(info, which, saved_state, ids, result, protocol.to_json())
+
+
+def report_row(info, which: str, saved_state: dict, ids: np.ndarray, result: CrossEntropy, protocol: dict) -> dict:
+    """The row ``report`` returns, for a ``result`` already computed on ``ids`` under the protocol whose
+    fields are ``protocol`` (they follow ``run`` and ``which``, in their order)."""
     counts = info.data.get("train_counts")
     unigram = unigram_cross_entropy(np.asarray(counts), ids[1:]) if counts else None
     epoch, step, seconds = reached(info.run_dir, which, saved_state)
     return {
         "run": str(info.run_dir),
         "which": which,
-        **protocol.to_json(),
+        **protocol,
         "cell": info.config.cell,
         "parameters": info.parameters,
         "characters": result.count,
