@@ -1024,13 +1024,13 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
     """
     import dataclasses
 
+    from shakegen.backend import import_tensorflow
+
+    import_tensorflow()  # quietly, before shakegen.compare imports it (its start-up lines are not for the user)
     from shakegen import compare as comparing
 
     cell_list = comparing.parse_cells(cells)
     seed_list = comparing.parse_seeds(seeds) if seeds is not None else [random_seed]
-    from shakegen.backend import import_tensorflow
-
-    import_tensorflow()
     if minutes is None and characters is None:
         minutes = 5.0
     # The budget is the comparison's: the preset's own step cap (tiny's 20) must not cut it short.
