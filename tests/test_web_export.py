@@ -23,10 +23,11 @@ from shakegen.errors import CheckpointError
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
 
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+from tests.browser import chromium as headless_chromium  # noqa: E402
+from tests.browser import requested_urls  # noqa: E402, F401
+
 WAIT_SECONDS = 180  # a bound on waiting, never an assertion
 SIZE_ALLOWANCE = 100 * 1024  # the folder is at most the float16 weights plus this
 NEAR_TIE = 1e-3  # a gap between two characters' scores (logits / T + Gumbel) this small is a float near-tie
@@ -65,44 +66,8 @@ class StaticServer:
 
 
 def chromium(performance_log: bool = True):
-    """Headless chromium that can reach 127.0.0.1 only (every other host resolves to nothing)."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        message = "needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for drivers online
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in [
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=420,860",  # a phone's width
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-default-apps",
-        "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ]:
-        options.add_argument(argument)
-    if performance_log:
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(WAIT_SECONDS)
-    driver.set_script_timeout(WAIT_SECONDS)
-    return driver
-
-
-def requested_urls(driver) -> list[str]:
-    """Every URL the browser asked for since the last call (from Chrome's performance log)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
+    """Headless chromium of a phone's width that can reach 127.0.0.1 only."""
+    return headless_chromium("420,860", WAIT_SECONDS, performance_log=performance_log)
 
 
 def open_page(driver, url: str) -> dict:
