@@ -461,7 +461,7 @@ def _text_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.n
 
     path = Path(text_path)
     if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
         raise EvaluationError(f"The text to evaluate, {path}, {what}; pass an existing text file with --text.")
     options = info.data.get("options", {})
     encoding = encoding or options.get("encoding") or "utf-8"
