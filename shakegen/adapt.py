@@ -22,9 +22,11 @@ import math
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
+from shakegen.backend import import_tensorflow
 from shakegen.errors import EvaluationError
+
+tf = import_tensorflow()  # quietly: its C++ start-up log is not for the user's terminal
 
 SEGMENT = 32  # characters per adaptation step
 DEFAULT_LEARNING_RATE = 0.05  # plain SGD; chosen on the pretrained model (see docs/quality.md)

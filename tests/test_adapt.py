@@ -88,3 +88,24 @@ def test_eval_adapt_reports_its_own_protocol_and_leaves_the_run_folder_as_it_was
     ]:
         refused = runner.invoke(main, ["eval", "--checkpoint", str(run), "--text", str(path), *extra])
         assert refused.exit_code == 2 and message in refused.output
+
+
+def test_eval_adapt_prints_no_tensorflow_start_up_log(tmp_path):
+    """TensorFlow's C++ start-up lines (I0000 …, oneDNN, cudart) stay out of eval --adapt's stderr."""
+    import subprocess
+    import sys
+
+    text = tmp_path / "lines.txt"
+    text.write_text("ROMEO: I love thee.\n" * 6, encoding="utf-8")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "shakegen", "eval", "--checkpoint", "pretrained", "--adapt", "--text", str(text)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    for marker in ("I0000", "oneDNN custom operations", "cudart_stub", "absl::InitializeLog"):
+        assert marker not in done.stderr, done.stderr
