@@ -1264,7 +1264,10 @@ def _read_inspected_text(text: str | None, file_path: Path | None, encoding: str
         return text
     if file_path is not None:
         if not file_path.is_file():
-            what = "is a directory" if file_path.is_dir() else "does not exist"
+            if file_path.is_dir():
+                what = "is a directory"
+            else:
+                what = "is not a regular file" if file_path.exists() else "does not exist"
             raise click.BadParameter(f"{file_path} {what}; pass an existing text file.", param_hint="--file")
         raw = file_path.read_bytes()
         where = str(file_path)

@@ -222,3 +222,14 @@ def test_the_server_refuses_what_it_cannot_inspect_naming_the_field(pretrained_s
     top = pretrained_server.post("/v1/inspect", {"text": "ROMEO:", "top_k": 0})
     assert top.status_code == 422 and top.json()["field"] == "top_k"
     assert pretrained_server.post("/v1/inspect", {"text": "ROMEO:"}).status_code == 200  # still serving
+
+
+def test_inspect_file_that_is_not_a_regular_file_says_so(tmp_path):
+    """/dev/null exists: it is not a regular file, and the error says that rather than 'does not exist'."""
+    from click.testing import CliRunner
+
+    from shakegen.cli import main
+
+    result = CliRunner().invoke(main, ["inspect", "--checkpoint", "pretrained", "--file", "/dev/null"])
+    assert result.exit_code == 2
+    assert "is not a regular file" in result.output and "does not exist" not in result.output
