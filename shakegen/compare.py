@@ -22,11 +22,10 @@ import statistics
 from pathlib import Path
 
 from shakegen import checkpoint, events, fileio
-from shakegen.config import CELLS, ConfigError, TrainConfig
+from shakegen.config import CELLS, MAX_RANDOM_SEED, ConfigError, TrainConfig
 from shakegen.dataset import epoch_batches, steps_per_epoch
 from shakegen.errors import CheckpointError
 from shakegen.events import CellStarted
-from shakegen.noise import SEED_RANGE
 from shakegen.plots import compare_png
 from shakegen.training import ensure_prepared, train
 
@@ -43,7 +42,6 @@ RUN_FIELDS = (
 )
 VALIDATIONS_PER_RUN = 10  # with a character budget: validation points on each curve
 SHOWN_DIFFERENCES = 3  # settings named when a run in --out-dir differs from the one asked
-MAX_RANDOM_SEED = SEED_RANGE - 1  # random seeds are 32-bit everywhere in shakegen
 
 
 def parse_cells(text: str) -> list[str]:
