@@ -394,7 +394,8 @@ def choose(
     if ban is not None:  # the largest allowed logit is the shift: the others' scale does not depend on banned ones
         logits = np.where(ban, np.float32(-np.inf), logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # largest 0: a tiny T gives -inf, never +inf
-    scaled = filter_logits(shifted / np.float32(temperature), top_k, top_p, ban=ban, min_p=min_p)
+    # Banned logits are -inf already and stay so through the shift and the scale: no second mask.
+    scaled = filter_logits(shifted / np.float32(temperature), top_k, top_p, min_p=min_p)
     return np.argmax(scaled + gumbel, axis=-1)
 
 

@@ -152,7 +152,7 @@ class Stopping:
                 continue
             before = len(self.texts[index])
             text = self.texts[index] = self.texts[index] + piece
-            found = self.rule.find(text, before) if self.rule.active else None
+            found = self.rule.find(text, before)
             if found is not None:
                 end, reason, stop = found
                 self.texts[index] = text = text[:end]
