@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from shakegen import __version__, corpus, ui
-from shakegen.config import CELLS, LR_SCHEDULES, PRECISIONS, PRESETS, RECURRENT_INITIALIZERS, RNN_KERNELS
+from shakegen.config import (
+    CELLS,
+    LR_SCHEDULES,
+    MAX_RANDOM_SEED,
+    PRECISIONS,
+    PRESETS,
+    RECURRENT_INITIALIZERS,
+    RNN_KERNELS,
+)
 from shakegen.distribute import STRATEGIES
 from shakegen.errors import ShakegenError, TrainingInterrupted
 from shakegen.serve.limits import Limits as ServeLimits
@@ -385,7 +393,7 @@ def _preset_help(name: str, text: str) -> str:
 )
 @click.option(
     "--random-seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=click.IntRange(0, MAX_RANDOM_SEED),
     default=None,
     help=_preset_help("random_seed", "Seed for weights, data order and dropout, 0 to 2**32 - 1."),
 )
@@ -527,7 +535,7 @@ def train(
 )
 @click.option(
     "--random-seed",
-    type=click.IntRange(0, 2**32 - 1),  # noise.SEED_RANGE
+    type=click.IntRange(0, MAX_RANDOM_SEED),
     default=None,
     help="Seed for sampling, 0 to 2**32 - 1 (sample i uses seed + i). [default: random, printed]",
 )
@@ -830,7 +838,7 @@ def _adaptive_row(model, what: dict, data_dir, strict, encoding, learning_rate, 
 )
 @click.option(
     "--random-seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=click.IntRange(0, MAX_RANDOM_SEED),
     default=None,
     help="Seed of the random windows of --samples, from 0 to 2**32 - 1. [default: 0]",
 )
@@ -987,7 +995,7 @@ def eval_command(
 )
 @click.option(
     "--random-seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=click.IntRange(0, MAX_RANDOM_SEED),
     default=PRESETS["quick"].random_seed,
     show_default=True,
     help="Seed shared by every cell when --seeds is not given (0 to 2**32 - 1).",
@@ -1022,21 +1030,14 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
       shakegen compare --seeds 1,2,3 --characters 10000000
       shakegen compare --preset tiny --seeds 1,2 --characters 200000
     """
-    import dataclasses
-
-    from shakegen.backend import import_tensorflow
-
-    import_tensorflow()  # quietly, before shakegen.compare imports it (its start-up lines are not for the user)
     from shakegen import compare as comparing
 
     cell_list = comparing.parse_cells(cells)
     seed_list = comparing.parse_seeds(seeds) if seeds is not None else [random_seed]
     if minutes is None and characters is None:
         minutes = 5.0
-    # The budget is the comparison's: the preset's own step cap (tiny's 20) must not cut it short.
-    base = dataclasses.replace(
-        PRESETS[preset], max_steps=None, max_minutes=minutes, max_characters=characters, random_seed=random_seed
-    )
+    # The budget is the comparison's: a budget given replaces the preset's caps (tiny's 20 steps).
+    base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)
     display = ui.TrainDisplay()
     try:
         rows = comparing.compare(
@@ -1553,7 +1554,7 @@ def _run_label(run_dir: Path) -> str:
 @click.option("--ban", default=None, metavar="CHARS", help='Characters never proposed ("\\n" and "\\t" as escapes).')
 @click.option(
     "--random-seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=click.IntRange(0, MAX_RANDOM_SEED),
     default=None,
     help="Seed of the first proposal (each resample adds one). [default: random]",
 )

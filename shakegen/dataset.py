@@ -9,7 +9,10 @@ makes an interrupted run resume onto exactly the batches it would have seen.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+from shakegen.backend import import_tensorflow
+
+tf = import_tensorflow()  # quietly: its C++ start-up log is not for the user's terminal
 
 
 def epoch_window_starts(
