@@ -488,7 +488,8 @@ class TextModel:
                 TensorFlow in batches for longer ones), ``numpy`` or ``tensorflow``; None: the
                 one ``load`` was given. The report names the one that ran.
             characters_per_call: at most about this many characters per call into the engine
-                or TensorFlow (and so between two ``progress`` calls); None: their defaults.
+                or TensorFlow (and so between two ``progress`` calls); None: their defaults; a
+                mapping from engine name to a count: the count for the engine that scores.
                 It does not change the figure beyond float rounding.
         Raises:
             EvaluationError: not exactly one of text, path and split; an unknown split or
@@ -502,7 +503,9 @@ class TextModel:
                 f"Give exactly one of text, path or split to evaluate; got {', '.join(given) or 'none'}."
             )
         chosen = evaluate.Protocol(protocol, window, samples, random_seed).validate()
-        evaluate.check_characters_per_call(characters_per_call)
+        per_engine = characters_per_call if isinstance(characters_per_call, dict) else None
+        for count in per_engine.values() if per_engine is not None else [characters_per_call]:
+            evaluate.check_characters_per_call(count)
         try:
             engine = sampling.check_engine(self.engine_choice if engine is None else engine)
         except SamplingError as error:
@@ -516,6 +519,8 @@ class TextModel:
             )
             what = str(path) if path is not None else f"{split} split"
         engine = sampling.scoring_engine(engine, evaluate.predicted_characters(len(found.ids), chosen))
+        if per_engine is not None:
+            characters_per_call = per_engine[engine]
         scorer = self.engine if engine == "numpy" else self.model
         self.last_engine = engine
         row = evaluate.report(

@@ -252,3 +252,26 @@ def test_figures_do_not_depend_on_the_engine_or_the_turn_size(trained_run, small
         model.evaluate(text, engine="gpu")
     with pytest.raises(SamplingError, match="Unknown engine 'gpu'; expected one of auto, numpy, tensorflow"):
         shakegen.load(trained_run, engine="gpu")
+
+
+def test_characters_per_call_by_engine_picks_the_scoring_engines_count(trained_run):
+    """A mapping {engine: count} uses the count of the engine that actually scores; bad counts are refused."""
+    import pytest
+
+    import shakegen
+    from shakegen.evaluate import EvaluationError
+
+    model = shakegen.load(trained_run)
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 3
+    calls = []
+    report = model.evaluate(
+        text,
+        engine="numpy",
+        characters_per_call={"numpy": 7, "tensorflow": 100_000},
+        progress=lambda done, total: calls.append(done),
+    )
+    predicted = len(text) - 1
+    assert calls == list(range(7, predicted, 7)) + [predicted]  # pieces of 7: the numpy count was used
+    assert report.loss == pytest.approx(model.evaluate(text, engine="numpy").loss, rel=1e-6)  # float rounding
+    with pytest.raises(EvaluationError, match="characters_per_call"):
+        model.evaluate(text, characters_per_call={"numpy": 0, "tensorflow": 10})

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
-from shakegen import checkpoint, sampling
+from shakegen import checkpoint
 from shakegen.serve.limits import Limits
 
 # Characters an evaluation scores per turn of the model's thread, by the engine that scores it:
@@ -226,9 +226,7 @@ class ModelWorker:
                 text,
                 protocol=protocol,
                 window=window or 256,
-                characters_per_call=EVALUATION_CHARACTERS_PER_TURN[
-                    sampling.scoring_engine(self.model.engine_choice, len(text) - 1)
-                ],
+                characters_per_call=EVALUATION_CHARACTERS_PER_TURN,
             )
         )
         self.counters.evaluating_now += 1
