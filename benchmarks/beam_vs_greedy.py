@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from shakegen import corpus, engine, pretrained
-from shakegen.beam import beam_search
+from shakegen.data import corpus
+from shakegen.runs import pretrained
+from shakegen.use import engine
+from shakegen.use.beam import beam_search
 
 
 def main() -> None:

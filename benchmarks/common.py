@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from shakegen.backend import import_tensorflow  # noqa: E402
 from shakegen.machine import processor_description  # noqa: F401  (re-exported for the benchmarks)
+from shakegen.model.backend import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 

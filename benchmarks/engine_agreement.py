@@ -1,12 +1,12 @@
 """How often the NumPy engine (behind ``shakegen generate``) and the exported SavedModel give the same text.
 
-Both draw the same counter-based noise (``shakegen.noise``); they can only differ where two
+Both draw the same counter-based noise (``shakegen.use.noise``); they can only differ where two
 characters' scores are a float near-tie, because NumPy and TensorFlow round the logits' last
 bits differently.
 
 (greedy)  the run's greedy text after the seed, ``--greedy-length`` characters (2,000), from the
           engine (``shakegen.load(run, engine="numpy").generate``) and from the SavedModel's
-          ``generate`` signature (the run exported with ``shakegen.export.export_run``).
+          ``generate`` signature (the run exported with ``shakegen.exports.savedmodel.export_run``).
 (sampled) ``--seeds`` random seeds (100) × ``--length`` characters (500) at ``--temperature``
           (and top-k / top-p when given): the fraction of texts identical between the two, and
           for every text that differs, where it first differs and the gap between the two
@@ -27,7 +27,8 @@ import numpy as np
 from common import processor_description, tf
 
 import shakegen
-from shakegen import engine, export, noise
+from shakegen.exports import savedmodel as export
+from shakegen.use import engine, noise
 
 SEED = "ROMEO:"
 

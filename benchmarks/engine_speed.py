@@ -1,7 +1,7 @@
 """The NumPy engine against the TensorFlow sampler on the pretrained model.
 
 (warm) characters per second in one warm process, batch by batch (1, 2, 4, 8, 16 by default):
-       the engine's sampler (``shakegen.engine``) against TensorFlow's compiled loop
+       the engine's sampler (``shakegen.use.engine``) against TensorFlow's compiled loop
        (``tf_sampler.Sampler``), both loaded and warmed up first, alternating rounds, median;
        the crossover is the first batch where TensorFlow is faster (``sampling.TENSORFLOW_FROM_SAMPLES``
        is what ``--engine auto`` uses). Checked against the targets: at least 2,000 characters/s
@@ -44,7 +44,7 @@ RATE_TARGET, RATIO_TARGET = 2000.0, 1.4  # characters/s at batch 1, and against 
 
 
 def engine_sampler(run_dir, blas_threads: int = 1):
-    from shakegen import engine
+    from shakegen.use import engine
 
     loaded, info, _ = engine.load(run_dir)
     seed_ids = info.vocab.encode(SEED)
@@ -62,7 +62,8 @@ def engine_sampler(run_dir, blas_threads: int = 1):
 
 def tensorflow_sampler(run_dir):
     """TensorFlow's path as the faces use it: the float32 model and its compiled sampling loop."""
-    from shakegen import checkpoint, sampling, tf_sampler
+    from shakegen.runs import checkpoint
+    from shakegen.use import sampling, tf_sampler
 
     model, info, _ = checkpoint.load_model(run_dir, precision="float32")
     sampler = tf_sampler.Sampler(model, sampling.SamplingOptions(temperature=TEMPERATURE))

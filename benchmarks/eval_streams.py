@@ -19,7 +19,9 @@ import time
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 import numpy as np
 
-from shakegen import checkpoint, evaluate, prepare
+from shakegen.data import prepare
+from shakegen.runs import checkpoint
+from shakegen.use import evaluate
 
 
 def main():

@@ -27,8 +27,12 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
 import shakegen
-from shakegen import api, checkpoint, evaluate, finetune, prepare, training
 from shakegen.config import PRESETS
+from shakegen.data import prepare
+from shakegen.runs import checkpoint, names
+from shakegen.training import finetune
+from shakegen.training import trainer as training
+from shakegen.use import evaluate
 
 SEED_TEXT = "And God said"
 
@@ -79,7 +83,7 @@ def one_run(arm: str, minutes: float, args, learning_rate: float | None = None) 
 
 
 def plot(results: dict, path: Path) -> None:
-    from shakegen.plots import _png, _pyplot
+    from shakegen.runs.plots import _png, _pyplot
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -137,7 +141,7 @@ def main():
     if not prepare.is_prepared(args.data):
         prepare.prepare_corpus(args.text, args.data)
     data = prepare.load_prepared(args.data)
-    args.base_dir = api.resolve_run(args.base)  # a run folder, or the bundle for "pretrained"
+    args.base_dir = names.resolve_run(args.base)  # a run folder, or the bundle for "pretrained"
     base_info = checkpoint.read_run(args.base_dir)
     added = sorted(set(data.vocab.chars) - set(base_info.vocab.chars))
     results = {

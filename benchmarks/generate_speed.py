@@ -28,9 +28,9 @@ import numpy as np
 from common import alternate, report, tf, timed_rate
 
 from shakegen.config import PRESETS
-from shakegen.model import build_model
-from shakegen.sampling import SamplingOptions
-from shakegen.tf_sampler import Sampler
+from shakegen.model.network import build_model
+from shakegen.use.sampling import SamplingOptions
+from shakegen.use.tf_sampler import Sampler
 
 VOCAB = 65
 WINDOW = 100

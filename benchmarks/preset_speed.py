@@ -47,8 +47,8 @@ def main() -> None:
     import numpy as np
 
     from shakegen.config import PRESETS
-    from shakegen.model import build_model
-    from shakegen.training import _carried_states, make_train_step
+    from shakegen.model.network import build_model
+    from shakegen.training.trainer import _carried_states, make_train_step
 
     base = PRESETS[args.preset]
     configs = {args.preset: base} | {variant: base.replace(**parse_variant(variant)) for variant in args.variant}

@@ -18,8 +18,8 @@ import math
 import common  # noqa: F401  (quiet TensorFlow)
 
 import shakegen
-from shakegen import checkpoint
 from shakegen.machine import processor_description
+from shakegen.runs import checkpoint
 
 
 def row(name: str, run: str, data_dir: str) -> dict:

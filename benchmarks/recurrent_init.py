@@ -16,7 +16,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path and imports TensorFlow quietly)
 
 from shakegen.config import PRESETS
-from shakegen.training import train
+from shakegen.training.trainer import train
 
 
 def main():

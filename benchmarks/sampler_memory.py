@@ -23,7 +23,7 @@ import time
 from common import processor_description
 
 import shakegen
-from shakegen import sampling, tf_sampler
+from shakegen.use import sampling, tf_sampler
 
 
 def rss_mb() -> float:

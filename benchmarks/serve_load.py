@@ -220,7 +220,7 @@ class Evaluators:
 
 def evaluation_load(port: int, args, run_dir: Path, expected: list[str], bodies: list[dict], deadline: float) -> bool:
     """Latency of small requests alone and under evaluation load; prints a table. True if every text matched."""
-    from shakegen import corpus
+    from shakegen.data import corpus
 
     source = corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")
     text = (source * (args.evaluate_characters // len(source) + 1))[: args.evaluate_characters]
@@ -299,7 +299,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     run_dir = args.checkpoint
     if args.tiny:
-        from shakegen import corpus
+        from shakegen.data import corpus
         from tests.runs import train_tiny_run
 
         run_dir = train_tiny_run(workdir, corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:6000])

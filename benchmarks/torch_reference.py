@@ -42,10 +42,12 @@ from common import alternate, report, tf, timed_rate
 from torch import nn
 from torch.nn import functional
 
-from shakegen import checkpoint, corpus, sampling, tf_sampler
 from shakegen.config import PRESETS
-from shakegen.model import build_model
-from shakegen.vocab import Vocabulary
+from shakegen.data import corpus
+from shakegen.data.vocab import Vocabulary
+from shakegen.model.network import build_model
+from shakegen.runs import checkpoint
+from shakegen.use import sampling, tf_sampler
 
 SHAKEGEN = "shakegen gru (fused), float32"
 SHAKEGEN_BF16 = "shakegen gru (fused), mixed_bfloat16"

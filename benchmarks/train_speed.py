@@ -25,9 +25,9 @@ import keras
 import numpy as np
 from common import alternate, report, tf, timed_rate
 
-from shakegen import cells as cells_module
 from shakegen.config import CELLS, PRECISIONS, PRESETS, RNN_KERNELS
-from shakegen.model import build_model
+from shakegen.model import cells as cells_module
+from shakegen.model.network import build_model
 
 VOCAB = 65
 TUTORIAL = "keras.layers.GRU (tutorial)"

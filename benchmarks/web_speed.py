@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shakegen import pretrained, webexport  # noqa: E402
+from shakegen.exports import webpage as webexport  # noqa: E402
 from shakegen.machine import processor_description  # noqa: E402
+from shakegen.runs import pretrained
 from tests.test_web_export import (  # noqa: E402
     StaticServer,
     browser_generate,

@@ -9,8 +9,7 @@ once, or when asked for (``engine="tensorflow"``):
     print(model.generate("ROMEO:", length=300, temperature=0.8, random_seed=7))
 """
 
-__version__ = "0.1.0"
-
-from shakegen.api import EvaluationReport, TextModel, load, train  # noqa: E402
+from shakegen.api import EvaluationReport, TextModel, load, train
+from shakegen.version import __version__
 
 __all__ = ["EvaluationReport", "TextModel", "load", "train", "__version__"]

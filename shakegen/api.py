@@ -27,35 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from shakegen.errors import CheckpointError, SamplingError
-
-PRETRAINED = "pretrained"
-DEFAULT_CHECKPOINTS = Path("checkpoints")
-
-
-def resolve_run(run: str | os.PathLike | None) -> Path:
-    """The run folder a user means: a path, ``"pretrained"``, or ``None`` for the latest run
-    under ``checkpoints/`` (the pretrained model when there is none).
-
-    Raises:
-        CheckpointError: no run there (the message says how to train one).
-    """
-    from shakegen import checkpoint, pretrained
-
-    if run is None:
-        try:
-            return checkpoint.latest_run(DEFAULT_CHECKPOINTS)
-        except CheckpointError:
-            if not pretrained.available():
-                raise
-            return pretrained.BUNDLE_DIR
-    if str(run) == PRETRAINED and not (Path(run) / checkpoint.CONFIG_FILE).is_file():  # not a run of one's own
-        if not pretrained.available():
-            raise CheckpointError(
-                "No pretrained model ships with this installation of shakegen. Train one with "
-                "`shakegen train --preset quick` and pass its run folder (for example checkpoints/quick)."
-            )
-        return pretrained.BUNDLE_DIR
-    return Path(run)
+from shakegen.runs.names import DEFAULT_CHECKPOINTS, resolve_run
 
 
 def load(run: str | os.PathLike | None = None, which: str = "best", engine: str = "auto") -> "TextModel":
@@ -75,7 +47,7 @@ def load(run: str | os.PathLike | None = None, which: str = "best", engine: str 
     """
     if which not in ("best", "last"):
         raise CheckpointError(f"Unknown checkpoint {which!r}; expected 'best' or 'last'.")
-    from shakegen import sampling
+    from shakegen.use import sampling
 
     sampling.check_engine(engine)
     return TextModel(resolve_run(run), which, engine)
@@ -123,8 +95,8 @@ class TextModel:
     """
 
     def __init__(self, run_dir: Path, which: str, engine: str = "auto"):
-        from shakegen import engine as engines
-        from shakegen import sampling
+        from shakegen.use import engine as engines
+        from shakegen.use import sampling
 
         self.engine_choice = sampling.check_engine(engine)
         # float32 whatever the run was trained in: texts and figures depend only on the weights.
@@ -157,10 +129,10 @@ class TextModel:
     def model(self):
         """The run's Keras ``CharModel`` in float32 (imports TensorFlow and builds it when first asked)."""
         if self._model is None:
-            from shakegen.backend import import_tensorflow
+            from shakegen.model.backend import import_tensorflow
 
             import_tensorflow()
-            from shakegen import checkpoint
+            from shakegen.runs import checkpoint
 
             self._model, _, _ = checkpoint.load_model(self.run_dir, self.which, precision="float32")
         return self._model
@@ -169,7 +141,7 @@ class TextModel:
 
     def sampling_options(self, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None):
         """Validated sampling options. Raises SamplingError naming the bad value."""
-        from shakegen import sampling
+        from shakegen.use import sampling
 
         return sampling.SamplingOptions(temperature, top_k, top_p).validate(len(self.info.vocab))
 
@@ -179,7 +151,7 @@ class TextModel:
         Raises:
             UnknownCharactersError: characters the model does not know, unless ``skip_unknown``.
         """
-        from shakegen import sampling
+        from shakegen.use import sampling
 
         if not isinstance(seed, str):
             raise SamplingError(f"The seed must be a string, got {type(seed).__name__}.")
@@ -187,7 +159,7 @@ class TextModel:
 
     def sampling_engine(self, num_samples: int = 1, engine: str | None = None) -> str:
         """``numpy`` or ``tensorflow``: what samples ``num_samples`` at once (``engine``, else the model's choice)."""
-        from shakegen import sampling
+        from shakegen.use import sampling
 
         return sampling.sampling_engine(self.engine_choice if engine is None else engine, num_samples)
 
@@ -219,8 +191,8 @@ class TextModel:
         blocks are exhausted, ``last_endings`` (and ``endings``, a list given to fill, which concurrent
         callers use) says how each sample ended (``stopping.Ended``).
         """
-        from shakegen import engine as engines
-        from shakegen import sampling, stopping
+        from shakegen.use import engine as engines
+        from shakegen.use import sampling, stopping
 
         for name, value in (("length", length), ("num_samples", num_samples)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -268,7 +240,7 @@ class TextModel:
     def ban_ids(self, ban: str | None) -> list[int] | None:
         """The ids of the characters ``ban`` names (None: none). Raises SamplingError for a character the
         model does not know, or for banning all of them."""
-        from shakegen import stopping
+        from shakegen.use import stopping
 
         if ban is None or ban == "":
             return None
@@ -286,7 +258,7 @@ class TextModel:
         Raises:
             SamplingError: an empty stop text, or lines not a positive integer.
         """
-        from shakegen import stopping
+        from shakegen.use import stopping
 
         stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
         if any(not isinstance(text, str) for text in stops):
@@ -300,7 +272,7 @@ class TextModel:
     def last_stop_reasons(self) -> list[dict] | None:
         """How each sample of the last ``generate`` or ``stream`` ended: {"stop_reason": "length", "stop", or
         "lines", "stop_text": the stop text or None}; a sample not ended early reached its length."""
-        from shakegen import stopping
+        from shakegen.use import stopping
 
         endings = self.last_endings
         return None if endings is None else [(ended or stopping.Ended(stopping.LENGTH)).as_dict() for ended in endings]
@@ -309,7 +281,7 @@ class TextModel:
         """The model's one TensorFlow ``tf_sampler.Sampler``: compiled once, it serves every option value."""
         if self._sampler is None:
             model = self.model
-            from shakegen import tf_sampler
+            from shakegen.use import tf_sampler
 
             self._sampler = tf_sampler.Sampler(model)
         return self._sampler
@@ -352,7 +324,7 @@ class TextModel:
         Raises:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
         """
-        from shakegen import sampling
+        from shakegen.use import sampling
 
         options = self.sampling_options(temperature, top_k, top_p)
         rule = self.stop_rule(stop, keep_stop, lines)
@@ -389,8 +361,8 @@ class TextModel:
         min_p: float | None = None,
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
-        from shakegen import engine as engines
-        from shakegen import sampling
+        from shakegen.use import engine as engines
+        from shakegen.use import sampling
 
         options = self.sampling_options(temperature, top_k, top_p)
         rule = self.stop_rule(stop, keep_stop, lines)  # refused before the seed is yielded, as the rest
@@ -430,7 +402,7 @@ class TextModel:
         Raises:
             SamplingError, UnknownCharactersError (both ValueError): bad options or seed.
         """
-        from shakegen.beam import beam_search
+        from shakegen.use.beam import beam_search
 
         rule = self.stop_rule(stop, keep_stop, lines)
         banned = self.ban_ids(ban)
@@ -495,7 +467,7 @@ class TextModel:
             EvaluationError: not exactly one of text, path and split; an unknown split or
                 protocol; a bad window, sample count or random seed; see ``evaluation_ids``.
         """
-        from shakegen import evaluate, sampling
+        from shakegen.use import evaluate, sampling
 
         given = [name for name, value in (("text", text), ("path", path), ("split", split)) if value is not None]
         if len(given) != 1:
@@ -552,7 +524,7 @@ class TextModel:
         Raises:
             InspectionError: fewer than 2 known characters, more than 50,000, a bad top_k or unit.
         """
-        from shakegen import inspect as inspection
+        from shakegen.use import inspect as inspection
 
         chosen = [
             inspection.parse_unit(unit, self.engine.num_layers, self.engine.layers[0].units)
@@ -583,17 +555,17 @@ def train(
         run_dir: the run folder; default ``checkpoints/<preset>``.
         resume: continue the run in ``run_dir``; only how long and how fast to train may change.
         overwrite: start over in a ``run_dir`` that already holds a run.
-        progress: called with each ``shakegen.events`` instance as training goes.
+        progress: called with each ``shakegen.training.events`` instance as training goes.
         init_from: fine-tune a new run from this run folder's best weights (or ``"pretrained"``),
-            its vocabulary extended by the corpus's new characters (see ``shakegen.finetune``).
+            its vocabulary extended by the corpus's new characters (see ``shakegen.training.finetune``).
     Raises:
         ConfigError: an unknown preset or field, a bad value, or a run folder that conflicts.
-        TrainingDiverged, TrainingInterrupted, CheckpointWriteError: see ``shakegen.training.train``.
+        TrainingDiverged, TrainingInterrupted, CheckpointWriteError: see ``shakegen.training.trainer.train``.
     """
     from dataclasses import fields
 
-    from shakegen.backend import import_tensorflow
     from shakegen.config import PRESETS, ConfigError, TrainConfig
+    from shakegen.model.backend import import_tensorflow
 
     if preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
@@ -604,7 +576,7 @@ def train(
             f"Unknown training option(s) {', '.join(unknown)}; expected fields of TrainConfig: {', '.join(sorted(known))}."
         )
     import_tensorflow()
-    from shakegen import training
+    from shakegen.training import trainer as training
 
     config = PRESETS[preset].replace(**overrides)
     changes = {name: value for name, value in overrides.items() if value is not None}

@@ -5,7 +5,7 @@ os.environ.setdefault("NO_COLOR", "1")
 
 import pytest  # noqa: E402
 
-from shakegen import corpus  # noqa: E402
+from shakegen.data import corpus  # noqa: E402
 
 SMALL_CONFIG = dict(
     embedding_dim=8, rnn_units=16, seq_length=16, batch_size=8, epochs=2, learning_rate=1e-2, final_learning_rate=1e-3
@@ -21,7 +21,7 @@ def small_text():
 @pytest.fixture
 def small_data(tmp_path, small_text):
     """A prepared small corpus in tmp_path/data."""
-    from shakegen import prepare
+    from shakegen.data import prepare
 
     source = tmp_path / "small.txt"
     source.write_text(small_text, encoding="utf-8")
@@ -39,7 +39,7 @@ def small_config():
 @pytest.fixture
 def trained_run(tmp_path, small_data, small_config):
     """A small model trained for two epochs; returns its run folder."""
-    from shakegen.training import train
+    from shakegen.training.trainer import train
 
     run_dir = tmp_path / "run"
     train(small_config, run_dir, small_data)

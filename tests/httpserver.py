@@ -8,7 +8,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from shakegen import corpus
+from shakegen.data import corpus
 
 BODY = corpus.EMBEDDED_CORPUS.read_bytes()
 GZIPPED = gzip.compress(BODY, mtime=0)

@@ -14,9 +14,9 @@ def train_tiny_run(folder: Path, text: str, *, encoding: str = "utf-8", **overri
 
     Returns the run folder, ``folder``/run; ``overrides`` change the tiny configuration.
     """
-    from shakegen import prepare
     from shakegen.config import TrainConfig
-    from shakegen.training import train
+    from shakegen.data import prepare
+    from shakegen.training.trainer import train
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,13 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from shakegen import adapt, checkpoint, evaluate, fileio  # noqa: E402
+from shakegen import fileio
 from shakegen.errors import EvaluationError  # noqa: E402
+from shakegen.runs import checkpoint
+from shakegen.use import (
+    adapt,
+    evaluate,  # noqa: E402
+)
 from tests.runs import train_tiny_run  # noqa: E402
 
 LINE = "Now is the winter of our discontent made glorious, said he.\n"

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 import shakegen
 from shakegen.cli import main
+from shakegen.data.vocab import UnknownCharactersError
 from shakegen.errors import CheckpointError, ConfigError, EvaluationError, SamplingError
-from shakegen.vocab import UnknownCharactersError
 from tests.reference import run_weights, sampling_gaps_for
 
 
@@ -51,7 +51,7 @@ def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options:
     """Every character of every sample is what a float64 NumPy forward pass, the options'
     definitions and the random seed's counter noise (the plain-Python hash of tests/reference.py)
     give; only a float near-tie may pick another."""
-    from shakegen import checkpoint
+    from shakegen.runs import checkpoint
 
     info = checkpoint.read_run(run_dir)
     weights = run_weights(Path(run_dir) / checkpoint.BEST_FILE, info.config.cell)  # straight from the file
@@ -259,7 +259,7 @@ def test_characters_per_call_by_engine_picks_the_scoring_engines_count(trained_r
     import pytest
 
     import shakegen
-    from shakegen.evaluate import EvaluationError
+    from shakegen.use.evaluate import EvaluationError
 
     model = shakegen.load(trained_run)
     text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 3

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine
 from shakegen.errors import SamplingError
+from shakegen.runs import checkpoint
+from shakegen.use import engine
 from tests import reference
 from tests.test_engine import reference_noise, sampled, write_random_run
 

@@ -5,10 +5,11 @@ import itertools
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine
-from shakegen.beam import beam_search
 from shakegen.errors import SamplingError
-from shakegen.stopping import LENGTH, STOP, StopRule
+from shakegen.runs import checkpoint
+from shakegen.use import engine
+from shakegen.use.beam import beam_search
+from shakegen.use.stopping import LENGTH, STOP, StopRule
 from tests import reference
 from tests.test_engine import write_random_run
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shakegen import cells
-from shakegen.cells import VARIANTS, GRULayer, parameter_count
 from shakegen.config import TrainConfig
-from shakegen.model import build_model
+from shakegen.model import cells
+from shakegen.model.cells import VARIANTS, GRULayer, parameter_count
+from shakegen.model.network import build_model
 from tests.reference import gru_sequence
 
 BATCH, TIME, FEATURES, UNITS = 3, 50, 7, 11

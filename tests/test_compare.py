@@ -3,11 +3,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint
-from shakegen.cells import parameter_count
 from shakegen.cli import main
-from shakegen.compare import compare, parse_cells
 from shakegen.config import ConfigError
+from shakegen.model.cells import parameter_count
+from shakegen.runs import checkpoint
+from shakegen.training.compare import compare, parse_cells
 
 
 def test_compare_trains_each_cell_once_and_writes_results(tmp_path, small_data, small_config):
@@ -68,7 +68,7 @@ def test_cell_list_is_checked():
 
 @pytest.mark.parametrize("cell", ["classic", "gru1", "gru2", "gru3"])
 def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_config, cell):
-    from shakegen.training import train
+    from shakegen.training.trainer import train
 
     run_dir = tmp_path / cell
     train(small_config.replace(cell=cell, epochs=1), run_dir, small_data)
@@ -84,8 +84,8 @@ def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_c
 
 def test_a_budget_of_many_epochs_validates_at_epoch_ends_only(tmp_path, small_data, small_config):
     """Training validates at each epoch's end; a budget of ten epochs or more needs no other points."""
-    from shakegen.dataset import steps_per_epoch
-    from shakegen.prepare import load_prepared
+    from shakegen.data.prepare import load_prepared
+    from shakegen.training.dataset import steps_per_epoch
 
     epoch = steps_per_epoch(len(load_prepared(small_data).train), small_config.seq_length, small_config.batch_size)
     characters = 12 * epoch * small_config.batch_size * small_config.seq_length
@@ -145,7 +145,7 @@ def test_a_run_made_with_other_settings_is_refused_and_overwrite_trains_it_again
 
 def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, small_data, small_config):
     from shakegen.errors import TrainingInterrupted
-    from shakegen.events import Validated
+    from shakegen.training.events import Validated
 
     def interrupt(event):
         if isinstance(event, Validated):
@@ -169,8 +169,8 @@ def test_an_interrupted_run_resumes_only_with_its_own_settings(tmp_path, small_d
 def test_a_character_budget_is_trained_whatever_the_presets_caps(tmp_path, small_data):
     """tiny caps max_steps at 20 and epochs at 2 (10 steps each on this corpus): 40 steps asked, 40 trained."""
     from shakegen.config import PRESETS
-    from shakegen.dataset import steps_per_epoch
-    from shakegen.prepare import load_prepared
+    from shakegen.data.prepare import load_prepared
+    from shakegen.training.dataset import steps_per_epoch
 
     tiny = PRESETS["tiny"]
     per_step = tiny.batch_size * tiny.seq_length

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shakegen import corpus
+from shakegen.data import corpus
 
 text_strategy = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from("\r\n\t\ufeff\x00\x85e\u0301.,")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shakegen.dataset import epoch_batches, epoch_dataset, epoch_window_starts, steps_per_epoch
+from shakegen.training.dataset import epoch_batches, epoch_dataset, epoch_window_starts, steps_per_epoch
 
 
 @pytest.mark.parametrize("stateful", [False, True])

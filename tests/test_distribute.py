@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from shakegen.checkpoint import read_history
+from shakegen.runs.checkpoint import read_history
 
 TRAIN_ARGS = [
     "train", "--preset", "tiny", "--embedding-dim", "8", "--rnn-units", "16", "--seq-length", "16",

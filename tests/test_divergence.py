@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint, training
 from shakegen.cli import main
 from shakegen.errors import TrainingDiverged
-from shakegen.events import Stepped
-from shakegen.training import ExplosionGuard, train
+from shakegen.runs import checkpoint
+from shakegen.training import trainer as training
+from shakegen.training.events import Stepped
+from shakegen.training.trainer import ExplosionGuard, train
 
 RUN_FILES = ("last.npz", "best.npz", "history.csv")
 
@@ -95,9 +96,9 @@ def test_timed_checkpoint_before_an_explosion_is_not_written(monkeypatch, tmp_pa
 def test_bad_validation_at_epoch_end_saves_nothing(monkeypatch, tmp_path, small_data, small_config):
     steps = []
     # Poison right after the last step of epoch 1, so only validation can see it.
-    from shakegen.dataset import steps_per_epoch
+    from shakegen.training.dataset import steps_per_epoch
 
-    prepared = __import__("shakegen.prepare", fromlist=["x"]).load_prepared(small_data)
+    prepared = __import__("shakegen.data.prepare", fromlist=["x"]).load_prepared(small_data)
     last = steps_per_epoch(len(prepared.train), small_config.seq_length, small_config.batch_size)
     _poison_at(monkeypatch, last, _to_nan, after_step=True)
     with pytest.raises(TrainingDiverged, match="validation loss became nan"):
@@ -142,9 +143,9 @@ def test_guard_rule():
 
 
 def test_huge_finite_best_loss_renders(capsys):
-    from shakegen import ui
-    from shakegen.events import Finished
-    from shakegen.training import TrainState
+    from shakegen.cli import ui
+    from shakegen.training.events import Finished
+    from shakegen.training.trainer import TrainState
 
     ui.TrainDisplay()(Finished("epochs", TrainState(best_val_loss=1e6, best_epoch=1.0)))
     assert "perplexity inf" in capsys.readouterr().err

@@ -4,10 +4,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from shakegen import corpus
-from shakegen import download as downloading
 from shakegen.cli import main
-from shakegen.download import DownloadError, download, file_sha256
+from shakegen.data import corpus
+from shakegen.data import download as downloading
+from shakegen.data.download import DownloadError, download, file_sha256
 from tests.httpserver import BODY, GZIPPED, Server
 
 SHA = corpus.TINY_SHAKESPEARE_SHA256

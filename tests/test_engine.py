@@ -6,10 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine, pretrained
 from shakegen.config import CELLS, TrainConfig
+from shakegen.data.vocab import Vocabulary
 from shakegen.errors import CheckpointError, SamplingError
-from shakegen.vocab import Vocabulary
+from shakegen.runs import checkpoint, pretrained
+from shakegen.use import engine
 from tests import reference
 from tests.runs import train_tiny_run
 from tests.test_noise import reference_uniform
@@ -22,7 +23,7 @@ TEXT_LENGTH = 160
 def write_random_run(run_dir, text, cell="gru", num_layers=1, seed=0, **overrides):
     """A run folder (config.json, best.npz, last.npz) written by the project's own writers, holding a
     model of ``cell`` with random weights large enough that every gate and layer matters."""
-    from shakegen.model import build_model
+    from shakegen.model.network import build_model
 
     vocab = Vocabulary.from_characters(text)
     config = TrainConfig(cell=cell, num_layers=num_layers, embedding_dim=6, rnn_units=12, **overrides)
@@ -226,7 +227,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, small_text):
 
 def test_the_engine_never_imports_tensorflow_or_keras():
     code = (
-        "import sys; from shakegen import engine; e, info, _ = engine.load(sys.argv[1]); "
+        "import sys; from shakegen.use import engine; e, info, _ = engine.load(sys.argv[1]); "
         "ids = info.vocab.encode('ROMEO:'); next(e.sample(ids, 10, temperature=0.8, top_k=5)); e.score(ids); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
@@ -237,7 +238,7 @@ def test_the_engine_never_imports_tensorflow_or_keras():
 
 
 def test_the_loops_run_on_one_blas_thread_and_restore_the_count():
-    from shakegen import blas_threads
+    from shakegen.use import blas_threads
 
     found = blas_threads._openblas()
     if found is None or found[0]() < 2:

@@ -12,11 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, evaluate, inference, prepare
 from shakegen.cli import main
 from shakegen.config import TrainConfig
+from shakegen.data import prepare
 from shakegen.errors import EvaluationError
-from shakegen.model import build_model
+from shakegen.model import inference
+from shakegen.model.network import build_model
+from shakegen.runs import checkpoint
+from shakegen.use import evaluate
 from tests.reference import log_softmax, model_logits, model_weights
 from tests.runs import train_tiny_run
 
@@ -331,9 +334,9 @@ def test_evaluation_memory_does_not_grow_with_the_text(tmp_path):
     code = """
 import resource
 import numpy as np
-from shakegen import evaluate
+from shakegen.use import evaluate
 from shakegen.config import TrainConfig
-from shakegen.model import build_model
+from shakegen.model.network import build_model
 
 class Started(Exception):
     pass

@@ -18,9 +18,11 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from shakegen import checkpoint, export, sampling
 from shakegen.cli import main
-from shakegen.corpus import clean_text
+from shakegen.data.corpus import clean_text
+from shakegen.exports import savedmodel as export
+from shakegen.runs import checkpoint
+from shakegen.use import sampling
 from tests.reference import log_softmax, model_logits, model_weights, run_weights, sampling_gaps_for
 from tests.runs import train_tiny_run
 

@@ -16,12 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, finetune, prepare, pretrained, training
 from shakegen.cli import main
 from shakegen.config import PRESETS, TrainConfig
+from shakegen.data import prepare
+from shakegen.data.vocab import UnknownCharactersError, Vocabulary, VocabularyError, translate
 from shakegen.errors import CheckpointError, ConfigError, PreparedDataError, ShakegenError, TrainingInterrupted
-from shakegen.events import FineTuning, Stepped
-from shakegen.vocab import UnknownCharactersError, Vocabulary, VocabularyError, translate
+from shakegen.runs import checkpoint, pretrained
+from shakegen.training import finetune
+from shakegen.training import trainer as training
+from shakegen.training.events import FineTuning, Stepped
 from tests.conftest import SMALL_CONFIG
 from tests.reference import log_softmax, model_logits, model_weights
 
@@ -225,7 +228,7 @@ def test_fine_tuned_run_generates_new_characters_and_is_evaluated_like_any_run(f
 def test_export_of_a_fine_tuned_run_scores_as_numpy_does(fine_tuned, folder):
     import tensorflow as tf
 
-    from shakegen import export
+    from shakegen.exports import savedmodel as export
 
     run, _ = fine_tuned
     export.export_run(run, folder / "exported")

@@ -11,10 +11,12 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, inference, sampling, tf_sampler
 from shakegen.cli import main
+from shakegen.data.vocab import UnknownCharactersError
 from shakegen.errors import SamplingError, ShakegenError
-from shakegen.vocab import UnknownCharactersError
+from shakegen.model import inference
+from shakegen.runs import checkpoint
+from shakegen.use import sampling, tf_sampler
 from tests.reference import (
     model_logits,
     model_weights,
@@ -139,9 +141,9 @@ def test_priming_keeps_memory_flat_for_long_seeds_and_many_samples(tmp_path):
 import resource
 import numpy as np
 from shakegen.config import TrainConfig
-from shakegen.model import build_model
-from shakegen.sampling import SamplingOptions
-from shakegen.tf_sampler import Sampler
+from shakegen.model.network import build_model
+from shakegen.use.sampling import SamplingOptions
+from shakegen.use.tf_sampler import Sampler
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -435,7 +437,7 @@ def test_the_pretrained_models_texts_follow_the_reference_and_the_counter_noise(
     """The whole path (load, clean, prime, sample, decode) on the float16 bundle: every character is
     what a float64 forward pass from the bundle's own file, the options' definitions and the random
     seed's noise (the plain-Python hash of tests/reference.py) give; only a float near-tie may differ."""
-    from shakegen import pretrained
+    from shakegen.runs import pretrained
 
     model = shakegen.load("pretrained", engine=engine)
     texts = model.generate(seed, length=150, **{**options, "num_samples": options.get("num_samples", 1)})

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint, corpus, engine, pretrained
 from shakegen.cli import main
-from shakegen.inspect import InspectionError, inspect_text, parse_unit, summarize
+from shakegen.data import corpus
+from shakegen.runs import checkpoint, pretrained
+from shakegen.use import engine
+from shakegen.use.inspect import InspectionError, inspect_text, parse_unit, summarize
 from tests import reference
 
 # A page of the validation split (the last tenth of Tiny Shakespeare): text the model never trained on.
@@ -168,7 +170,7 @@ def test_the_run_folder_is_left_as_it_was(tmp_path):
 
 
 def test_records_do_not_depend_on_the_piece_they_are_computed_in(pretrained_engine):
-    from shakegen.inspect import iter_records
+    from shakegen.use.inspect import iter_records
 
     loaded, info = pretrained_engine
     ids = info.vocab.encode(PAGE[:300])

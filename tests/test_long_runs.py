@@ -14,19 +14,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint, fileio
+from shakegen import fileio
 from shakegen.cli import main
 from shakegen.errors import CheckpointError, CheckpointWriteError, TrainingInterrupted
-from shakegen.events import Started, Stepped
-from shakegen.training import train
+from shakegen.runs import checkpoint
+from shakegen.training.events import Started, Stepped
+from shakegen.training.trainer import train
 
 # Trains in a child process, slowed by a sleep per step so the parent can kill it mid-epoch.
 CHILD = textwrap.dedent(
     """
     import json, sys, time
     from shakegen.config import TrainConfig
-    from shakegen.events import Stepped
-    from shakegen.training import train
+    from shakegen.training.events import Stepped
+    from shakegen.training.trainer import train
 
     config = TrainConfig(**json.loads(sys.argv[1]))
     slow = lambda event: time.sleep(0.05) if isinstance(event, Stepped) else None
@@ -278,7 +279,7 @@ def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
 ):
     """Stopped while the curves of an improved validation are redrawn: last.npz must not record a
     best that best.npz does not hold, and the resumed run ends where an uninterrupted one does."""
-    from shakegen import plots
+    from shakegen.runs import plots
 
     config = small_config.replace(eval_every=10)
     straight = train(config, tmp_path / "straight", small_data)

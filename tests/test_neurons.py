@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shakegen import neurons
-from shakegen.engine import Engine
-from shakegen.inspect import inspect_text
-from shakegen.vocab import Vocabulary
+from shakegen.data.vocab import Vocabulary
+from shakegen.use import neurons
+from shakegen.use.engine import Engine
+from shakegen.use.inspect import inspect_text
 
 UNITS = 8
 PLANTED = 5  # the unit set to follow "inside quotes"

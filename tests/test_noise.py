@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from shakegen import noise
+from shakegen.use import noise
 from tests.reference import murmur3_32, reference_uniform
 
 MASK = 0xFFFFFFFF
@@ -134,7 +134,7 @@ def test_random_seeds_outside_the_range_are_refused(seed):
 
 def test_the_module_does_not_import_tensorflow():
     code = (
-        "import sys; from shakegen import noise; noise.gumbel_numpy(noise.sample_keys(1, 2), range(8), 65); "
+        "import sys; from shakegen.use import noise; noise.gumbel_numpy(noise.sample_keys(1, 2), range(8), 65); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

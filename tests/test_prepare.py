@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import corpus, fileio, prepare
+from shakegen import fileio
 from shakegen.cli import main
-from shakegen.corpus import CorpusError
+from shakegen.data import corpus, prepare
+from shakegen.data.corpus import CorpusError
 from shakegen.errors import PreparedDataError
 
 
@@ -137,7 +138,7 @@ def test_cli_refuses_an_encoding_that_is_not_a_text_encoding(tmp_path, encoding,
 # A prepare killed (no cleanup, no finally) when it reaches a given point, in a child process.
 _KILLED_PREPARE = """
 import os, sys
-from shakegen import prepare
+from shakegen.data import prepare
 where, count = sys.argv[3], int(sys.argv[4])
 calls = []
 def step(real):
@@ -279,7 +280,8 @@ def test_utf16_and_utf32_corpora_prepare_to_the_ids_of_the_utf8_one(tmp_path, en
     assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
     assert b.vocab.decode(np.concatenate([b.train, b.val])) == _TEXT.replace("\r\n", "\n")
     # eval --text reads it as prepare does: the same ids as the UTF-8 file.
-    from shakegen import checkpoint, evaluate, pretrained
+    from shakegen.runs import checkpoint, pretrained
+    from shakegen.use import evaluate
 
     info = checkpoint.read_run(pretrained.BUNDLE_DIR)
     narrow = evaluate.evaluation_ids(info, split=None, text_path=utf8)
@@ -307,8 +309,9 @@ def test_cli_prepares_utf16_and_names_the_encoding_of_a_misread_one(tmp_path):
 
 @pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "utf-16", "utf-16-le", "utf-32", "utf-32-be"])
 def test_a_binary_file_is_refused_in_every_encoding_by_prepare_and_eval(tmp_path, encoding):
-    from shakegen import checkpoint, evaluate, pretrained
     from shakegen.errors import EvaluationError
+    from shakegen.runs import checkpoint, pretrained
+    from shakegen.use import evaluate
 
     image = tmp_path / "picture.png"
     image.write_bytes(_PNG_LIKE)
@@ -333,7 +336,7 @@ def test_eval_text_refuses_a_binary_file_named_utf16_in_one_line(tmp_path):
 # when it waits for the folder lock and whether it read the corpus itself.
 _PREPARER = """
 import sys
-from shakegen import prepare
+from shakegen.data import prepare
 stages = []
 def progress(stage, done, total):
     if stage == "wait" and "wait" not in stages:

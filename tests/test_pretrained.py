@@ -8,10 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 import shakegen
-from shakegen import checkpoint, corpus, prepare, pretrained, training
 from shakegen.cli import main
 from shakegen.config import TrainConfig
+from shakegen.data import corpus, prepare
 from shakegen.errors import CheckpointError
+from shakegen.exports.bundle import build as build_bundle
+from shakegen.runs import checkpoint, pretrained
+from shakegen.training import trainer as training
 from tests.reference import log_softmax, model_logits, run_weights
 
 
@@ -88,7 +91,7 @@ def embedded_run(tmp_path_factory):
 
 def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, tmp_path):
     out = tmp_path / "bundle"
-    card = pretrained.build(embedded_run, out, command="shakegen train --preset tiny")
+    card = build_bundle(embedded_run, out, command="shakegen train --preset tiny")
     assert pretrained.available(out) and pretrained.card(out) == card
     assert sorted(path.name for path in out.iterdir()) == ["best.npz", "config.json", "history.csv", "pretrained.json"]
     original = checkpoint.read_weights(embedded_run / "best.npz")
@@ -113,14 +116,14 @@ def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, t
 
 def test_build_refuses_a_run_trained_on_another_corpus(trained_run, tmp_path):
     with pytest.raises(CheckpointError, match="not trained on the embedded Tiny Shakespeare"):
-        pretrained.build(trained_run, tmp_path / "bundle", command="x")
+        build_bundle(trained_run, tmp_path / "bundle", command="x")
     assert not (tmp_path / "bundle").exists()
 
 
 def test_build_never_replaces_a_folder_that_is_not_a_bundle(embedded_run, tmp_path):
     before = sorted(path.name for path in embedded_run.iterdir())
     with pytest.raises(CheckpointError, match="is not a pretrained bundle"):
-        pretrained.build(embedded_run, embedded_run, command="x")
+        build_bundle(embedded_run, embedded_run, command="x")
     assert sorted(path.name for path in embedded_run.iterdir()) == before
     assert not list(embedded_run.parent.glob("*.building"))
 
@@ -129,7 +132,7 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
     """A user's own prepared corpus in data/ does not silently replace the bundle's split; a
     bundle has only best weights, and asking for the last says so."""
     bundle = tmp_path / "bundle"
-    card = pretrained.build(embedded_run, bundle, command="x")
+    card = build_bundle(embedded_run, bundle, command="x")
     others = trained_run.parent / "data"  # a prepared small corpus, all of whose characters it knows
     report = shakegen.load(bundle).evaluate(split="val", data_dir=others)
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-6)
@@ -146,7 +149,7 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
 
 def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, tmp_path, monkeypatch):
     bundle = tmp_path / "bundle"
-    pretrained.build(embedded_run, bundle, command="x")
+    build_bundle(embedded_run, bundle, command="x")
     monkeypatch.setattr(pretrained, "BUNDLE_DIR", bundle)
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here, nothing prepared
     runner = CliRunner()

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shakegen import cells, checkpoint, sampling, tf_sampler
-from shakegen.cells import GRULayer, choose_rnn_kernel
 from shakegen.config import TrainConfig
 from shakegen.errors import ConfigError
-from shakegen.evaluate import streaming_cross_entropy
-from shakegen.model import build_model
+from shakegen.model import cells
+from shakegen.model.cells import GRULayer, choose_rnn_kernel
+from shakegen.model.network import build_model
+from shakegen.runs import checkpoint
+from shakegen.use import sampling, tf_sampler
+from shakegen.use.evaluate import streaming_cross_entropy
 
 BATCH, TIME, FEATURES, UNITS = 3, 17, 5, 9
 
@@ -136,7 +138,7 @@ def test_models_with_either_kernel_share_weights_loss_and_gradients(variant, tmp
 def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
     trained_with, loaded_with, tmp_path, small_data, small_config
 ):
-    from shakegen.training import train
+    from shakegen.training.trainer import train
 
     run_dir = tmp_path / "run"
     train(small_config.replace(rnn_kernel=trained_with, max_steps=3), run_dir, small_data)
@@ -159,7 +161,7 @@ def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
 
 
 def test_a_resumed_run_may_change_the_kernel(tmp_path, small_data, small_config):
-    from shakegen.training import train
+    from shakegen.training.trainer import train
 
     run_dir = tmp_path / "run"
     train(small_config.replace(rnn_kernel="keras", max_steps=2), run_dir, small_data)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint, fileio
+from shakegen import fileio
 from shakegen.cli import main
 from shakegen.errors import ConfigError
-from shakegen.training import train
+from shakegen.runs import checkpoint
+from shakegen.training.trainer import train
 
 
 def _files(folder):
@@ -108,7 +109,7 @@ def test_a_run_without_the_marker_is_still_recognised_in_shakegens_layout(traine
 
 
 def test_the_pretrained_bundle_is_a_run_folder_that_leaks_no_path():
-    from shakegen import pretrained
+    from shakegen.runs import pretrained
 
     assert checkpoint.is_run_folder(pretrained.BUNDLE_DIR)
     info = checkpoint.read_run(pretrained.BUNDLE_DIR)

@@ -25,8 +25,9 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 import shakegen  # noqa: E402
-from shakegen import corpus, pretrained  # noqa: E402
 from shakegen.cli import main  # noqa: E402
+from shakegen.data import corpus
+from shakegen.runs import pretrained  # noqa: E402
 from tests.runs import train_tiny_run  # noqa: E402
 
 MAX_LENGTH = 100_000  # long enough that a sample runs for a while on any machine

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 import shakegen  # noqa: E402
-from shakegen import corpus  # noqa: E402
+from shakegen.data import corpus  # noqa: E402
 from shakegen.serve.limits import Limits  # noqa: E402
 from shakegen.serve.worker import bare_name, model_card  # noqa: E402
 from tests.runs import train_tiny_run  # noqa: E402
@@ -47,7 +47,7 @@ def test_the_cards_training_minutes_are_those_up_to_the_weights_served(tmp_path)
     run's total was reported before. The card of the last gives the total."""
     import shutil
 
-    from shakegen import checkpoint
+    from shakegen.runs import checkpoint
 
     text = corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:4000]
     run = train_tiny_run(tmp_path, text, epochs=1)

@@ -18,7 +18,7 @@ import requests
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 import shakegen  # noqa: E402
-from shakegen import corpus  # noqa: E402
+from shakegen.data import corpus  # noqa: E402
 from shakegen.serve.worker import TurnTaking  # noqa: E402
 from tests.test_serve import STARTUP_SECONDS, Server, tiny_run  # noqa: E402, F401
 

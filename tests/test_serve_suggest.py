@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 import shakegen  # noqa: E402
-from shakegen import write  # noqa: E402
+from shakegen.use import suggest as write  # noqa: E402
 from tests.test_serve import Server, streamed_texts, tiny_run  # noqa: E402, F401
 from tests.test_serve_browser import browser  # noqa: E402, F401
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shakegen import checkpoint, prepare
 from shakegen.config import ConfigError
-from shakegen.dataset import epoch_window_starts, steps_per_epoch
+from shakegen.data import prepare
 from shakegen.errors import TrainingInterrupted
-from shakegen.events import Stepped
-from shakegen.training import train
+from shakegen.runs import checkpoint
+from shakegen.training.dataset import epoch_window_starts, steps_per_epoch
+from shakegen.training.events import Stepped
+from shakegen.training.trainer import train
 
 
 def test_stream_layout():
@@ -63,7 +64,7 @@ def test_the_second_batch_starts_from_the_first_batchs_state(tmp_path, small_dat
 def test_the_carried_state_is_the_end_of_the_window(tmp_path, small_data, small_config):
     import keras
 
-    from shakegen.model import build_model
+    from shakegen.model.network import build_model
 
     config = small_config.replace(stateful=True, max_steps=1)
     train(config, tmp_path / "run", small_data)

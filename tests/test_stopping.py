@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shakegen import engine, stopping
-from shakegen.stopping import LENGTH, LINES, STOP, Stopping, StopRule
+from shakegen.use import engine, stopping
+from shakegen.use.stopping import LENGTH, LINES, STOP, Stopping, StopRule
 from tests.test_engine import sampled, write_random_run
 
 

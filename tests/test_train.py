@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shakegen import checkpoint
 from shakegen.cli import main
 from shakegen.config import PRESETS, ConfigError, TrainConfig
-from shakegen.events import Stepped, Validated
-from shakegen.training import TrainingInterrupted, train
+from shakegen.runs import checkpoint
+from shakegen.training.events import Stepped, Validated
+from shakegen.training.trainer import TrainingInterrupted, train
 
 
 def _weights(run_dir, which="last"):
@@ -106,7 +106,7 @@ def test_resume_refuses_a_different_architecture(trained_run, small_data, small_
     # and a different vocabulary is refused even with --resume.
     other = trained_run.parent / "other.txt"
     other.write_text("completely different alphabet 0123456789 " * 50)
-    from shakegen import prepare
+    from shakegen.data import prepare
 
     prepare.prepare_corpus(other, trained_run.parent / "otherdata")
     with pytest.raises(ConfigError, match="vocabulary"):
@@ -144,7 +144,7 @@ def test_invalid_values_refused_before_any_work(tmp_path, small_data, small_conf
 
 
 def test_glorot_initialisation_is_explicit():
-    from shakegen.model import build_model
+    from shakegen.model.network import build_model
 
     model = build_model(65, TrainConfig(embedding_dim=32, rnn_units=24))
     embedding = model.embedding.embeddings.numpy()
@@ -198,7 +198,8 @@ def test_precision_auto_is_made_concrete_for_the_machine(native, gpu, expected, 
 
 
 def test_a_run_saves_the_precision_auto_chose(tmp_path, small_data, small_config, monkeypatch):
-    from shakegen import cells, machine
+    from shakegen import machine
+    from shakegen.model import cells
 
     monkeypatch.setattr(cells, "gpu_visible", lambda: False)
     monkeypatch.setattr(machine, "native_bfloat16", lambda: True)
@@ -251,7 +252,7 @@ def test_invalid_optimizer_settings_refused(change, message):
 
 def test_learning_rate_schedule_warms_up_then_decays_as_planned():
     """Known points of the schedule the optimizer reads: linear warm-up from 0 (Keras's), then cosine or constant."""
-    from shakegen.training import learning_rate_schedule
+    from shakegen.training.trainer import learning_rate_schedule
 
     spe = 10  # 3 epochs: 30 planned steps, 10 of them warm-up, a cosine over the other 20
     config = TrainConfig(epochs=3, learning_rate=1e-2, final_learning_rate=1e-3, warmup_steps=10)
@@ -283,7 +284,7 @@ def test_weight_decay_is_decoupled_and_spares_biases(tmp_path, small_data, small
     (the decay does not pass through Adam's normalisation) and not at all on the biases."""
     import keras
 
-    from shakegen.model import build_model
+    from shakegen.model.network import build_model
 
     decay = 0.5
     config = small_config.replace(max_steps=1, lr_schedule="constant")
@@ -317,7 +318,7 @@ def _cosine(step, total, peak, final):
 
 def test_tiny_anneals_to_the_final_rate_at_its_step_budget(tmp_path, small_data):
     """tiny stops at step 20: the schedule must end there, not after its planned epochs."""
-    from shakegen.training import learning_rate_schedule
+    from shakegen.training.trainer import learning_rate_schedule
 
     tiny = PRESETS["tiny"]
     rate = learning_rate_schedule(tiny, steps_per_epoch=1960)  # the embedded corpus: 3,920 planned steps
@@ -334,7 +335,7 @@ def test_tiny_anneals_to_the_final_rate_at_its_step_budget(tmp_path, small_data)
 
 
 def test_a_character_budget_sets_the_schedule_and_minutes_say_they_cannot():
-    from shakegen.training import learning_rate_schedule, schedule_steps
+    from shakegen.training.trainer import learning_rate_schedule, schedule_steps
 
     config = TrainConfig(batch_size=4, seq_length=8, epochs=50, learning_rate=1e-2, final_learning_rate=1e-3)
     characters = config.replace(max_characters=4 * 8 * 12 - 5)  # 12 steps reach it (the last one partly)

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shakegen import vocab as vocab_module
+from shakegen.data import vocab as vocab_module
+from shakegen.data.vocab import UnknownCharactersError, Vocabulary, VocabularyError
 from shakegen.errors import ShakegenError
-from shakegen.vocab import UnknownCharactersError, Vocabulary, VocabularyError
 
 
 @given(st.text(min_size=1))

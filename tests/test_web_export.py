@@ -2,7 +2,7 @@
 
 The page's texts are checked against the NumPy engine fed the same float16 weights (greedy equal,
 sampled equal except where the engine's two best scores are a float near-tie), its noise against
-``shakegen.noise`` bit for bit, and its requests against a log: served from 127.0.0.1 or opened
+``shakegen.use.noise`` bit for bit, and its requests against a log: served from 127.0.0.1 or opened
 from file://, it asks for nothing outside its folder.
 """
 
@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine, noise, pretrained, webexport
 from shakegen.errors import CheckpointError
+from shakegen.exports import webpage as webexport
+from shakegen.runs import checkpoint, pretrained
+from shakegen.use import engine, noise
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
 
@@ -233,7 +235,7 @@ def test_the_plain_javascript_path_gives_the_same_text(random_runs, served):
 
 
 def test_the_noise_is_murmur3_bit_for_bit(browser, random_runs, served):
-    """The page's hashes and uniforms equal shakegen.noise's exactly for keys and positions up to
+    """The page's hashes and uniforms equal shakegen.use.noise's exactly for keys and positions up to
     2**32 - 1; its Gumbel noise (float64 logarithms rounded to float32) in all but rare rounding cases."""
     open_page(browser, page_url(served, random_runs["gru"][1]))
     rng = np.random.default_rng(1)

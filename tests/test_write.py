@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from shakegen import checkpoint, engine, write
+from shakegen.cli import writing as write
+from shakegen.runs import checkpoint
+from shakegen.use import engine, suggest
 from tests import reference
 from tests.test_engine import write_random_run
 
@@ -24,7 +26,7 @@ def run(tmp_path_factory, small_text):
 
 def suggester(run, **choice):
     _, loaded, vocab, _ = run
-    return write.Suggester(loaded, vocab, write.SamplingChoice(**{"random_seed": 5, **choice}))
+    return suggest.Suggester(loaded, vocab, suggest.SamplingChoice(**{"random_seed": 5, **choice}))
 
 
 def reference_log_probs_after(weights, vocab, text):
@@ -51,17 +53,17 @@ def test_next_words_have_the_reference_probability_of_word_then_separator(run):
     text = "First Citizen:\nBefore we"
     words = suggester(run).next_words(text, 5)
     assert len(words) == 5 and [p for _, p in words] == sorted((p for _, p in words), reverse=True)
-    separators = [s for s in write.SEPARATORS if s in vocab.char_to_id]
+    separators = [s for s in suggest.SEPARATORS if s in vocab.char_to_id]
     for word, probability in words:
-        body = word.lstrip(write.SEPARATORS)
-        assert body and not any(character in write.SEPARATORS for character in body)
+        body = word.lstrip(suggest.SEPARATORS)
+        assert body and not any(character in suggest.SEPARATORS for character in body)
         ids = vocab.encode("\n" + text + word)
         logits, _ = reference.model_logits(weights, ids[None, :].astype(np.int64))
         log_probs = reference.log_softmax(logits[0])
         start = len(ids) - len(word) - 1
         total = sum(log_probs[t, ids[t + 1]] for t in range(start, len(ids) - 1))
         then = np.exp(total + log_probs[-1][[vocab.char_to_id[s] for s in separators]])
-        if len(body) < write.WORD_LENGTH:  # the word's probability: followed by one or more separators found
+        if len(body) < suggest.WORD_LENGTH:  # the word's probability: followed by one or more separators found
             assert then.max() - 1e-6 <= probability <= then.sum() + 1e-6
 
 
@@ -69,7 +71,9 @@ def test_the_ghost_continuation_is_the_engines_sample_to_the_line_end(run):
     _, loaded, vocab, _ = run
     text = "MENENIUS:\nWhat"
     for attempt in (0, 1):
-        blocks = loaded.sample(vocab.encode("\n" + text), write.GHOST_LENGTH, random_seed=5 + attempt, temperature=0.8)
+        blocks = loaded.sample(
+            vocab.encode("\n" + text), suggest.GHOST_LENGTH, random_seed=5 + attempt, temperature=0.8
+        )
         whole = vocab.decode(np.concatenate(list(blocks), axis=1)[0])
         expected = whole[: whole.index("\n") + 1] if "\n" in whole else whole
         assert suggester(run).continuation(text, attempt) == expected
@@ -79,7 +83,7 @@ def test_the_session_accepts_cycles_undoes_and_saves(run, tmp_path):
     session = write.Session(suggester(run), "ROMEO:")
     ghost = session.ghost()
     session.accept_word()
-    assert session.text == "ROMEO:" + write.first_word(ghost) and write.first_word(ghost)
+    assert session.text == "ROMEO:" + suggest.first_word(ghost) and suggest.first_word(ghost)
     first = session.ghost()
     session.resample()
     assert session.ghost() == suggester(run).continuation(session.text, 1)
@@ -192,7 +196,7 @@ def test_the_writing_screen_accepts_resamples_cycles_undoes_and_saves(run, tmp_p
     terminal.child.expect(terminal.eof, timeout=60)
     terminal.child.close()
     assert terminal.child.exitstatus == 0
-    assert out.read_text() == "ROMEO:" + write.first_word(proposals.ghost())  # the resampled one: seed + 1
+    assert out.read_text() == "ROMEO:" + suggest.first_word(proposals.ghost())  # the resampled one: seed + 1
 
 
 def test_writing_never_imports_tensorflow(run, tmp_path):

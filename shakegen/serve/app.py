@@ -19,7 +19,6 @@ from fastapi_offline import FastAPIOffline
 
 import shakegen
 from shakegen.errors import ShakegenError
-from shakegen.sampling import TextCollector
 from shakegen.serve.gate import Gate, HostRule
 from shakegen.serve.schemas import (
     SSE_EVENT,
@@ -36,6 +35,7 @@ from shakegen.serve.schemas import (
     request_models,
 )
 from shakegen.serve.worker import ModelWorker, run_name
+from shakegen.use.sampling import TextCollector
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 INSPECT_VIEW = Path(__file__).parent / "static" / "inspect_view.js"  # shared with shakegen inspect --html
@@ -251,7 +251,7 @@ def create_app(
 
         The text is inspected in turns with every other request, a piece at a time; a client that
         goes away stops its inspection."""
-        from shakegen.inspect import summarize
+        from shakegen.use.inspect import summarize
 
         body = parse_body(await request.body(), inspect_models.request, inspect_models.allowed)
         if len(body.text) > inspect_models.max_characters:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 import shakegen
-from shakegen import checkpoint
+from shakegen.runs import checkpoint
 from shakegen.serve.limits import Limits
 
 # Characters an evaluation scores per turn of the model's thread, by the engine that scores it:
@@ -107,7 +107,7 @@ class ModelWorker:
         Raises:
             SamplingError, UnknownCharactersError: bad options or seed.
         """
-        from shakegen import sampling
+        from shakegen.use import sampling
 
         options = self.model.sampling_options(temperature, top_k, top_p)
         # TextModel.generate's rule: no seed primes a newline and the text is only what follows it.
@@ -118,8 +118,8 @@ class ModelWorker:
         engine = self.model.sampling_engine(num_samples)
         rule = self.model.stop_rule(stop, keep_stop, lines)
         banned = self.model.ban_ids(ban)
-        from shakegen.engine import check_options
         from shakegen.errors import SamplingError
+        from shakegen.use.engine import check_options
 
         check_options(options.temperature, options.top_k, options.top_p, len(self.model.vocabulary), min_p=min_p)
         if banned or min_p:  # the NumPy engine's only (TextModel.sample_blocks)
@@ -141,7 +141,7 @@ class ModelWorker:
     async def suggest(self, text: str, count: int, temperature: float, random_seed: int, ban: str | None) -> dict:
         """``shakegen write``'s proposals for ``text`` (on the model's thread): next characters and words, and a
         continuation sampled with ``random_seed``. Raises SamplingError for a bad ban or temperature."""
-        from shakegen import write
+        from shakegen.use import suggest as write
 
         model = self.model
         choice = write.SamplingChoice(temperature=temperature, random_seed=random_seed)
@@ -256,7 +256,7 @@ class ModelWorker:
         Raises:
             InspectionError: the text or a unit cannot be inspected.
         """
-        from shakegen import inspect as inspection
+        from shakegen.use import inspect as inspection
 
         model = self.model
         chosen = [inspection.parse_unit(unit, model.engine.num_layers, model.engine.layers[0].units) for unit in units]
@@ -352,7 +352,7 @@ def run_name(model) -> str:
 def model_card(model, limits: Limits) -> dict:
     """What ``GET /v1/model`` answers: the run, its architecture, how well and how long it trained
     (up to the weights served, as ``shakegen eval`` reports it), and which engine serves it."""
-    from shakegen import evaluate, sampling
+    from shakegen.use import evaluate, sampling
 
     config, state = model.config, model.saved_state
     last_state = state if model.which == "last" else checkpoint.last_state(model.run_dir)

@@ -4,7 +4,7 @@
  * {manifest, weights}, the weights being the float16 values of every array, little-endian, as one
  * string of UTF-16 code units (weights.js is a UTF-16LE file, so it loads from file:// as from a server).
  *
- * It computes what shakegen's NumPy engine (shakegen/engine.py) computes, with V characters, units u,
+ * It computes what shakegen's NumPy engine (shakegen/use/engine.py) computes, with V characters, units u,
  * k = 3u for gru/classic and u for gru1/gru2/gru3:
  *   table   = embedding @ W_0 + b_in_0                        (V, k)  once, float64, kept as float32
  *   x_t     = table[id_t] (first layer), h_{l-1} @ W_l + b_in_l (the others)        (k)
@@ -12,7 +12,7 @@
  *   logits  = h_L @ W_out + b_out                               (V)
  * and samples as the engine does: greedy below float32's smallest normal temperature, else
  * argmax(filter((logits - max) / T) + gumbel), the Gumbel noise -log(-log(u)) of the uniform of
- * MurmurHash3_x86_32(position, character; seed = random seed) (shakegen/noise.py), bit for bit.
+ * MurmurHash3_x86_32(position, character; seed = random seed) (shakegen/use/noise.py), bit for bit.
  * Products accumulate in float32 (in another order than OpenBLAS's), elementwise steps run in float64
  * rounded to float32 where the engine keeps float32 arrays, so texts equal the engine's except where
  * two characters' scores are a float near-tie.

@@ -1,0 +1,494 @@
+"""The GRU family as one Keras layer: Keras/cuDNN GRU, Cho et al. 2014, and Dey & Salem 2017.
+
+Every variant shares one implementation. The input projection for all time steps is one
+matrix product before the time loop; each step then does one fused recurrent product
+(two for the reset-before forms, whose candidate needs ``r * h`` first). Which terms
+exist decides the variant:
+
+=========  ============================  =================================================
+variant    gates z, r                    candidate h~
+=========  ============================  =================================================
+gru        σ(W x + b_in + U h + b_rec)   tanh(W_h x + b_in_h + r ⊙ (U_h h + b_rec_h))
+classic    σ(W x + U h + b)              tanh(W_h x + U_h (r ⊙ h) + b_h)
+gru1       σ(U h + b)                    tanh(W_h x + U_h (r ⊙ h) + b_h)
+gru2       σ(U h)                        tanh(W_h x + U_h (r ⊙ h) + b_h)
+gru3       σ(b)                          tanh(W_h x + U_h (r ⊙ h) + b_h)
+=========  ============================  =================================================
+
+and in all of them h_t = z ⊙ h_{t-1} + (1 - z) ⊙ h~. Gate order in every fused matrix is
+z, r, h as in Keras. ``gru`` is Keras's ``GRU()`` weight for weight (same shapes, same
+layout) and ``classic`` is ``GRU(reset_after=False)``. ``gru`` is also the function that
+cuDNN and PyTorch's ``nn.GRU`` compute, but their weights are laid out differently:
+PyTorch orders the gates r, z, n (n = our h~) and stores each matrix transposed, so
+
+    weight_ih_l0 = kernel[:, [r, z, h]].T           (3u, input)
+    weight_hh_l0 = recurrent_kernel[:, [r, z, h]].T (3u, u)
+    bias_ih_l0 = bias[0][[r, z, h]],  bias_hh_l0 = bias[1][[r, z, h]]
+
+where ``[r, z, h]`` picks the column blocks u:2u, 0:u, 2u:3u (see
+``benchmarks/torch_reference.py``, which checks the mapping).
+
+Two implementations run the time loop (``rnn_kernel``), with the same weights and results:
+
+- ``fused``: shakegen's loop with a hand-written backward pass (``fused_sequence``), for
+  every variant, in float32 or mixed bfloat16;
+- ``keras``: Keras's own ``GRU`` layer on this layer's variables, for ``gru`` and ``classic``
+  only. On a GPU, Keras runs ``gru`` in float32 with cuDNN; cuDNN has no reset-before
+  GRU and no bfloat16 RNN kernel, so ``classic`` or bfloat16 gets Keras's generic loop.
+``auto`` picks ``keras`` exactly where cuDNN can take the layer, else ``fused``.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import NamedTuple
+
+from shakegen.config import CELLS as VARIANTS  # one list of cell names, kept in config
+from shakegen.config import RNN_KERNELS
+from shakegen.model.backend import keras, tf
+
+KERAS_VARIANTS = ("gru", "classic")  # the cells keras.layers.GRU computes (reset_after True / False)
+
+
+def parameter_count(variant: str, input_dim: int, units: int) -> int:
+    """Parameters of one layer, straight from the equations above."""
+    i, u = input_dim, units
+    return {
+        "gru": 3 * (i * u + u * u + 2 * u),
+        "classic": 3 * (i * u + u * u + u),
+        "gru1": i * u + 3 * u * u + 3 * u,
+        "gru2": i * u + 3 * u * u + u,
+        "gru3": i * u + u * u + 3 * u,
+    }[variant]
+
+
+def gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def choose_rnn_kernel(rnn_kernel: str, variant: str, compute_dtype: str, gpu: bool | None = None) -> str:
+    """The implementation that runs a layer's time loop: ``"fused"`` or ``"keras"``.
+
+    Args:
+        rnn_kernel: ``auto``, ``fused`` or ``keras`` (``keras`` applies to ``gru`` and
+            ``classic``; the other variants always run fused).
+        compute_dtype: the layer's compute dtype (cuDNN has no bfloat16 RNN kernel).
+        gpu: whether a GPU is visible; looked up when None.
+    """
+    if rnn_kernel not in RNN_KERNELS:
+        raise ValueError(f"Unknown rnn_kernel {rnn_kernel!r}; expected one of {', '.join(RNN_KERNELS)}.")
+    if rnn_kernel == "fused" or variant not in KERAS_VARIANTS:
+        return "fused"
+    if rnn_kernel == "keras":
+        return "keras"
+    cudnn_can = variant == "gru" and compute_dtype == "float32"  # cuDNN: reset-after form; half/float/double
+    if cudnn_can and (gpu_visible() if gpu is None else gpu):
+        return "keras"
+    return "fused"
+
+
+@keras.saving.register_keras_serializable(package="shakegen")
+class GRULayer(keras.layers.Layer):
+    """A GRU-family recurrent layer returning the full sequence and the final state.
+
+    Args:
+        units: size of the state.
+        variant: one of ``VARIANTS``.
+        kernel_initializer: for the input kernel (Glorot uniform by default).
+        recurrent_initializer: for the recurrent kernel (``orthogonal`` or ``glorot_uniform``).
+        rnn_kernel: ``auto``, ``fused`` or ``keras`` (see ``choose_rnn_kernel``); it decides
+            how the time loop runs, never the weights.
+        weight_drop: fraction of the recurrent kernel's entries dropped in training when a
+            ``weight_drop_seed`` is given; above 0 the layer always runs the fused loop (the
+            Keras GRU reads its recurrent kernel itself). Inference models are built with 0.
+    Call args:
+        inputs: (batch, time, features).
+        initial_state: (batch, units) or None for zeros.
+        projected: ``self.project(inputs)`` when the caller has it cheaper (fused kernel only).
+        weight_drop_seed: (2,) int32: in training, drop this fraction (``weight_drop``) of the
+            recurrent kernel's entries for the whole call (DropConnect, one mask per batch).
+    Returns:
+        (outputs (batch, time, units), final_state (batch, units) float32).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        variant: str = "gru",
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        rnn_kernel: str = "auto",
+        weight_drop: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown GRU variant {variant!r}; expected one of {', '.join(VARIANTS)}.")
+        if units < 1:
+            raise ValueError(f"units must be positive, got {units}.")
+        self.units = units
+        self.variant = variant
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.rnn_kernel = rnn_kernel
+        self.weight_drop = weight_drop
+        # Weight-drop masks the recurrent kernel before the loop: only the fused loop can take that.
+        self.kernel_in_use = "fused" if weight_drop else choose_rnn_kernel(rnn_kernel, variant, self.compute_dtype)
+        self.input_gates = variant in ("gru", "classic")
+        self.state_gates = variant != "gru3"
+        self.reset_after = variant == "gru"
+
+    @property
+    def takes_projection(self) -> bool:
+        """Whether ``call`` accepts a precomputed input projection (Keras's GRU wants the inputs)."""
+        return self.kernel_in_use == "fused"
+
+    def build(self, input_shape):
+        u = self.units
+        input_dim = input_shape[-1]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_dim, 3 * u if self.input_gates else u), initializer=self.kernel_initializer
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel",
+            shape=(u, 3 * u if self.state_gates else u),
+            initializer=self.recurrent_initializer,
+        )
+        bias_shape = {"gru": (2, 3 * u), "classic": (3 * u,), "gru1": (3 * u,), "gru2": (u,), "gru3": (3 * u,)}
+        self.bias = self.add_weight(name="bias", shape=bias_shape[self.variant], initializer=self.bias_initializer)
+        if self.kernel_in_use == "keras":
+            self._build_keras_gru()
+
+    def _build_keras_gru(self):
+        """A ``keras.layers.GRU`` that runs on this layer's own variables.
+
+        Its kernel, recurrent kernel and bias have exactly our shapes and gate order, so the
+        variables are handed over as they are. It is kept out of Keras's tracking (in a
+        plain namespace) so that the model's weights and their paths, and hence the
+        checkpoint format, are the same whichever kernel runs.
+        """
+        gru = keras.layers.GRU(
+            self.units,
+            return_sequences=True,
+            return_state=True,
+            reset_after=self.reset_after,
+            dtype=self.dtype_policy,
+            name=f"{self.name}_keras_gru",
+        )
+        gru.cell.kernel = self.kernel
+        gru.cell.recurrent_kernel = self.recurrent_kernel
+        gru.cell.bias = self.bias
+        gru.cell.built = True
+        gru.built = True
+        self._keras = types.SimpleNamespace(gru=gru)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            variant=self.variant,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            rnn_kernel=self.rnn_kernel,
+            weight_drop=self.weight_drop,
+        )
+        return config
+
+    def _biases(self):
+        """(bias added to the input projection or None, bias added to the recurrent product or None,
+        constant gate bias of gru3 or None)."""
+        u = self.units
+        bias = tf.cast(self.bias, tf.float32)
+        if self.variant == "gru":
+            return bias[0], bias[1], None
+        if self.variant == "classic":
+            return bias, None, None
+        if self.variant == "gru1":
+            return bias[2 * u :], bias[: 2 * u], None
+        if self.variant == "gru2":
+            return bias, None, None
+        return bias[2 * u :], None, bias[: 2 * u]
+
+    def project(self, inputs):
+        """Input projection (plus input bias) of every step at once: (..., features) -> (..., k) float32."""
+        compute = self.compute_dtype
+        projected = tf.cast(tf.matmul(tf.cast(inputs, compute), tf.cast(self.kernel, compute)), tf.float32)
+        input_bias = self._biases()[0]
+        return projected if input_bias is None else projected + input_bias
+
+    def recurrence(self):
+        """The per-step update ``(projected x_t (batch, k), h (batch, units)) -> h_t``.
+
+        Built once per call so weights are cast and sliced outside the time loop. Used by
+        the sampler's compiled loop (one character at a time); ``call`` uses the fused
+        sequence instead, which computes the same steps.
+        """
+        u = self.units
+        compute = self.compute_dtype
+        recurrent_kernel = tf.cast(self.recurrent_kernel, compute)
+        _, recurrent_bias, constant_gates = self._biases()
+
+        def matmul(left, right):
+            return tf.cast(tf.matmul(tf.cast(left, compute), right), tf.float32)
+
+        if self.reset_after:
+
+            def step(x_t, h):
+                inner = matmul(h, recurrent_kernel) + recurrent_bias  # (batch, 3u)
+                x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+                in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
+                z = tf.sigmoid(x_z + in_z)
+                r = tf.sigmoid(x_r + in_r)
+                candidate = tf.tanh(x_h + r * in_h)
+                return z * h + (1.0 - z) * candidate
+
+            return step
+
+        gate_kernel = recurrent_kernel[:, : 2 * u] if self.state_gates else None
+        candidate_kernel = recurrent_kernel[:, 2 * u :] if self.state_gates else recurrent_kernel
+
+        def step(x_t, h):
+            x_h = x_t[:, 2 * u :] if self.input_gates else x_t
+            if self.state_gates:
+                gates = matmul(h, gate_kernel)  # (batch, 2u)
+                if self.input_gates:
+                    gates = gates + x_t[:, : 2 * u]
+                if recurrent_bias is not None:
+                    gates = gates + recurrent_bias
+                z, r = tf.split(tf.sigmoid(gates), 2, axis=-1)
+            else:
+                z, r = tf.split(tf.sigmoid(constant_gates), 2)
+            candidate = tf.tanh(x_h + matmul(r * h, candidate_kernel))
+            return z * h + (1.0 - z) * candidate
+
+        return step
+
+    def form(self) -> "Form":
+        """Which terms this variant's recurrence has, for ``fused_sequence``."""
+        return Form(
+            reset_after=self.reset_after,
+            input_gates=self.input_gates,
+            state_gates=self.state_gates,
+            loop_bias=self.variant in ("gru", "gru1", "gru3"),
+            compute_dtype=self.compute_dtype,
+        )
+
+    def loop_bias(self):
+        """The bias ``fused_sequence`` adds inside the loop: b_rec (3u,) for gru, the gate bias
+        (2u,) for gru1 and gru3; a placeholder (0,) where the variant has none."""
+        _, recurrent_bias, constant_gates = self._biases()
+        if recurrent_bias is not None:
+            return recurrent_bias
+        if constant_gates is not None:
+            return constant_gates
+        return tf.zeros((0,), tf.float32)
+
+    def call(self, inputs, initial_state=None, projected=None, weight_drop_seed=None):
+        """Run the layer over ``inputs``, or over ``projected`` (= ``self.project(inputs)``)
+        when the caller has it cheaper, e.g. gathered from a projected embedding table."""
+        if self.kernel_in_use == "keras":
+            return self._call_keras(inputs, initial_state)
+        if projected is None:
+            projected = self.project(inputs)
+        # Keras casts call arguments to the compute dtype; the recurrence runs in float32.
+        projected = tf.transpose(tf.cast(projected, tf.float32), (1, 0, 2))  # time-major: (time, batch, k)
+        batch = projected.shape[1] if projected.shape[1] is not None else tf.shape(projected)[1]
+        h0 = tf.zeros((batch, self.units), tf.float32) if initial_state is None else tf.cast(initial_state, tf.float32)
+        recurrent_kernel = tf.cast(self.recurrent_kernel, self.compute_dtype)
+        if weight_drop_seed is not None and self.weight_drop > 0:
+            # Drawn in the compute dtype, like the loop's product: in bfloat16 the kept fraction
+            # and the 1/(1 - rate) scale are rounded to bfloat16 (0.3 drops about 0.301).
+            recurrent_kernel = tf.nn.experimental.stateless_dropout(
+                recurrent_kernel, rate=self.weight_drop, seed=weight_drop_seed
+            )
+        outputs, h_final = fused_sequence(self.form())(projected, h0, recurrent_kernel, self.loop_bias())
+        return tf.cast(tf.transpose(outputs, (1, 0, 2)), self.compute_dtype), h_final
+
+    def _call_keras(self, inputs, initial_state):
+        inputs = tf.cast(inputs, self.compute_dtype)
+        if initial_state is None:
+            outputs, h_final = self._keras.gru(inputs)
+        else:
+            outputs, h_final = self._keras.gru(inputs, initial_state=tf.cast(initial_state, self.compute_dtype))
+        return tf.cast(outputs, self.compute_dtype), tf.cast(h_final, tf.float32)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.units), (input_shape[0], self.units)
+
+
+class Form(NamedTuple):
+    """The shape of a GRU-family recurrence, which is all ``fused_sequence`` needs to know.
+
+    reset_after: r multiplies (U_h h + b_rec_h) (gru) rather than h before U_h (the others).
+    input_gates: the projection holds z, r and h~ columns (3u); else h~ only (u).
+    state_gates: the gates read h through U_zr; else they are constants σ(b_zr) (gru3).
+    loop_bias: a bias is added inside the loop: b_rec (3u) for reset-after, b_zr (2u) else.
+    compute_dtype: the dtype of the recurrent products; everything else is float32.
+    """
+
+    reset_after: bool
+    input_gates: bool
+    state_gates: bool
+    loop_bias: bool
+    compute_dtype: str
+
+
+@functools.lru_cache(maxsize=None)
+def fused_sequence(form: Form):
+    """The recurrence of ``form`` over a whole sequence, with a hand-written backward pass.
+
+    Autodiff through a while loop accumulates the recurrent kernel's gradient step by step
+    (a small matrix product plus a (units, 3 units) addition per step). Here the backward
+    loop only carries dh back through time and stores each step's pre-activation
+    gradients; the kernel's gradient is then one large product over all steps (as cuDNN
+    does it), which is far faster on CPU. One implementation serves every variant: the
+    terms ``form`` lacks are simply not computed, forward or backward.
+
+    Returns a function ``(projected, h0, recurrent_kernel, loop_bias) -> (outputs, h_final)``:
+        projected: (time, batch, 3u or u) float32, the input projection with the input bias.
+        h0: (batch, u) float32 initial state.
+        recurrent_kernel: (u, 3u or u) in ``form.compute_dtype``.
+        loop_bias: (3u,) b_rec for reset-after, (2u,) gate bias for gru1 and gru3, else (0,).
+        outputs: (time, batch, u) float32; h_final: (batch, u) float32.
+    """
+    if form.reset_after and not (form.input_gates and form.state_gates and form.loop_bias):
+        raise ValueError(f"The reset-after recurrence has every term; got {form}.")
+    compute = tf.as_dtype(form.compute_dtype)
+
+    def matmul(left, right, **options):
+        """A product in the compute dtype with a float32 result; ``right`` is already cast."""
+        return tf.cast(tf.matmul(tf.cast(left, compute), right, **options), tf.float32)
+
+    def weight_gradient(left, right):
+        """sum over (time, batch) of left^T right: one product, (time, batch, a) x (time, batch, b) -> (a, b)."""
+        left = tf.reshape(left, (-1, left.shape[-1]))
+        right = tf.reshape(right, (-1, right.shape[-1]))
+        return tf.matmul(tf.cast(left, compute), tf.cast(right, compute), transpose_a=True)
+
+    def loop(body, initial, steps):
+        return tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), *initial), maximum_iterations=steps)[1:]
+
+    def arrays(count, steps):
+        return [tf.TensorArray(tf.float32, size=steps) for _ in range(count)]
+
+    @tf.custom_gradient
+    def reset_after_sequence(projected, h0, recurrent_kernel, recurrent_bias):
+        steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
+        u = h0.shape[-1]
+
+        def forward(t, h, outputs, saved, inner_h):
+            inner = matmul(h, recurrent_kernel) + recurrent_bias  # (batch, 3u)
+            x_z, x_r, x_h = tf.split(projected[t], 3, axis=-1)
+            in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
+            z = tf.sigmoid(x_z + in_z)
+            r = tf.sigmoid(x_r + in_r)
+            candidate = tf.tanh(x_h + r * in_h)
+            h = z * h + (1.0 - z) * candidate
+            saved = saved.write(t, tf.concat([z, r, candidate], -1))
+            return t + 1, h, outputs.write(t, h), saved, inner_h.write(t, in_h)
+
+        h_final, outputs, saved, inner_h = loop(forward, (h0, *arrays(3, steps)), steps)
+        outputs, saved, inner_h = outputs.stack(), saved.stack(), inner_h.stack()
+
+        def backward(d_outputs, d_h_final):
+            previous = tf.concat([h0[None], outputs[:-1]], axis=0)  # h_{t-1} for every t: (time, batch, u)
+            kernel_t = tf.transpose(recurrent_kernel)
+
+            def step(i, dh, d_projected, d_inner):
+                t = steps - 1 - i
+                z, r, candidate = tf.split(saved[t], 3, axis=-1)
+                dh = dh + d_outputs[t]
+                d_a_candidate = dh * (1.0 - z) * (1.0 - tf.square(candidate))
+                d_a_r = d_a_candidate * inner_h[t] * r * (1.0 - r)
+                d_a_z = dh * (previous[t] - candidate) * z * (1.0 - z)
+                d_in = tf.concat([d_a_z, d_a_r, d_a_candidate * r], -1)  # (batch, 3u)
+                d_x = tf.concat([d_a_z, d_a_r, d_a_candidate], -1)  # (batch, 3u)
+                dh = dh * z + matmul(d_in, kernel_t)
+                return i + 1, dh, d_projected.write(t, d_x), d_inner.write(t, d_in)
+
+            d_h_final = tf.zeros_like(h0) if d_h_final is None else d_h_final
+            d_h0, d_projected, d_inner = loop(step, (d_h_final, *arrays(2, steps)), steps)
+            d_inner = d_inner.stack()  # (time, batch, 3u)
+            d_kernel = weight_gradient(previous, d_inner)
+            d_bias = tf.reduce_sum(tf.reshape(d_inner, (-1, 3 * u)), axis=0)
+            return d_projected.stack(), d_h0, d_kernel, d_bias
+
+        return (outputs, h_final), backward
+
+    @tf.custom_gradient
+    def reset_before_sequence(projected, h0, recurrent_kernel, gate_bias):
+        steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
+        u = h0.shape[-1]
+        if form.state_gates:
+            gate_kernel, candidate_kernel = recurrent_kernel[:, : 2 * u], recurrent_kernel[:, 2 * u :]
+        else:
+            gate_kernel, candidate_kernel = None, recurrent_kernel
+            constant_z, constant_r = tf.split(tf.sigmoid(gate_bias), 2)  # (u,) each: gru3's gates
+
+        def gates_at(t, h):
+            """(z, r), each (batch, u), or (u,) where the gates are constants."""
+            if not form.state_gates:
+                return constant_z, constant_r
+            pre = matmul(h, gate_kernel)  # (batch, 2u)
+            if form.input_gates:
+                pre = pre + projected[t][:, : 2 * u]
+            if form.loop_bias:
+                pre = pre + gate_bias
+            return tf.split(tf.sigmoid(pre), 2, axis=-1)
+
+        def forward(t, h, outputs, saved):
+            z, r = gates_at(t, h)
+            x_h = projected[t][:, 2 * u :] if form.input_gates else projected[t]
+            candidate = tf.tanh(x_h + matmul(r * h, candidate_kernel))
+            h = z * h + (1.0 - z) * candidate
+            # Constant gates need not be saved: only the candidate then.
+            saved = saved.write(t, tf.concat([z, r, candidate], -1) if form.state_gates else candidate)
+            return t + 1, h, outputs.write(t, h), saved
+
+        h_final, outputs, saved = loop(forward, (h0, *arrays(2, steps)), steps)
+        outputs, saved = outputs.stack(), saved.stack()
+
+        def backward(d_outputs, d_h_final):
+            previous = tf.concat([h0[None], outputs[:-1]], axis=0)  # h_{t-1} for every t: (time, batch, u)
+            candidate_kernel_t = tf.transpose(candidate_kernel)
+            gate_kernel_t = tf.transpose(gate_kernel) if form.state_gates else None
+
+            def step(i, dh, d_pre):
+                t = steps - 1 - i
+                if form.state_gates:
+                    z, r, candidate = tf.split(saved[t], 3, axis=-1)
+                else:
+                    z, r, candidate = constant_z, constant_r, saved[t]
+                h_previous = previous[t]
+                dh = dh + d_outputs[t]
+                d_a_candidate = dh * (1.0 - z) * (1.0 - tf.square(candidate))
+                d_reset_h = matmul(d_a_candidate, candidate_kernel_t)  # d(r ⊙ h): (batch, u)
+                d_a_z = dh * (h_previous - candidate) * z * (1.0 - z)
+                d_a_r = d_reset_h * h_previous * r * (1.0 - r)
+                d_gates = tf.concat([d_a_z, d_a_r], -1)  # (batch, 2u)
+                dh = dh * z + d_reset_h * r
+                if form.state_gates:
+                    dh = dh + matmul(d_gates, gate_kernel_t)
+                return i + 1, dh, d_pre.write(t, tf.concat([d_gates, d_a_candidate], -1))
+
+            d_h_final = tf.zeros_like(h0) if d_h_final is None else d_h_final
+            d_h0, d_pre = loop(step, (d_h_final, *arrays(1, steps)), steps)
+            d_pre = d_pre.stack()  # (time, batch, 3u): gates z, r, then candidate
+            d_gates, d_a_candidate = d_pre[..., : 2 * u], d_pre[..., 2 * u :]
+            reset = saved[..., u : 2 * u] if form.state_gates else constant_r
+            d_kernel = weight_gradient(reset * previous, d_a_candidate)  # U_h: (u, u)
+            if form.state_gates:
+                d_kernel = tf.concat([weight_gradient(previous, d_gates), d_kernel], axis=1)  # (u, 3u)
+            if form.loop_bias:
+                d_bias = tf.reduce_sum(tf.reshape(d_gates, (-1, 2 * u)), axis=0)
+            else:
+                d_bias = tf.zeros_like(gate_bias)
+            return (d_pre if form.input_gates else d_a_candidate), d_h0, d_kernel, d_bias
+
+        return (outputs, h_final), backward
+
+    return reset_after_sequence if form.reset_after else reset_before_sequence
