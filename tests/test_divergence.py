@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from shakegen.cli import main
 from shakegen.errors import TrainingDiverged
-from shakegen.runs import checkpoint
+from shakegen.runs import checkpoint, folder
 from shakegen.training import trainer as training
 from shakegen.training.events import Stepped
 from shakegen.training.trainer import ExplosionGuard, train
@@ -106,7 +106,7 @@ def test_bad_validation_at_epoch_end_saves_nothing(monkeypatch, tmp_path, small_
     assert sum(isinstance(event, Stepped) for event in steps) == last
     assert not (tmp_path / "run" / "best.npz").exists() and not (tmp_path / "run" / "history.csv").exists()
     # The failed start left no run behind: a plain rerun starts again, --resume has nothing to resume.
-    assert not checkpoint.is_run(tmp_path / "run")
+    assert not folder.is_run(tmp_path / "run")
     monkeypatch.setattr(training, "make_train_step", REAL_TRAIN_STEP)
     result = train(small_config.replace(max_steps=3), tmp_path / "run", small_data)
     assert result.state.global_step == 3

@@ -9,7 +9,7 @@ import pytest
 from shakegen.config import CELLS, TrainConfig
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import CheckpointError, SamplingError
-from shakegen.runs import checkpoint, pretrained
+from shakegen.runs import checkpoint, folder, pretrained
 from shakegen.use import engine
 from tests import reference
 from tests.runs import train_tiny_run
@@ -32,7 +32,7 @@ def write_random_run(run_dir, text, cell="gru", num_layers=1, seed=0, **override
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.5, tuple(variable.shape)).astype(np.float32))
     data = {"source": "test", "sha256": "", "characters": len(text), "options": {}}
-    checkpoint.start_run(run_dir, config, vocab, data, model.count_params())
+    folder.start_run(run_dir, config, vocab, data, model.count_params())
     for which in checkpoint.WHICH:
         checkpoint.save(checkpoint.checkpoint_path(run_dir, which), model, {"epoch": 1})
     return run_dir

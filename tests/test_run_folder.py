@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from shakegen import fileio
 from shakegen.cli import main
 from shakegen.errors import ConfigError
-from shakegen.runs import checkpoint
+from shakegen.runs import checkpoint, folder
 from shakegen.training.trainer import train
 
 
@@ -74,7 +74,7 @@ def test_a_new_or_empty_folder_is_used(tmp_path, small_data, exists):
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["format"] == "shakegen-run/1"  # every new run is marked
-    assert checkpoint.is_run(run_dir) and checkpoint.is_run_folder(run_dir)
+    assert folder.is_run(run_dir) and folder.is_run_folder(run_dir)
 
 
 def test_overwrite_removes_only_what_shakegen_wrote(trained_run, small_data, small_config):
@@ -96,13 +96,13 @@ def test_a_run_without_the_marker_is_still_recognised_in_shakegens_layout(traine
     raw = json.loads((trained_run / "config.json").read_text())
     del raw["format"]  # as a damaged config
     (trained_run / "config.json").write_text(json.dumps(raw))
-    assert checkpoint.is_run_folder(trained_run)
+    assert folder.is_run_folder(trained_run)
     train(small_config.replace(max_steps=1), trained_run, small_data, overwrite=True)
     assert json.loads((trained_run / "config.json").read_text())["format"] == "shakegen-run/1"
     # The same folder with a file of the user's beside it is no longer shakegen's layout.
     (trained_run / "config.json").write_text(json.dumps(raw))  # still without the marker
     (trained_run / "mine.txt").write_text("x")
-    assert not checkpoint.is_run_folder(trained_run)
+    assert not folder.is_run_folder(trained_run)
     with pytest.raises(ConfigError, match="not a shakegen run folder.*mine.txt"):
         train(small_config, trained_run, small_data, overwrite=True)
     assert (trained_run / "mine.txt").read_text() == "x" and (trained_run / "last.npz").is_file()
@@ -111,7 +111,7 @@ def test_a_run_without_the_marker_is_still_recognised_in_shakegens_layout(traine
 def test_the_pretrained_bundle_is_a_run_folder_that_leaks_no_path():
     from shakegen.runs import pretrained
 
-    assert checkpoint.is_run_folder(pretrained.BUNDLE_DIR)
+    assert folder.is_run_folder(pretrained.BUNDLE_DIR)
     info = checkpoint.read_run(pretrained.BUNDLE_DIR)
     assert info.data["source"] == "tinyshakespeare.txt"  # no build machine's folder
     assert "/tmp/" not in (pretrained.BUNDLE_DIR / "config.json").read_text()

@@ -1,6 +1,7 @@
 """Run folders: self-contained checkpoints that load from the folder alone.
 
-This module owns every file of a run folder: it names them, writes them and reads them;
+This module names every file of a run folder, writes and reads them (one .npz's own format is
+``archive.py``'s; which folders are runs, and what starting one over may remove, ``folder.py``'s);
 training, comparison, sampling and evaluation go through it. A run folder holds
   config.json   every hyperparameter, the vocabulary (in id order), the data's SHA-256, parameter
                 count, and for a fine-tuned run its parent (which run, its best.npz's SHA-256)
@@ -12,7 +13,7 @@ training, comparison, sampling and evaluation go through it. A run folder holds
 A run folder is recognisable as shakegen's by the format marker in its config.json
 (``FORMAT``); a folder that lacks one counts as a run only in shakegen's own layout (config.json
 and last.npz, nothing but the files listed above). A folder holding anything else is never
-written to, and starting a run over removes only the files listed above (``clear_run``).
+written to, and starting a run over removes only the files listed above (``folder.clear_run``).
 A folder is a run to resume once it holds config.json *and* last.npz: a start that failed before
 its first checkpoint leaves no weights behind, so a plain rerun simply starts again.
 Weights are NumPy arrays keyed by variable path (JSON and .npz, never pickle). Each file is
@@ -24,7 +25,6 @@ validation is done again), so a kill between them loses nothing and counts nothi
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
 import io
@@ -32,7 +32,6 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from shakegen import fileio
 from shakegen.config import TrainConfig
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import CheckpointError, CheckpointWriteError
+from shakegen.runs import archive
 from shakegen.version import __version__
 
 FORMAT_NAME = "shakegen-run/"  # config.json's "format": this and a version
@@ -99,137 +99,6 @@ class RunInfo:
         cleaned = self.clean(text)
         known, unknown = self.drop_unknown(cleaned)
         return cleaned, known, unknown
-
-
-def is_run(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a run to resume: shakegen's config and its last checkpoint."""
-    run_dir = Path(run_dir)
-    return (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file() and is_run_folder(run_dir)
-
-
-def has_format_marker(run_dir: str | Path) -> bool:
-    """Whether ``run_dir``'s config.json says it is a shakegen run (its ``format``), damaged or not otherwise."""
-    try:
-        raw = fileio.read_json(Path(run_dir) / CONFIG_FILE)
-    except (OSError, ValueError):
-        return False
-    return isinstance(raw, dict) and isinstance(raw.get("format"), str) and raw["format"].startswith(FORMAT_NAME)
-
-
-def is_run_folder(run_dir: str | Path) -> bool:
-    """Whether shakegen recognises ``run_dir`` as one of its run folders (see the module docstring).
-
-    A config.json with the format marker; or, without one (a damaged config), config.json and
-    last.npz with nothing but shakegen's files beside them.
-    """
-    run_dir = Path(run_dir)
-    if has_format_marker(run_dir):
-        return True
-    legacy = (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_FILE).is_file()
-    return legacy and not foreign_entries(run_dir)
-
-
-def holds_weights(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds trained weights (last.npz or best.npz): starting over needs --overwrite."""
-    return any((Path(run_dir) / name).is_file() for name in (LAST_FILE, BEST_FILE))
-
-
-def foreign_entries(run_dir: str | Path) -> list[str]:
-    """What ``run_dir`` holds that shakegen does not write in a run folder (names; ``logs/...`` inside logs)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    foreign = []
-    for entry in sorted(run_dir.iterdir()):
-        if entry.name == LOGS_DIR and entry.is_dir() and not entry.is_symlink():
-            foreign += [f"{LOGS_DIR}/{child.name}" for child in sorted(entry.iterdir()) if not _is_event_file(child)]
-        elif not (entry.is_file() and not entry.is_symlink() and _is_run_file_name(entry.name)):
-            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
-    return foreign
-
-
-def is_empty_folder(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` is absent, or holds nothing but what a killed write of a run file left (or an empty logs/)."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        return True
-    return run_dir.is_dir() and all(
-        (entry.is_file() and _is_temporary(entry.name, RUN_FILES))
-        or (entry.name == LOGS_DIR and entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir()))
-        for entry in run_dir.iterdir()
-    )
-
-
-def _is_run_file_name(name: str) -> bool:
-    return name in RUN_FILES or _is_temporary(name, RUN_FILES)
-
-
-def _is_temporary(name: str, of: tuple[str, ...]) -> bool:
-    """A temporary file ``fileio.atomic_open`` names for one of ``of``: ``.<name>.<8 characters>.tmp``."""
-    return any(fileio.is_temporary_of(name, target) for target in of)
-
-
-def _is_event_file(path: Path) -> bool:
-    """A TensorBoard event file shakegen's ScalarLog writes (or a temporary of one being trimmed)."""
-    if not path.is_file() or path.is_symlink():
-        return False
-    name = path.name
-    if name.startswith(EVENTS_PREFIX):
-        return True
-    return name.startswith("." + EVENTS_PREFIX) and name.endswith(".tmp")
-
-
-def clear_run(run_dir: str | Path) -> None:
-    """Remove the files shakegen writes in a run folder, and nothing else.
-
-    logs/ goes only when nothing but shakegen's event files was in it.
-    """
-    run_dir = Path(run_dir)
-    for entry in list(run_dir.iterdir()) if run_dir.is_dir() else []:
-        if entry.is_file() and not entry.is_symlink() and _is_run_file_name(entry.name):
-            entry.unlink(missing_ok=True)
-    logs = run_dir / LOGS_DIR
-    if logs.is_dir() and not logs.is_symlink():
-        for entry in list(logs.iterdir()):
-            if _is_event_file(entry):
-                entry.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # not empty: someone else's files stay, and so does logs/
-            logs.rmdir()
-
-
-@contextlib.contextmanager
-def lock_run(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``run_dir`` for one training process; clear what a killed one left half-written.
-
-    Raises:
-        CheckpointError: another process is training in ``run_dir``.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with fileio.folder_lock(run_dir):
-            for name in RUN_FILES:  # we hold the folder: any temporary file is a dead writer's
-                fileio.remove_stale_temporaries(run_dir, name, older_than=0)
-            yield
-    except BlockingIOError:
-        raise CheckpointError(
-            f"Another shakegen process is training in {run_dir}. Wait for it to finish, or choose another --run-dir."
-        ) from None
-
-
-def start_run(
-    run_dir: str | Path,
-    config: TrainConfig,
-    vocab: Vocabulary,
-    data: dict,
-    parameters: int,
-    parent: dict | None = None,
-) -> None:
-    """Clear ``run_dir`` of an earlier run's files (``clear_run``: only those) and write the new run's config.json."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clear_run(run_dir)
-    write_run_config(run_dir, config, vocab, data, parameters, parent)
 
 
 def write_run_config(
@@ -300,49 +169,13 @@ def checkpoint_path(run_dir: str | Path, which: str) -> Path:
     return Path(run_dir) / f"{which}.npz"
 
 
-def snapshot(model, state: dict, optimizer=None, carried: list | None = None) -> dict[str, np.ndarray]:
-    """Copies of the weights (and optimizer variables) with ``state``: a checkpoint in memory.
-
-    ``carried``: the GRU states a stateful run carries from one batch to the next, one
-    array per layer, stored as ``carried/<layer>``.
-    """
-    arrays = {f"weights/{variable.path}": np.array(variable.numpy()) for variable in model.weights}
-    for index, value in enumerate(carried or []):
-        arrays[f"carried/{index:03d}"] = np.array(value)
-    if optimizer is not None:
-        for index, variable in enumerate(optimizer.variables):
-            arrays[f"optimizer/{index:05d}"] = np.array(variable.numpy())
-    arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
-    return arrays
-
-
-def write_snapshot(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a snapshot into one .npz, atomically.
-
-    Raises:
-        CheckpointWriteError: the disk is full, or the folder is not writable; the file that
-            was at ``path`` before is untouched.
-    """
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    try:
-        with fileio.atomic_open(path, "wb") as handle:
-            handle.write(buffer.getvalue())
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise CheckpointWriteError(
-            f"Could not write checkpoint {path}: {reason}. The previous checkpoint there is intact; "
-            "free some space or fix the folder's permissions, then continue with --resume."
-        ) from None
-
-
 def save(path: Path, model, state: dict, optimizer=None, carried: list | None = None) -> None:
     """Write model weights (and optimizer variables) with ``state`` into one .npz, atomically."""
-    write_snapshot(path, snapshot(model, state, optimizer, carried))
+    archive.write_snapshot(path, archive.snapshot(model, state, optimizer, carried))
 
 
 def read_carried(path: Path) -> list[np.ndarray]:
-    """The carried GRU states saved with ``snapshot(carried=...)``, in layer order ([] if none)."""
+    """The carried GRU states saved with ``archive.snapshot(carried=...)``, in layer order ([] if none)."""
     arrays = _open(path)
     return [arrays[key] for key in sorted(key for key in arrays if key.startswith("carried/"))]
 
@@ -358,13 +191,7 @@ def _open(path: Path) -> dict[str, np.ndarray]:
             f"Checkpoint {path} is missing; the run folder is incomplete. "
             f"Use --which {other}, or train (or resume) the run to write it."
         )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(
-            f"Checkpoint {path} is damaged and cannot be read ({error}). Use the other checkpoint (--which) or retrain."
-        ) from None
+    return archive.read_arrays(path)
 
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
@@ -381,8 +208,8 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
             f"Checkpoint {path} is damaged: it holds no weights. Use the other checkpoint or retrain."
         )
     for name, value in weights.items():
-        _check_finite_floats(path, name, value)
-    _state_of(arrays, path)
+        archive.check_finite_floats(path, name, value)
+    archive.state_of(arrays, path)
     return weights
 
 
@@ -413,8 +240,8 @@ def read_state(path: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return json.loads(archive["state"].tobytes().decode("utf-8"))
+        with np.load(path, allow_pickle=False) as stored:
+            return json.loads(stored["state"].tobytes().decode("utf-8"))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return {}
 
@@ -435,7 +262,7 @@ def load(path: Path, model, optimizer=None) -> dict:
             )
         value = arrays[key]
         if np.issubdtype(variable.dtype, np.floating):
-            _check_finite_floats(path, variable.path, value)
+            archive.check_finite_floats(path, variable.path, value)
             value = value.astype(variable.dtype)  # the bundled model stores float16
         variable.assign(value)
     if optimizer is not None:
@@ -446,40 +273,7 @@ def load(path: Path, model, optimizer=None) -> dict:
             )
         for key, variable in zip(saved, optimizer.variables, strict=True):
             variable.assign(arrays[key])
-    return _state_of(arrays, path)
-
-
-def _check_finite_floats(path: Path, name: str, value: np.ndarray) -> None:
-    """Refuse a weight array that is not floating point, or holds NaN or infinite values."""
-    if not np.issubdtype(value.dtype, np.floating) or not np.isfinite(value).all():
-        raise CheckpointError(
-            f"Checkpoint {path} is damaged: {name} holds {value.dtype} values that are not finite floats. "
-            "Use the other checkpoint (--which) or retrain."
-        )
-
-
-def _state_of(arrays: dict[str, np.ndarray], path: Path) -> dict:
-    try:
-        state = json.loads(arrays["state"].tobytes().decode("utf-8"))
-        if not isinstance(state, dict):
-            raise ValueError(f"a JSON {type(state).__name__}, expected an object")
-        return state
-    except (KeyError, ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"Checkpoint {path} is damaged: its training state is missing or unreadable ({error}). "
-            "Use the other checkpoint (--which) or retrain."
-        ) from None
-
-
-def latest_run(root: str | Path = "checkpoints") -> Path:
-    """The most recently trained run folder under ``root``."""
-    root = Path(root)
-    runs = [path.parent for path in root.glob(f"*/{CONFIG_FILE}") if is_run(path.parent)]
-    if not runs:
-        raise CheckpointError(
-            f"No trained run found under {root}/. Train one with `shakegen train`, or pass --checkpoint RUN_DIR."
-        )
-    return max(runs, key=lambda run: (run / LAST_FILE).stat().st_mtime)
+    return archive.state_of(arrays, path)
 
 
 def load_model(

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from shakegen.errors import CheckpointError
-from shakegen.runs import checkpoint, pretrained
+from shakegen.runs import checkpoint, folder, pretrained
 
 PRETRAINED = "pretrained"  # the name of the model that ships with shakegen (--checkpoint, --init-from)
 DEFAULT_CHECKPOINTS = Path("checkpoints")  # where runs go, and where "the latest run" is looked for
@@ -21,7 +21,7 @@ def resolve_run(run: str | os.PathLike | None) -> Path:
     """
     if run is None:
         try:
-            return checkpoint.latest_run(DEFAULT_CHECKPOINTS)
+            return latest_run(DEFAULT_CHECKPOINTS)
         except CheckpointError:
             if not pretrained.available():
                 raise
@@ -34,6 +34,17 @@ def resolve_run(run: str | os.PathLike | None) -> Path:
             )
         return pretrained.BUNDLE_DIR
     return Path(run)
+
+
+def latest_run(root: str | Path = "checkpoints") -> Path:
+    """The most recently trained run folder under ``root``."""
+    root = Path(root)
+    runs = [path.parent for path in root.glob(f"*/{checkpoint.CONFIG_FILE}") if folder.is_run(path.parent)]
+    if not runs:
+        raise CheckpointError(
+            f"No trained run found under {root}/. Train one with `shakegen train`, or pass --checkpoint RUN_DIR."
+        )
+    return max(runs, key=lambda run: (run / checkpoint.LAST_FILE).stat().st_mtime)
 
 
 def is_pretrained(run_dir: str | os.PathLike) -> bool:
