@@ -1,6 +1,7 @@
 """Hyperparameters: one frozen dataclass, its presets, and its validation.
 
-Click options take their defaults from here, so there is one source of truth.
+Each field also carries what its ``shakegen train`` option needs (help, type, choices or range),
+so the command line is generated from here: one source of truth.
 """
 
 from __future__ import annotations
@@ -30,37 +31,122 @@ BUDGET_FIELDS = ("epochs", *BUDGET_CAPS)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run. Saved in the run folder's config.json."""
+class Option:
+    """What ``shakegen train``'s option for one TrainConfig field needs (cli/train.py builds it).
 
-    cell: str = "gru"
-    num_layers: int = 1
-    embedding_dim: int = 64
-    rnn_units: int = 512
-    dropout: float = 0.0
-    weight_drop: float = 0.0  # DropConnect on each recurrent kernel: one mask per batch (AWD-LSTM's lever)
-    ema_decay: float = 0.0  # validate (and keep as best) a moving average of the weights; 0: off
-    recurrent_initializer: str = "glorot_uniform"  # measured: benchmarks/recurrent_init.py
-    seq_length: int = 128
-    batch_size: int = 64
-    epochs: int = 10
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    max_characters: int | None = None  # stop after this many training characters in all
-    learning_rate: float = 2e-3
-    final_learning_rate: float = 2e-4
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 0  # linear warm-up to learning_rate over this many steps first
-    weight_decay: float = 0.0  # decoupled (AdamW), times the learning rate, on every matrix (not biases)
-    clip_norm: float = 5.0  # 0: no clipping
-    patience: int | None = None  # validations without improvement before stopping
-    random_seed: int = 42
-    precision: str = "float32"
-    stateful: bool = False  # carry the GRU state from one window to the next (truncated BPTT)
-    rnn_kernel: str = "auto"  # how the time loop runs, not what it computes: a resume may change it
-    checkpoint_minutes: float = 10.0  # write last.npz inside an epoch this often; 0: at validations only
-    eval_every: int | None = None  # validate every this many steps; None: once per epoch
-    val_characters: int | None = None  # validate on the first N characters of the split; None: all
+    The flag is the field's name in kebab case (``--num-layers``); a bool is a ``--x/--no-x`` pair.
+    """
+
+    help: str
+    type: type | None = None  # int, float or bool; None: the type of the field's default
+    choices: tuple[str, ...] | None = None  # a str field: the values it may take
+    range: tuple[int, int] | None = None  # an int field: its inclusive bounds, shown in the help
+    presets: bool = True  # end the help with each preset's value: [preset: tiny ..., quick ..., ...]
+
+
+def hyperparameter(default, help: str, **option):
+    """A TrainConfig field with its default and, in its metadata, its ``shakegen train`` option."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **option)})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Saved in the run folder's config.json (in this order).
+
+    Each field is a hyperparameter with its ``shakegen train`` option (``hyperparameter``), so
+    adding one is one line here.
+    """
+
+    cell: str = hyperparameter("gru", "Recurrent cell variant.", choices=CELLS)
+    num_layers: int = hyperparameter(1, "GRU layers.")
+    embedding_dim: int = hyperparameter(64, "Embedding size.")
+    rnn_units: int = hyperparameter(512, "Units per GRU layer.")
+    dropout: float = hyperparameter(0.0, "Dropout after each GRU layer, in [0, 1).")
+    # DropConnect on each recurrent kernel: one mask per batch (AWD-LSTM's lever)
+    weight_drop: float = hyperparameter(
+        0.0, "Fraction of each recurrent kernel dropped per batch (DropConnect), in [0, 1)."
+    )
+    ema_decay: float = hyperparameter(
+        0.0,
+        "Validate, and keep as best.npz, an exponential moving average of the weights with this decay "
+        "(0.999: about the last 1,000 steps); 0: off. last.npz keeps the raw weights for --resume.",
+    )
+    recurrent_initializer: str = hyperparameter(  # measured: benchmarks/recurrent_init.py
+        "glorot_uniform", "Initialiser of the recurrent kernels.", choices=RECURRENT_INITIALIZERS
+    )
+    seq_length: int = hyperparameter(128, "Characters per training window.")
+    batch_size: int = hyperparameter(64, "Windows per batch.")
+    epochs: int = hyperparameter(
+        10, "Epochs. Any budget given (this or --max-*) replaces the preset's: tiny's 20-step cap goes."
+    )
+    max_steps: int | None = hyperparameter(
+        None,
+        "Stop after this many optimizer steps in all; the learning-rate schedule ends there.",
+        type=int,
+        presets=False,
+    )
+    max_minutes: float | None = hyperparameter(
+        None,
+        "Stop after this many minutes of training in all (the schedule then follows the epochs).",
+        type=float,
+        presets=False,
+    )
+    max_characters: int | None = hyperparameter(
+        None,
+        "Stop after training on this many characters in all; the learning-rate schedule ends there.",
+        type=int,
+        presets=False,
+    )
+    learning_rate: float = hyperparameter(2e-3, "Adam's initial learning rate.")
+    final_learning_rate: float = hyperparameter(2e-4, "Where the cosine schedule ends: at the end of the budget.")
+    lr_schedule: str = hyperparameter(
+        "cosine", "After the warm-up: cosine decay to --final-learning-rate, or constant.", choices=LR_SCHEDULES
+    )
+    warmup_steps: int = hyperparameter(0, "Raise the learning rate linearly from 0 over this many steps first.")
+    weight_decay: float = hyperparameter(
+        0.0, "Decoupled weight decay (AdamW; times the learning rate) on every matrix, not biases; 0: off."
+    )
+    clip_norm: float = hyperparameter(5.0, "Clip gradients to this global norm; 0 disables.")
+    patience: int | None = hyperparameter(
+        None, "Stop when val loss has not improved for this many validations.", type=int, presets=False
+    )
+    random_seed: int = hyperparameter(
+        42, "Seed for weights, data order and dropout, 0 to 2**32 - 1.", range=(0, MAX_RANDOM_SEED)
+    )
+    precision: str = hyperparameter(
+        "float32",
+        "Compute precision; auto: mixed_bfloat16 on CPUs with AMX or AVX512-BF16 (where it is faster), else "
+        "float32. Saved concrete in config.json.",
+        choices=PRECISIONS,
+    )
+    stateful: bool = hyperparameter(
+        False,
+        "Carry the GRU state from one training window to the next (contiguous streams per batch row, "
+        "truncated backpropagation through time, as char-rnn trains).",
+    )
+    rnn_kernel: str = hyperparameter(  # how the time loop runs, not what it computes: a resume may change it
+        "auto",
+        "What runs the GRU time loop: fused (shakegen's loop), keras (Keras's GRU, cuDNN on a GPU, for the gru and "
+        "classic cells), or auto (keras for gru in float32 when a GPU is visible, else fused). Same weights either "
+        "way; a resumed run may change it. [default: auto]",
+        choices=RNN_KERNELS,
+        presets=False,
+    )
+    checkpoint_minutes: float = hyperparameter(
+        10.0, "Write last.npz this often inside an epoch; 0: only at validations."
+    )
+    eval_every: int | None = hyperparameter(
+        None,
+        "Validate (history row, best.npz, early stopping) every this many steps. [default: once per epoch]",
+        type=int,
+        presets=False,
+    )
+    val_characters: int | None = hyperparameter(
+        None,
+        "Validate on the first N characters of the validation split (for huge corpora). [default: all]",
+        type=int,
+        presets=False,
+    )
 
     def validate(self, train_characters: int | None = None) -> "TrainConfig":
         """Return self, or raise ConfigError naming the bad value and the fix."""

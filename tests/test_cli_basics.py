@@ -79,3 +79,14 @@ def test_prepare_errors_are_one_line(tmp_path, monkeypatch):
         assert result.exit_code == code, (args, result.output)
         assert "Traceback" not in result.output
         assert not (tmp_path / "data" / "prepared").exists()
+
+
+def test_train_has_one_option_per_train_config_field():
+    import dataclasses
+
+    from shakegen.cli import train
+    from shakegen.config import TrainConfig
+
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    assert set(train.HELP_ORDER) <= set(names), "HELP_ORDER names a field TrainConfig lacks"
+    assert set(names) <= {param.name for param in main.commands["train"].params}
