@@ -28,7 +28,8 @@ from common import processor_description, tf
 
 import shakegen
 from shakegen.exports import savedmodel as export
-from shakegen.use import engine, noise
+from shakegen.use import noise
+from shakegen.use.logits import filter_logits
 
 SEED = "ROMEO:"
 
@@ -41,7 +42,7 @@ def gap_at(loaded, seed_ids, prefix, position, key, options, pair) -> float:
         scores = context.logits
     else:
         shifted = context.logits - context.logits.max(axis=-1, keepdims=True)
-        scores = engine.filter_logits(shifted / np.float32(temperature), top_k, top_p)
+        scores = filter_logits(shifted / np.float32(temperature), top_k, top_p)
         scores = scores + noise.gumbel_numpy(np.array([key], np.uint32), [position], loaded.vocab_size)[:, 0]
     return float(abs(scores[0, pair[0]] - scores[0, pair[1]]))
 

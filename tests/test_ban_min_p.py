@@ -6,6 +6,7 @@ import pytest
 from shakegen.errors import SamplingError
 from shakegen.runs import checkpoint
 from shakegen.use import engine
+from shakegen.use.logits import ban_mask, filter_logits
 from tests import reference
 from tests.test_engine import reference_noise, sampled, write_random_run
 
@@ -45,11 +46,11 @@ def test_banning_renormalises_the_others_as_the_softmax_says(tiny):
     logits = reference_next_logits(weights, seed_ids)
     probabilities = reference.softmax(logits)
     banned = np.argsort(-probabilities)[:2]  # the two likeliest: what is left must be renormalised
-    mask = engine.ban_mask(banned, len(vocab))
+    mask = ban_mask(banned, len(vocab))
     expected = np.where(mask, 0.0, probabilities) / probabilities[~mask].sum()
 
     context = loaded.prime(seed_ids)
-    filtered = engine.filter_logits(context.logits, ban=mask)
+    filtered = filter_logits(context.logits, ban=mask)
     np.testing.assert_allclose(reference.softmax(np.asarray(filtered, np.float64))[0], expected, atol=1e-5)
 
     first = sampled(loaded, seed_ids, 1, num_samples=2000, random_seed=1, temperature=1.0, ban=banned)[:, 0]
@@ -75,7 +76,7 @@ def test_min_p_keeps_what_is_at_least_p_times_the_top_probability(tiny):
     temperature, min_p = 2.0, 0.3
     context = loaded.prime(seed_ids)
     scaled = (context.logits - context.logits.max()) / np.float32(temperature)
-    kept = np.isfinite(engine.filter_logits(scaled, min_p=min_p))[0]
+    kept = np.isfinite(filter_logits(scaled, min_p=min_p))[0]
     probabilities = reference.softmax(reference_next_logits(weights, seed_ids) / temperature)
     ratio = probabilities / probabilities.max()
     assert np.array_equal(kept[np.abs(ratio - min_p) > 1e-5], (ratio >= min_p)[np.abs(ratio - min_p) > 1e-5])

@@ -20,8 +20,9 @@ import pytest
 
 from shakegen.errors import CheckpointError
 from shakegen.exports import webpage as webexport
-from shakegen.runs import checkpoint, pretrained
+from shakegen.runs import archive, checkpoint, pretrained
 from shakegen.use import engine, noise
+from shakegen.use.logits import filter_logits
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
 
@@ -129,7 +130,7 @@ def score_gap(loaded, vocab, text: str, seed: str, position: int, options: dict,
     if temperature < engine.GREEDY_BELOW:
         scores = shifted[0]
     else:
-        scaled = engine.filter_logits(shifted / np.float32(temperature), options.get("top_k"), options.get("top_p"))
+        scaled = filter_logits(shifted / np.float32(temperature), options.get("top_k"), options.get("top_p"))
         scores = (scaled + gumbel)[0]
     return abs(float(scores[vocab.char_to_id[a]]) - float(scores[vocab.char_to_id[b]]))
 
@@ -436,12 +437,12 @@ def test_a_weight_beyond_float16_is_refused_in_one_line(tmp_path, random_runs):
 
     shutil.copytree(random_runs["gru3"][0], run_dir)
     path = checkpoint.checkpoint_path(run_dir, "best")
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
     name = next(key for key in arrays if key.endswith("rnn_1/kernel"))
     arrays[name] = arrays[name].copy()
     arrays[name][0, 0] = 1e5  # float16 holds at most 65,504
-    checkpoint.write_snapshot(path, arrays)
+    archive.write_snapshot(path, arrays)
     with pytest.raises(webexport.WebExportError, match=r"weight rnn_1/kernel has values beyond float16's range"):
         webexport.export_web(run_dir, tmp_path / "site")
     assert not (tmp_path / "site").exists()

@@ -119,7 +119,7 @@ class ModelWorker:
         rule = self.model.stop_rule(stop, keep_stop, lines)
         banned = self.model.ban_ids(ban)
         from shakegen.errors import SamplingError
-        from shakegen.use.engine import check_options
+        from shakegen.use.logits import check_options
 
         check_options(options.temperature, options.top_k, options.top_p, len(self.model.vocabulary), min_p=min_p)
         if banned or min_p:  # the NumPy engine's only (TextModel.sample_blocks)

@@ -21,6 +21,7 @@ import numpy as np
 
 from shakegen.errors import SamplingError
 from shakegen.use import blas_threads, engine
+from shakegen.use.logits import ban_mask, log_softmax
 from shakegen.use.stopping import LENGTH, Ended, StopRule
 
 MAX_BEAMS = 4096  # each step runs the model once at batch K: bounded so a request cannot take the memory
@@ -56,7 +57,7 @@ def beam_search(
 
     Args:
         decode: ids -> text, needed when ``rule`` has stop texts or a line count.
-        ban: ids never chosen (``engine.ban_mask``).
+        ban: ids never chosen (``logits.ban_mask``).
     Raises:
         SamplingError: a length or beam count below 1, more than ``MAX_BEAMS`` beams, a bad ban or seed.
     """
@@ -68,7 +69,7 @@ def beam_search(
     rule = rule or StopRule()
     if rule.active and decode is None:
         raise SamplingError("Stop texts and line counts need the vocabulary's decode to read the beams' text.")
-    banned = engine.ban_mask(ban, model.vocab_size)
+    banned = ban_mask(ban, model.vocab_size)
     primed = model.prime(seed_ids, context)
     vocab = model.vocab_size
 
@@ -78,7 +79,7 @@ def beam_search(
     finished: list[Beam] = []
     with blas_threads.limited(engine.BLAS_THREADS):
         for t in range(length):
-            scores = totals[:, None] + engine._log_softmax(logits)  # (live, V) float64
+            scores = totals[:, None] + log_softmax(logits)  # (live, V) float64
             if banned is not None:
                 scores[:, banned] = -np.inf
             flat = scores.reshape(-1)

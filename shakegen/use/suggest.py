@@ -17,6 +17,7 @@ import numpy as np
 
 from shakegen.use import engine
 from shakegen.use.beam import beam_search
+from shakegen.use.logits import ban_mask, check_options
 from shakegen.use.stopping import Stopping, StopRule
 
 MARK = 64  # characters between cached contexts
@@ -41,17 +42,17 @@ class Suggester:
 
     Args:
         model: the run's ``engine.Engine``; vocab: its ``Vocabulary``.
-        choice: how continuations are sampled; ban: ids never proposed (``engine.ban_mask``).
+        choice: how continuations are sampled; ban: ids never proposed (``logits.ban_mask``).
         start: what the model reads before the text (a newline, as ``generate``'s default seed).
     """
 
     def __init__(self, model: engine.Engine, vocab, choice: SamplingChoice | None = None, ban=None, start: str = "\n"):
         self.model, self.vocab = model, vocab
         self.choice = choice or SamplingChoice()
-        engine.check_options(
+        check_options(
             self.choice.temperature, self.choice.top_k, self.choice.top_p, model.vocab_size, min_p=self.choice.min_p
         )
-        self.ban = engine.ban_mask(ban, model.vocab_size)
+        self.ban = ban_mask(ban, model.vocab_size)
         self.start_ids = [int(i) for i in vocab.encode(start)]
         self._ids: list[int] = []  # the ids the marks were read from
         self._marks: dict[int, engine.Context] = {}  # ids read -> context after them (0: after the start)

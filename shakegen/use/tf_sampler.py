@@ -72,7 +72,7 @@ def _keep_nucleus(logits, top_p):
 
 def sample_next(logits, gumbel, temperature, top_k, top_p):
     """Next ids (batch,) by Gumbel-max from logits (batch, vocab) and Gumbel noise (batch, vocab):
-    argmax(filter((logits - max) / T) + gumbel), as ``engine.choose`` computes it.
+    argmax(filter((logits - max) / T) + gumbel), as ``logits.choose`` computes it.
 
     ``temperature`` (at least ``GREEDY_BELOW``), ``top_k`` and ``top_p`` are scalars, tensors
     or numbers; top_k 0 and top_p 1 filter nothing.
