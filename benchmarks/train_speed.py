@@ -26,7 +26,7 @@ import numpy as np
 from common import alternate, report, tf, timed_rate
 
 from shakegen.config import CELLS, PRECISIONS, PRESETS, RNN_KERNELS
-from shakegen.model import cells as cells_module
+from shakegen.model import fused_loop
 from shakegen.model.network import build_model
 
 VOCAB = 65
@@ -121,14 +121,14 @@ def main():
             steps[name] = train_step_for(lambda x, model=model: model(x)[0], model.trainable_variables)
             if backward == "autodiff":
                 autodiff.add(name)
-    fused_sequence = cells_module.fused_sequence
+    fused_sequence = fused_loop.fused_sequence
     for name, step in steps.items():  # warm-up: tracing (which fixes the backward pass) and first allocations
         if name in autodiff:
             from tests.test_cells import autodiff_sequence
 
-            cells_module.fused_sequence = autodiff_sequence
+            fused_loop.fused_sequence = autodiff_sequence
         step(inputs, targets)
-        cells_module.fused_sequence = fused_sequence
+        fused_loop.fused_sequence = fused_sequence
         step(inputs, targets)
 
     def run(step):

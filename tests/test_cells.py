@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from shakegen.config import TrainConfig
-from shakegen.model import cells
+from shakegen.model import fused_loop
 from shakegen.model.cells import VARIANTS, GRULayer, parameter_count
 from shakegen.model.network import build_model
 from tests.reference import gru_sequence
@@ -125,7 +125,7 @@ def test_serialises_and_rejects_unknown_variant():
 def autodiff_sequence(form):
     """The recurrence of ``form`` written plainly in TensorFlow, left to TensorFlow's autodiff.
 
-    Same signature as ``cells.fused_sequence(form)``, so it can stand in for it.
+    Same signature as ``fused_loop.fused_sequence(form)``, so it can stand in for it.
     """
     compute = tf.as_dtype(form.compute_dtype)
 
@@ -193,7 +193,7 @@ def test_fused_backward_matches_autodiff(variant, with_state, monkeypatch):
     layer = _random_layer(variant, seed=5, rnn_kernel="fused")
     x, h0 = _inputs(6, with_state)
     fused = _probed_gradients(layer, x, h0, seed=7)
-    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    monkeypatch.setattr(fused_loop, "fused_sequence", autodiff_sequence)
     autodiff = _probed_gradients(layer, x, h0, seed=7)
     names = ["kernel", "recurrent_kernel", "bias", "inputs"] + (["h0"] if with_state else [])
     for name, a, b in zip(names, fused, autodiff, strict=True):
@@ -215,7 +215,7 @@ def test_fused_backward_matches_autodiff_in_mixed_bfloat16(variant, monkeypatch)
     layer = _random_layer(variant, seed=5, rnn_kernel="fused", dtype="mixed_bfloat16")
     x, h0 = _inputs(6, with_state=True)
     fused = _probed_gradients(layer, x, h0, seed=7)
-    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    monkeypatch.setattr(fused_loop, "fused_sequence", autodiff_sequence)
     autodiff = _probed_gradients(layer, x, h0, seed=7)
     for name, a, b in zip(["kernel", "recurrent_kernel", "bias", "inputs", "h0"], fused, autodiff, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=2**-5 * np.abs(b).max(), err_msg=f"{variant}: {name}")
@@ -240,11 +240,11 @@ def test_every_layer_of_a_model_uses_the_fused_pass(variant, monkeypatch):
         return loss, tape.gradient(loss, model.trainable_weights)
 
     forms = []
-    real = cells.fused_sequence
-    monkeypatch.setattr(cells, "fused_sequence", lambda form: forms.append(form) or real(form))
+    real = fused_loop.fused_sequence
+    monkeypatch.setattr(fused_loop, "fused_sequence", lambda form: forms.append(form) or real(form))
     fused_loss, fused = gradients()
     assert len(forms) == 2, "each of the two layers runs the fused sequence once"
-    monkeypatch.setattr(cells, "fused_sequence", autodiff_sequence)
+    monkeypatch.setattr(fused_loop, "fused_sequence", autodiff_sequence)
     autodiff_loss, autodiff = gradients()
     np.testing.assert_allclose(fused_loss, autodiff_loss, rtol=1e-6)
     assert len(fused) == len(autodiff) == 2 + 3 * 2 + 1  # embedding, 2 × (kernel, recurrent, bias), dense ×2

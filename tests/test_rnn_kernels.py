@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from shakegen.config import TrainConfig
 from shakegen.errors import ConfigError
-from shakegen.model import cells
+from shakegen.model import fused_loop
 from shakegen.model.cells import GRULayer, choose_rnn_kernel
 from shakegen.model.network import build_model
 from shakegen.runs import checkpoint
@@ -77,8 +77,8 @@ def test_keras_kernel_gives_the_fused_outputs_and_gradients(variant, with_state,
     probe_out = tf.constant(rng.normal(size=(BATCH, TIME, UNITS)).astype("float32"))
     probe_state = tf.constant(rng.normal(size=(BATCH, UNITS)).astype("float32"))
     calls = []
-    real = cells.fused_sequence
-    monkeypatch.setattr(cells, "fused_sequence", lambda form: calls.append(form) or real(form))
+    real = fused_loop.fused_sequence
+    monkeypatch.setattr(fused_loop, "fused_sequence", lambda form: calls.append(form) or real(form))
 
     def run(layer):
         watched = [x] + ([h0] if with_state else [])

@@ -30,7 +30,7 @@ where ``[r, z, h]`` picks the column blocks u:2u, 0:u, 2u:3u (see
 
 Two implementations run the time loop (``rnn_kernel``), with the same weights and results:
 
-- ``fused``: shakegen's loop with a hand-written backward pass (``fused_sequence``), for
+- ``fused``: shakegen's loop with a hand-written backward pass (``fused_loop.py``), for
   every variant, in float32 or mixed bfloat16;
 - ``keras``: Keras's own ``GRU`` layer on this layer's variables, for ``gru`` and ``classic``
   only. On a GPU, Keras runs ``gru`` in float32 with cuDNN; cuDNN has no reset-before
@@ -40,12 +40,11 @@ Two implementations run the time loop (``rnn_kernel``), with the same weights an
 
 from __future__ import annotations
 
-import functools
 import types
-from typing import NamedTuple
 
 from shakegen.config import CELLS as VARIANTS  # one list of cell names, kept in config
 from shakegen.config import RNN_KERNELS
+from shakegen.model import fused_loop
 from shakegen.model.backend import keras, tf
 
 KERAS_VARIANTS = ("gru", "classic")  # the cells keras.layers.GRU computes (reset_after True / False)
@@ -267,9 +266,9 @@ class GRULayer(keras.layers.Layer):
 
         return step
 
-    def form(self) -> "Form":
+    def form(self) -> fused_loop.Form:
         """Which terms this variant's recurrence has, for ``fused_sequence``."""
-        return Form(
+        return fused_loop.Form(
             reset_after=self.reset_after,
             input_gates=self.input_gates,
             state_gates=self.state_gates,
@@ -305,7 +304,7 @@ class GRULayer(keras.layers.Layer):
             recurrent_kernel = tf.nn.experimental.stateless_dropout(
                 recurrent_kernel, rate=self.weight_drop, seed=weight_drop_seed
             )
-        outputs, h_final = fused_sequence(self.form())(projected, h0, recurrent_kernel, self.loop_bias())
+        outputs, h_final = fused_loop.fused_sequence(self.form())(projected, h0, recurrent_kernel, self.loop_bias())
         return tf.cast(tf.transpose(outputs, (1, 0, 2)), self.compute_dtype), h_final
 
     def _call_keras(self, inputs, initial_state):
@@ -318,177 +317,3 @@ class GRULayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.units), (input_shape[0], self.units)
-
-
-class Form(NamedTuple):
-    """The shape of a GRU-family recurrence, which is all ``fused_sequence`` needs to know.
-
-    reset_after: r multiplies (U_h h + b_rec_h) (gru) rather than h before U_h (the others).
-    input_gates: the projection holds z, r and h~ columns (3u); else h~ only (u).
-    state_gates: the gates read h through U_zr; else they are constants σ(b_zr) (gru3).
-    loop_bias: a bias is added inside the loop: b_rec (3u) for reset-after, b_zr (2u) else.
-    compute_dtype: the dtype of the recurrent products; everything else is float32.
-    """
-
-    reset_after: bool
-    input_gates: bool
-    state_gates: bool
-    loop_bias: bool
-    compute_dtype: str
-
-
-@functools.lru_cache(maxsize=None)
-def fused_sequence(form: Form):
-    """The recurrence of ``form`` over a whole sequence, with a hand-written backward pass.
-
-    Autodiff through a while loop accumulates the recurrent kernel's gradient step by step
-    (a small matrix product plus a (units, 3 units) addition per step). Here the backward
-    loop only carries dh back through time and stores each step's pre-activation
-    gradients; the kernel's gradient is then one large product over all steps (as cuDNN
-    does it), which is far faster on CPU. One implementation serves every variant: the
-    terms ``form`` lacks are simply not computed, forward or backward.
-
-    Returns a function ``(projected, h0, recurrent_kernel, loop_bias) -> (outputs, h_final)``:
-        projected: (time, batch, 3u or u) float32, the input projection with the input bias.
-        h0: (batch, u) float32 initial state.
-        recurrent_kernel: (u, 3u or u) in ``form.compute_dtype``.
-        loop_bias: (3u,) b_rec for reset-after, (2u,) gate bias for gru1 and gru3, else (0,).
-        outputs: (time, batch, u) float32; h_final: (batch, u) float32.
-    """
-    if form.reset_after and not (form.input_gates and form.state_gates and form.loop_bias):
-        raise ValueError(f"The reset-after recurrence has every term; got {form}.")
-    compute = tf.as_dtype(form.compute_dtype)
-
-    def matmul(left, right, **options):
-        """A product in the compute dtype with a float32 result; ``right`` is already cast."""
-        return tf.cast(tf.matmul(tf.cast(left, compute), right, **options), tf.float32)
-
-    def weight_gradient(left, right):
-        """sum over (time, batch) of left^T right: one product, (time, batch, a) x (time, batch, b) -> (a, b)."""
-        left = tf.reshape(left, (-1, left.shape[-1]))
-        right = tf.reshape(right, (-1, right.shape[-1]))
-        return tf.matmul(tf.cast(left, compute), tf.cast(right, compute), transpose_a=True)
-
-    def loop(body, initial, steps):
-        return tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), *initial), maximum_iterations=steps)[1:]
-
-    def arrays(count, steps):
-        return [tf.TensorArray(tf.float32, size=steps) for _ in range(count)]
-
-    @tf.custom_gradient
-    def reset_after_sequence(projected, h0, recurrent_kernel, recurrent_bias):
-        steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
-        u = h0.shape[-1]
-
-        def forward(t, h, outputs, saved, inner_h):
-            inner = matmul(h, recurrent_kernel) + recurrent_bias  # (batch, 3u)
-            x_z, x_r, x_h = tf.split(projected[t], 3, axis=-1)
-            in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
-            z = tf.sigmoid(x_z + in_z)
-            r = tf.sigmoid(x_r + in_r)
-            candidate = tf.tanh(x_h + r * in_h)
-            h = z * h + (1.0 - z) * candidate
-            saved = saved.write(t, tf.concat([z, r, candidate], -1))
-            return t + 1, h, outputs.write(t, h), saved, inner_h.write(t, in_h)
-
-        h_final, outputs, saved, inner_h = loop(forward, (h0, *arrays(3, steps)), steps)
-        outputs, saved, inner_h = outputs.stack(), saved.stack(), inner_h.stack()
-
-        def backward(d_outputs, d_h_final):
-            previous = tf.concat([h0[None], outputs[:-1]], axis=0)  # h_{t-1} for every t: (time, batch, u)
-            kernel_t = tf.transpose(recurrent_kernel)
-
-            def step(i, dh, d_projected, d_inner):
-                t = steps - 1 - i
-                z, r, candidate = tf.split(saved[t], 3, axis=-1)
-                dh = dh + d_outputs[t]
-                d_a_candidate = dh * (1.0 - z) * (1.0 - tf.square(candidate))
-                d_a_r = d_a_candidate * inner_h[t] * r * (1.0 - r)
-                d_a_z = dh * (previous[t] - candidate) * z * (1.0 - z)
-                d_in = tf.concat([d_a_z, d_a_r, d_a_candidate * r], -1)  # (batch, 3u)
-                d_x = tf.concat([d_a_z, d_a_r, d_a_candidate], -1)  # (batch, 3u)
-                dh = dh * z + matmul(d_in, kernel_t)
-                return i + 1, dh, d_projected.write(t, d_x), d_inner.write(t, d_in)
-
-            d_h_final = tf.zeros_like(h0) if d_h_final is None else d_h_final
-            d_h0, d_projected, d_inner = loop(step, (d_h_final, *arrays(2, steps)), steps)
-            d_inner = d_inner.stack()  # (time, batch, 3u)
-            d_kernel = weight_gradient(previous, d_inner)
-            d_bias = tf.reduce_sum(tf.reshape(d_inner, (-1, 3 * u)), axis=0)
-            return d_projected.stack(), d_h0, d_kernel, d_bias
-
-        return (outputs, h_final), backward
-
-    @tf.custom_gradient
-    def reset_before_sequence(projected, h0, recurrent_kernel, gate_bias):
-        steps = projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
-        u = h0.shape[-1]
-        if form.state_gates:
-            gate_kernel, candidate_kernel = recurrent_kernel[:, : 2 * u], recurrent_kernel[:, 2 * u :]
-        else:
-            gate_kernel, candidate_kernel = None, recurrent_kernel
-            constant_z, constant_r = tf.split(tf.sigmoid(gate_bias), 2)  # (u,) each: gru3's gates
-
-        def gates_at(t, h):
-            """(z, r), each (batch, u), or (u,) where the gates are constants."""
-            if not form.state_gates:
-                return constant_z, constant_r
-            pre = matmul(h, gate_kernel)  # (batch, 2u)
-            if form.input_gates:
-                pre = pre + projected[t][:, : 2 * u]
-            if form.loop_bias:
-                pre = pre + gate_bias
-            return tf.split(tf.sigmoid(pre), 2, axis=-1)
-
-        def forward(t, h, outputs, saved):
-            z, r = gates_at(t, h)
-            x_h = projected[t][:, 2 * u :] if form.input_gates else projected[t]
-            candidate = tf.tanh(x_h + matmul(r * h, candidate_kernel))
-            h = z * h + (1.0 - z) * candidate
-            # Constant gates need not be saved: only the candidate then.
-            saved = saved.write(t, tf.concat([z, r, candidate], -1) if form.state_gates else candidate)
-            return t + 1, h, outputs.write(t, h), saved
-
-        h_final, outputs, saved = loop(forward, (h0, *arrays(2, steps)), steps)
-        outputs, saved = outputs.stack(), saved.stack()
-
-        def backward(d_outputs, d_h_final):
-            previous = tf.concat([h0[None], outputs[:-1]], axis=0)  # h_{t-1} for every t: (time, batch, u)
-            candidate_kernel_t = tf.transpose(candidate_kernel)
-            gate_kernel_t = tf.transpose(gate_kernel) if form.state_gates else None
-
-            def step(i, dh, d_pre):
-                t = steps - 1 - i
-                if form.state_gates:
-                    z, r, candidate = tf.split(saved[t], 3, axis=-1)
-                else:
-                    z, r, candidate = constant_z, constant_r, saved[t]
-                h_previous = previous[t]
-                dh = dh + d_outputs[t]
-                d_a_candidate = dh * (1.0 - z) * (1.0 - tf.square(candidate))
-                d_reset_h = matmul(d_a_candidate, candidate_kernel_t)  # d(r ⊙ h): (batch, u)
-                d_a_z = dh * (h_previous - candidate) * z * (1.0 - z)
-                d_a_r = d_reset_h * h_previous * r * (1.0 - r)
-                d_gates = tf.concat([d_a_z, d_a_r], -1)  # (batch, 2u)
-                dh = dh * z + d_reset_h * r
-                if form.state_gates:
-                    dh = dh + matmul(d_gates, gate_kernel_t)
-                return i + 1, dh, d_pre.write(t, tf.concat([d_gates, d_a_candidate], -1))
-
-            d_h_final = tf.zeros_like(h0) if d_h_final is None else d_h_final
-            d_h0, d_pre = loop(step, (d_h_final, *arrays(1, steps)), steps)
-            d_pre = d_pre.stack()  # (time, batch, 3u): gates z, r, then candidate
-            d_gates, d_a_candidate = d_pre[..., : 2 * u], d_pre[..., 2 * u :]
-            reset = saved[..., u : 2 * u] if form.state_gates else constant_r
-            d_kernel = weight_gradient(reset * previous, d_a_candidate)  # U_h: (u, u)
-            if form.state_gates:
-                d_kernel = tf.concat([weight_gradient(previous, d_gates), d_kernel], axis=1)  # (u, 3u)
-            if form.loop_bias:
-                d_bias = tf.reduce_sum(tf.reshape(d_gates, (-1, 2 * u)), axis=0)
-            else:
-                d_bias = tf.zeros_like(gate_bias)
-            return (d_pre if form.input_gates else d_a_candidate), d_h0, d_kernel, d_bias
-
-        return (outputs, h_final), backward
-
-    return reset_after_sequence if form.reset_after else reset_before_sequence
