@@ -77,9 +77,11 @@ def test_failure_keeps_previous_preparation(tmp_path):
 
 
 def test_train_counts_are_stored_by_id(tmp_path, monkeypatch):
+    from shakegen.data import encoding
+
     # Over 256 distinct characters (uint16 ids), encoded and counted in many small blocks.
-    monkeypatch.setattr(prepare, "ENCODE_BLOCK", 1000)
-    monkeypatch.setattr(prepare, "COUNT_BLOCK", 77, raising=False)
+    monkeypatch.setattr(encoding, "ENCODE_BLOCK", 1000)
+    monkeypatch.setattr(encoding, "COUNT_BLOCK", 77, raising=False)
     source = tmp_path / "in.txt"
     source.write_text("".join(chr(0x4E00 + (i * 7919) % 300) + " ab\n"[i % 4] for i in range(20_000)))
     meta = prepare.prepare_corpus(source, tmp_path)
@@ -91,12 +93,14 @@ def test_train_counts_are_stored_by_id(tmp_path, monkeypatch):
 
 
 def test_folders_prepared_before_train_counts_still_load(tmp_path, monkeypatch):
+    from shakegen.data import encoding
+
     prepare.prepare_corpus(corpus.EMBEDDED_CORPUS, tmp_path)
     meta_path = tmp_path / "prepared" / "meta.json"
     old = json.loads(meta_path.read_text())
     del old["train_counts"]
     meta_path.write_text(json.dumps(old))
-    monkeypatch.setattr(prepare, "ENCODE_BLOCK", 100_000)  # counted block by block, not in one go
+    monkeypatch.setattr(encoding, "ENCODE_BLOCK", 100_000)  # counted block by block, not in one go
     data = prepare.load_prepared(tmp_path)
     expected = np.bincount(np.asarray(data.train), minlength=65).tolist()
     assert "train_counts" in data.meta and data.meta.get("train_counts") == expected
@@ -138,7 +142,7 @@ def test_cli_refuses_an_encoding_that_is_not_a_text_encoding(tmp_path, encoding,
 # A prepare killed (no cleanup, no finally) when it reaches a given point, in a child process.
 _KILLED_PREPARE = """
 import os, sys
-from shakegen.data import prepare
+from shakegen.data import encoding, prepare
 where, count = sys.argv[3], int(sys.argv[4])
 calls = []
 def step(real):
@@ -152,7 +156,7 @@ def step(real):
         return result
     return wrapped
 if where == "encode":
-    prepare._encode_splits = step(prepare._encode_splits)
+    encoding.encode_splits = step(encoding.encode_splits)
 else:
     os.rename = step(os.rename)  # what every rename of a folder comes down to
 prepare.prepare_corpus(sys.argv[1], sys.argv[2])

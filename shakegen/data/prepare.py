@@ -7,13 +7,13 @@ swapped in by renames under a lock on ``<data_dir>``: the previous folder is kep
 preparation (the old or the new), and the next start finishes or undoes the swap. A second
 preparation of the same folder waits for the lock (and takes over the first's work if it
 prepared the same file): trainings started together on an unprepared folder all start.
+This module owns the folder (its layout, the lock and the swap, reading it back); turning the
+text into ids in bounded memory is ``encoding.py``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import re
 import shutil
 import tempfile
@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from shakegen import fileio
-from shakegen.data import corpus
+from shakegen.data import corpus, encoding
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import ConfigError, PreparedDataError
 
@@ -37,10 +37,6 @@ TRAIN_COUNTS = "train_counts"
 # The smallest preset trains on windows of 32 characters; a corpus must hold one of them.
 MIN_TRAIN_CHARS = 33
 MIN_VAL_CHARS = 2
-UNICODE_SIZE = 0x110000
-ENCODE_BLOCK = 16 * 1024 * 1024
-# np.bincount casts its input to 8-byte integers: count in slices this long.
-COUNT_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -194,8 +190,9 @@ def _prepare_locked(input_path: Path, target: Path, options: PrepareOptions, pro
     staging.chmod(0o777 & ~fileio.current_umask())
     try:
         scratch = staging / "codepoints.u32"
-        counts, digest, total_chars = _read_codepoints(input_path, options, scratch, total_bytes, progress)
-        vocab = _vocabulary(counts, input_path)
+        pieces = _chunks(input_path, options)
+        counts, digest, total_chars = encoding.read_codepoints(pieces, scratch, total_bytes, progress)
+        vocab = encoding.vocabulary_of(counts, input_path)
         train_chars = int(total_chars * (1.0 - options.val_fraction))
         val_chars = total_chars - train_chars
         if train_chars < MIN_TRAIN_CHARS or val_chars < MIN_VAL_CHARS:
@@ -204,7 +201,7 @@ def _prepare_locked(input_path: Path, target: Path, options: PrepareOptions, pro
                 f"{train_chars} for training and {val_chars} for validation; expected at least "
                 f"{MIN_TRAIN_CHARS} and {MIN_VAL_CHARS}. Use a longer text or change --val-fraction."
             )
-        val_counts = _encode_splits(scratch, vocab, train_chars, staging)
+        val_counts = encoding.encode_splits(scratch, vocab, train_chars, staging)
         scratch.unlink()
         if progress:
             progress("encode", total_bytes, total_bytes)
@@ -232,73 +229,6 @@ def _prepare_locked(input_path: Path, target: Path, options: PrepareOptions, pro
         _recover(target)  # an exception (not a kill) between the two renames: put the old folder back
         raise
     return meta
-
-
-def _read_codepoints(input_path: Path, options: PrepareOptions, scratch: Path, total_bytes: int, progress):
-    """One pass over the cleaned text: code point counts, SHA-256, length; code points to ``scratch``."""
-    counts = np.zeros(UNICODE_SIZE, np.int64)
-    digest = hashlib.sha256()
-    total_chars = 0
-    bytes_seen = 0
-    with open(scratch, "wb") as handle:
-        for piece in _chunks(input_path, options):
-            wide = piece.encode("utf-32-le")  # 4 bytes per character: the scratch file's format
-            counts += _count(np.frombuffer(wide, dtype="<u4"), UNICODE_SIZE)
-            handle.write(wide)
-            encoded = piece.encode("utf-8")
-            digest.update(encoded)
-            total_chars += len(wide) // 4
-            bytes_seen += len(encoded)
-            if progress:
-                progress("read", min(bytes_seen, total_bytes), total_bytes)
-    return counts, digest.hexdigest(), total_chars
-
-
-def _vocabulary(counts: np.ndarray, input_path: Path) -> Vocabulary:
-    chars = [chr(code) for code in np.flatnonzero(counts)]
-    if not chars or all(char.isspace() for char in chars):
-        raise corpus.CorpusError(
-            f"Input {input_path} holds no text after cleaning (it is empty or only whitespace). "
-            "Pass a file with some text in it."
-        )
-    return Vocabulary(tuple(chars))
-
-
-def _encode_splits(scratch: Path, vocab: Vocabulary, train_chars: int, staging: Path) -> np.ndarray:
-    """Map the scratch file's code points to ids, block by block, into train.npy and val.npy.
-
-    Plain reads and writes rather than memory maps: mapped pages would count in the
-    process's resident memory, and this must stay small whatever the corpus size.
-
-    Returns:
-        How often each id occurs in the val split (the smaller one: the train split's
-        counts are the whole text's minus these).
-    """
-    table = np.zeros(UNICODE_SIZE, vocab.dtype)
-    table[[ord(char) for char in vocab.chars]] = np.arange(len(vocab))
-    total = scratch.stat().st_size // 4
-    val_counts = np.zeros(len(vocab), np.int64)
-    with open(scratch, "rb") as codes:
-        for name, count in (("train", train_chars), ("val", total - train_chars)):
-            with open(staging / f"{name}.npy", "wb") as out:
-                header = {"descr": np.lib.format.dtype_to_descr(vocab.dtype), "fortran_order": False, "shape": (count,)}
-                np.lib.format.write_array_header_1_0(out, header)
-                for block in range(0, count, ENCODE_BLOCK):
-                    ids = table[np.fromfile(codes, dtype="<u4", count=min(ENCODE_BLOCK, count - block))]
-                    ids.tofile(out)
-                    if name == "val":
-                        val_counts += _count(ids, len(vocab))
-                out.flush()
-                os.fsync(out.fileno())
-    return val_counts
-
-
-def _count(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """``np.bincount`` in slices: it widens its input to 8 bytes per id."""
-    counts = np.zeros(vocab_size, np.int64)
-    for start in range(0, len(ids), COUNT_BLOCK):
-        counts += np.bincount(ids[start : start + COUNT_BLOCK], minlength=vocab_size)
-    return counts
 
 
 def _swap_in(staging: Path, target: Path) -> None:
@@ -359,7 +289,7 @@ class PreparedMeta(dict):
     def __missing__(self, key):
         if key != TRAIN_COUNTS:
             raise KeyError(key)
-        counts = self[key] = count_ids(self._train_path, self._vocab_size).tolist()
+        counts = self[key] = encoding.count_ids(self._train_path, self._vocab_size).tolist()
         return counts
 
     def __contains__(self, key) -> bool:
@@ -367,18 +297,6 @@ class PreparedMeta(dict):
 
     def get(self, key, default=None):
         return self[key] if key in self else default
-
-
-def count_ids(npy_path: Path, vocab_size: int) -> np.ndarray:
-    """How often each id occurs in a 1-D ``.npy`` file, read in blocks (not mapped: flat memory)."""
-    counts = np.zeros(vocab_size, np.int64)
-    with open(npy_path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(handle)
-        for start in range(0, shape[0], ENCODE_BLOCK):
-            counts += _count(np.fromfile(handle, dtype=dtype, count=min(ENCODE_BLOCK, shape[0] - start)), vocab_size)
-    return counts
 
 
 _META_KEYS = {"characters": int, "vocab_size": int, "train_characters": int, "val_characters": int, "sha256": str}
