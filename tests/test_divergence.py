@@ -143,9 +143,9 @@ def test_guard_rule():
 
 
 def test_huge_finite_best_loss_renders(capsys):
-    from shakegen.cli import ui
+    from shakegen.cli import train_display
     from shakegen.training.events import Finished
     from shakegen.training.trainer import TrainState
 
-    ui.TrainDisplay()(Finished("epochs", TrainState(best_val_loss=1e6, best_epoch=1.0)))
+    train_display.TrainDisplay()(Finished("epochs", TrainState(best_val_loss=1e6, best_epoch=1.0)))
     assert "perplexity inf" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from shakegen.cli import ui
+from shakegen.cli import train_display, ui
 from shakegen.cli.shared import data_dir_option, random_seed_option
 from shakegen.config import PRESETS
 
@@ -82,7 +82,7 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
         minutes = 5.0
     # The budget is the comparison's: a budget given replaces the preset's caps (tiny's 20 steps).
     base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)
-    display = ui.TrainDisplay()
+    display = train_display.TrainDisplay()
     try:
         rows = comparing.compare(
             cell_list, base, out_dir, data_dir, seeds=seed_list, progress=display, overwrite=overwrite

@@ -58,9 +58,9 @@ def weights_to_evaluate(run_dir: Path, which: str) -> list[str]:
 
 def adaptive_row(model, *, what: dict, data_dir, strict, encoding, learning_rate, progress) -> dict:
     """eval --adapt's row for a loaded run: the adaptive protocol (``shakegen.use.adapt``), named as its own."""
-    from shakegen.use import adapt, evaluate
+    from shakegen.use import adapt, scored_text
 
-    found = evaluate.evaluation_ids(
+    found = scored_text.evaluation_ids(
         model.info,
         split=what.get("split"),
         text_path=what.get("path"),

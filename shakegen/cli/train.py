@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shakegen.cli import ui
+from shakegen.cli import train_display, ui
 from shakegen.cli.shared import data_dir_option
 from shakegen.config import PRESETS, TrainConfig
 from shakegen.errors import TrainingInterrupted
@@ -144,7 +144,7 @@ def train(
     from shakegen import api
 
     run_dir = run_dir or Path("checkpoints") / preset
-    display = ui.TrainDisplay()
+    display = train_display.TrainDisplay()
     try:
         api.train(
             preset,

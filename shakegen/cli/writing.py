@@ -159,8 +159,6 @@ def run_terminal(session: Session) -> str:
     from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.document import Document
-    from prompt_toolkit.filters import Condition
-    from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.layout import HSplit, Layout, Window
     from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
     from prompt_toolkit.layout.processors import AppendAutoSuggestion
@@ -184,6 +182,32 @@ def run_terminal(session: Session) -> str:
         buffer.suggestion = Suggestion(_shown_ghost(session.ghost()))
 
     buffer = Buffer(multiline=True, auto_suggest=Ghost(), document=Document(session.text, len(session.text)))
+    keys = _key_bindings(session, buffer, message, sync, show)
+
+    def toolbar():
+        sync(buffer)
+        return [("class:status", session.status() + "\n"), ("class:keys", KEYS + "\n"), ("class:message", message[0])]
+
+    layout = Layout(
+        HSplit(
+            [
+                Window(BufferControl(buffer, input_processors=[AppendAutoSuggestion()]), wrap_lines=True),
+                Window(height=1, char="─", style="class:line"),
+                Window(FormattedTextControl(toolbar), height=5, wrap_lines=True),
+            ]
+        )
+    )
+    style = Style.from_dict({"auto-suggestion": "#888888 italic", "keys": "#888888", "message": "bold"})
+    app = Application(layout=layout, key_bindings=keys, style=style, full_screen=True, mouse_support=False)
+    return app.run()
+
+
+def _key_bindings(session: Session, buffer, message: list[str], sync, show):
+    """The writing screen's keys: each edits ``session`` (after ``sync``), leaves a line in ``message``
+    and shows the result (``show``); Ctrl-S saves, Ctrl-D (or Ctrl-Q, Ctrl-C) ends with the text."""
+    from prompt_toolkit.filters import Condition
+    from prompt_toolkit.key_binding import KeyBindings
+
     keys = KeyBindings()
 
     at_end = Condition(lambda: buffer.cursor_position == len(buffer.text))
@@ -217,19 +241,4 @@ def run_terminal(session: Session) -> str:
         sync(event.current_buffer)
         event.app.exit(result=session.text)
 
-    def toolbar():
-        sync(buffer)
-        return [("class:status", session.status() + "\n"), ("class:keys", KEYS + "\n"), ("class:message", message[0])]
-
-    layout = Layout(
-        HSplit(
-            [
-                Window(BufferControl(buffer, input_processors=[AppendAutoSuggestion()]), wrap_lines=True),
-                Window(height=1, char="─", style="class:line"),
-                Window(FormattedTextControl(toolbar), height=5, wrap_lines=True),
-            ]
-        )
-    )
-    style = Style.from_dict({"auto-suggestion": "#888888 italic", "keys": "#888888", "message": "bold"})
-    app = Application(layout=layout, key_bindings=keys, style=style, full_screen=True, mouse_support=False)
-    return app.run()
+    return keys
