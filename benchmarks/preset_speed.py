@@ -48,7 +48,7 @@ def main() -> None:
 
     from shakegen.config import PRESETS
     from shakegen.model.network import build_model
-    from shakegen.training.trainer import _carried_states, make_train_step
+    from shakegen.training.step import carried_states, make_train_step
 
     base = PRESETS[args.preset]
     configs = {args.preset: base} | {variant: base.replace(**parse_variant(variant)) for variant in args.variant}
@@ -59,7 +59,7 @@ def main() -> None:
         model = build_model(65, config)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         optimizer.build(model.trainable_variables)
-        step = make_train_step(model, optimizer, config, strategy, _carried_states(model, config))
+        step = make_train_step(model, optimizer, config, strategy, carried_states(model, config))
         rng = np.random.default_rng(0)
         batch = [tf.constant(rng.integers(0, 65, (config.batch_size, config.seq_length)), tf.int32) for _ in range(2)]
         float(step(batch))  # compile outside the timing

@@ -14,14 +14,16 @@ from click.testing import CliRunner
 from shakegen.cli import main
 from shakegen.errors import TrainingDiverged
 from shakegen.runs import checkpoint, folder
+from shakegen.training import step as stepping
 from shakegen.training import trainer as training
+from shakegen.training.divergence import ExplosionGuard
 from shakegen.training.events import Stepped
-from shakegen.training.trainer import ExplosionGuard, train
+from shakegen.training.trainer import train
 
 RUN_FILES = ("last.npz", "best.npz", "history.csv")
 
 
-REAL_TRAIN_STEP = training.make_train_step
+REAL_TRAIN_STEP = stepping.make_train_step
 
 
 def _poison_at(monkeypatch, step: int, poison, after_step: bool = False):
@@ -44,7 +46,7 @@ def _poison_at(monkeypatch, step: int, poison, after_step: bool = False):
 
         return poisoned_step
 
-    monkeypatch.setattr(training, "make_train_step", make)
+    monkeypatch.setattr(stepping, "make_train_step", make)
 
 
 def _to_nan(model):
@@ -107,7 +109,7 @@ def test_bad_validation_at_epoch_end_saves_nothing(monkeypatch, tmp_path, small_
     assert not (tmp_path / "run" / "best.npz").exists() and not (tmp_path / "run" / "history.csv").exists()
     # The failed start left no run behind: a plain rerun starts again, --resume has nothing to resume.
     assert not folder.is_run(tmp_path / "run")
-    monkeypatch.setattr(training, "make_train_step", REAL_TRAIN_STEP)
+    monkeypatch.setattr(stepping, "make_train_step", REAL_TRAIN_STEP)
     result = train(small_config.replace(max_steps=3), tmp_path / "run", small_data)
     assert result.state.global_step == 3
 
@@ -119,7 +121,7 @@ def test_cli_failed_start_is_not_a_stuck_folder(monkeypatch, tmp_path, small_dat
     assert first.exit_code == 1 and "loss became nan" in first.output and "Traceback" not in first.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 1 and "Nothing to resume" in resumed.output
-    monkeypatch.setattr(training, "make_train_step", REAL_TRAIN_STEP)
+    monkeypatch.setattr(stepping, "make_train_step", REAL_TRAIN_STEP)
     again = CliRunner().invoke(main, [*args, "--max-steps", "2"])
     assert again.exit_code == 0, again.output
     bad = CliRunner().invoke(main, [*args, "--clip-norm", "nan", "--overwrite"])

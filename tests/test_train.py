@@ -252,7 +252,7 @@ def test_invalid_optimizer_settings_refused(change, message):
 
 def test_learning_rate_schedule_warms_up_then_decays_as_planned():
     """Known points of the schedule the optimizer reads: linear warm-up from 0 (Keras's), then cosine or constant."""
-    from shakegen.training.trainer import learning_rate_schedule
+    from shakegen.training.schedule import learning_rate_schedule
 
     spe = 10  # 3 epochs: 30 planned steps, 10 of them warm-up, a cosine over the other 20
     config = TrainConfig(epochs=3, learning_rate=1e-2, final_learning_rate=1e-3, warmup_steps=10)
@@ -318,7 +318,7 @@ def _cosine(step, total, peak, final):
 
 def test_tiny_anneals_to_the_final_rate_at_its_step_budget(tmp_path, small_data):
     """tiny stops at step 20: the schedule must end there, not after its planned epochs."""
-    from shakegen.training.trainer import learning_rate_schedule
+    from shakegen.training.schedule import learning_rate_schedule
 
     tiny = PRESETS["tiny"]
     rate = learning_rate_schedule(tiny, steps_per_epoch=1960)  # the embedded corpus: 3,920 planned steps
@@ -335,7 +335,7 @@ def test_tiny_anneals_to_the_final_rate_at_its_step_budget(tmp_path, small_data)
 
 
 def test_a_character_budget_sets_the_schedule_and_minutes_say_they_cannot():
-    from shakegen.training.trainer import learning_rate_schedule, schedule_steps
+    from shakegen.training.schedule import learning_rate_schedule, schedule_steps
 
     config = TrainConfig(batch_size=4, seq_length=8, epochs=50, learning_rate=1e-2, final_learning_rate=1e-3)
     characters = config.replace(max_characters=4 * 8 * 12 - 5)  # 12 steps reach it (the last one partly)

@@ -24,12 +24,13 @@ from pathlib import Path
 from shakegen import fileio
 from shakegen.config import CELLS, MAX_RANDOM_SEED, ConfigError, TrainConfig
 from shakegen.errors import CheckpointError
-from shakegen.runs import checkpoint
+from shakegen.runs import checkpoint, folder
 from shakegen.runs.plots import compare_png
 from shakegen.training import events
 from shakegen.training.dataset import epoch_batches, steps_per_epoch
 from shakegen.training.events import CellStarted
-from shakegen.training.trainer import ensure_prepared, train
+from shakegen.training.opening import ensure_prepared
+from shakegen.training.trainer import train
 
 RUN_FIELDS = (
     "cell",
@@ -135,10 +136,10 @@ def _check_free(run_dir: Path) -> None:
     """Refuse, before anything trains, a cell's folder holding what shakegen did not write (training would too)."""
     if run_dir.exists() and not run_dir.is_dir():
         held = ["is a file, not a folder"]
-    elif checkpoint.is_empty_folder(run_dir) or checkpoint.is_run_folder(run_dir):
+    elif folder.is_empty_folder(run_dir) or folder.is_run_folder(run_dir):
         return
     else:
-        found = checkpoint.foreign_entries(run_dir) or [f"a {checkpoint.CONFIG_FILE} that is not a shakegen run's"]
+        found = folder.foreign_entries(run_dir) or [f"a {checkpoint.CONFIG_FILE} that is not a shakegen run's"]
         held = ["holds " + ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")]
     raise ConfigError(
         f"{run_dir} {held[0]}, not a shakegen run, so compare will not train there (--overwrite replaces only "
@@ -153,7 +154,7 @@ def _plan(run_dir: Path, config: TrainConfig, sha256: str | None, overwrite: boo
         ConfigError: ``run_dir`` holds a run with other settings (or a damaged one), and not ``overwrite``;
             or it holds files that are not a shakegen run's.
     """
-    if not checkpoint.is_run(run_dir):
+    if not folder.is_run(run_dir):
         _check_free(run_dir)
         return "new"
     try:

@@ -4,6 +4,9 @@
 on a machine with fewer than two GPUs, over logical CPU devices (useful for testing and on
 many-core CPUs). ``multi-worker``: MultiWorkerMirroredStrategy configured by the standard
 TF_CONFIG environment variable. ``auto``: mirrored when more than one GPU is visible, else one.
+
+Also the plumbing around the strategy: which process is the chief (the one that writes the
+run folder), and the input pipelines that feed each replica its slice of every global batch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 
-from shakegen.config import ConfigError
+from shakegen.config import ConfigError, TrainConfig
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 CPU_REPLICAS = 2
@@ -76,3 +79,33 @@ def is_chief(strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int, id_table=None):
+    """The epoch's global batches, each replica fed its own slice of every global batch.
+
+    ``id_table``: the prepared ids' run ids (a fine-tuned run's), looked up batch by batch.
+    """
+    from shakegen.training.dataset import epoch_dataset
+
+    replicas = strategy.num_replicas_in_sync
+
+    def dataset_for(context):
+        # One input pipeline per worker; it feeds its local replicas in turn, one slice each.
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        return epoch_dataset(
+            data,
+            config.seq_length,
+            config.batch_size,
+            config.random_seed,
+            epoch,
+            skip,
+            slices=replicas,
+            first_slice=first,
+            slice_count=local,
+            stateful=config.stateful,
+            id_table=id_table,
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_for)

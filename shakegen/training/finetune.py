@@ -33,6 +33,7 @@ from shakegen.config import TrainConfig
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import CheckpointError, ConfigError
 from shakegen.runs import checkpoint, names
+from shakegen.training import events
 
 # Defaults of a fine-tuned run for what the user does not set (measured on the King James
 # Bible from a quick-preset Tiny Shakespeare base: benchmarks/finetune_vs_scratch.py). The
@@ -199,6 +200,17 @@ def start_from_base(
     bias = np.array(model.dense.bias.numpy())
     bias[base_size:] = new_character_biases(model, sample_ids, counts, base_size)
     model.dense.bias.assign(bias)
+
+
+def announcement(base: Base, vocab: Vocabulary, corpus_vocab: Vocabulary) -> events.FineTuning:
+    """What a fine-tuned run says as it starts: its base, and the characters added and unused."""
+    return events.FineTuning(
+        base=str(base.info.run_dir),
+        base_val_loss=base.val_loss,
+        base_characters=len(base.info.vocab),
+        added=tuple(vocab.chars[len(base.info.vocab) :]),
+        unused=sum(1 for char in base.info.vocab.chars if char not in corpus_vocab.char_to_id),
+    )
 
 
 def new_character_biases(model, sample_ids: np.ndarray, counts: np.ndarray, base_size: int) -> np.ndarray:
