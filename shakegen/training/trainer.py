@@ -6,16 +6,16 @@ The global step lives in the optimizer (``iterations``) and is saved with its mo
 a resumed run replays the same batches, masks and learning rates as an uninterrupted one,
 whether it stopped at an epoch's end, at a validation inside one, at a timed checkpoint,
 or on Ctrl-C, SIGTERM or SIGHUP. Only the chief process writes the run folder, and only
-through ``checkpoint`` (the folder's one owner).
+through ``shakegen.runs`` (the folder's one owner).
 
 Reading order: ``train`` opens the run (``_open_run``: what is refused is in opening.py),
 then alternates a span of steps (``Trainer.train_span``) and a validation
 (``Trainer.validate_and_save``) until a limit is reached, then finishes (``Trainer.finish``).
 The ``Trainer`` runs the steps and the epochs; its parts each do one job: the model, its
 optimizer and the compiled step (step.py); the budget and the learning rate (schedule.py);
-validation with its history and best weights (validation.py); when last.npz is written
-(saving.py); the divergence guard (divergence.py); signals (interrupts.py); the replicas'
-input (distribute.py).
+the current epoch's batches (epochs.py; the replicas' input in distribute.py); validation
+with its history and best weights (validation.py); when last.npz is written (saving.py);
+the divergence guard (divergence.py); signals (interrupts.py).
 
 A run's vocabulary is the prepared corpus's, except for a fine-tuned run (``init_from``,
 see finetune.py), whose vocabulary is its base's with the corpus's new characters appended:
