@@ -223,48 +223,11 @@ class GRULayer(keras.layers.Layer):
         """The per-step update ``(projected x_t (batch, k), h (batch, units)) -> h_t``.
 
         Built once per call so weights are cast and sliced outside the time loop. Used by
-        the sampler's compiled loop (one character at a time); ``call`` uses the fused
-        sequence instead, which computes the same steps.
+        the sampler's compiled loop (one character at a time); ``call`` runs the fused
+        sequence instead, whose forward pass takes the same step (``fused_loop.step_function``).
         """
-        u = self.units
-        compute = self.compute_dtype
-        recurrent_kernel = tf.cast(self.recurrent_kernel, compute)
-        _, recurrent_bias, constant_gates = self._biases()
-
-        def matmul(left, right):
-            return tf.cast(tf.matmul(tf.cast(left, compute), right), tf.float32)
-
-        if self.reset_after:
-
-            def step(x_t, h):
-                inner = matmul(h, recurrent_kernel) + recurrent_bias  # (batch, 3u)
-                x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
-                in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
-                z = tf.sigmoid(x_z + in_z)
-                r = tf.sigmoid(x_r + in_r)
-                candidate = tf.tanh(x_h + r * in_h)
-                return z * h + (1.0 - z) * candidate
-
-            return step
-
-        gate_kernel = recurrent_kernel[:, : 2 * u] if self.state_gates else None
-        candidate_kernel = recurrent_kernel[:, 2 * u :] if self.state_gates else recurrent_kernel
-
-        def step(x_t, h):
-            x_h = x_t[:, 2 * u :] if self.input_gates else x_t
-            if self.state_gates:
-                gates = matmul(h, gate_kernel)  # (batch, 2u)
-                if self.input_gates:
-                    gates = gates + x_t[:, : 2 * u]
-                if recurrent_bias is not None:
-                    gates = gates + recurrent_bias
-                z, r = tf.split(tf.sigmoid(gates), 2, axis=-1)
-            else:
-                z, r = tf.split(tf.sigmoid(constant_gates), 2)
-            candidate = tf.tanh(x_h + matmul(r * h, candidate_kernel))
-            return z * h + (1.0 - z) * candidate
-
-        return step
+        recurrent_kernel = tf.cast(self.recurrent_kernel, self.compute_dtype)
+        return fused_loop.step_function(self.form(), recurrent_kernel, self.loop_bias())
 
     def form(self) -> fused_loop.Form:
         """Which terms this variant's recurrence has, for ``fused_sequence``."""

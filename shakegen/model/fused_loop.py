@@ -51,6 +51,16 @@ def fused_sequence(form: Form):
     return _reset_after_sequence(compute) if form.reset_after else _reset_before_sequence(form, compute)
 
 
+def step_function(form: Form, recurrent_kernel, loop_bias):
+    """One step of ``form``'s recurrence, ``(projected x_t (batch, k), h (batch, u)) -> h_t``: the step
+    ``fused_sequence`` takes, for loops that feed one character at a time (arguments as there)."""
+    compute = tf.as_dtype(form.compute_dtype)
+    if form.reset_after:
+        return lambda x_t, h: _reset_after_step(x_t, h, recurrent_kernel, loop_bias, compute)[0]
+    kernels = _reset_before_kernels(form, recurrent_kernel, loop_bias, recurrent_kernel.shape[0])
+    return lambda x_t, h: _reset_before_step(form, x_t, h, kernels, loop_bias, compute)[0]
+
+
 def _matmul(left, right, compute):
     """A product in the compute dtype with a float32 result; ``right`` is already cast."""
     return tf.cast(tf.matmul(tf.cast(left, compute), right), tf.float32)
@@ -78,6 +88,49 @@ def _length(projected):
     return projected.shape[0] if projected.shape[0] is not None else tf.shape(projected)[0]
 
 
+def _reset_after_step(x_t, h, recurrent_kernel, recurrent_bias, compute):
+    """One gru step: (h_t, z, r, h~, U_h h + b_rec_h), each (batch, u), from x_t (batch, 3u) and h."""
+    inner = _matmul(h, recurrent_kernel, compute) + recurrent_bias  # (batch, 3u)
+    x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+    in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
+    z = tf.sigmoid(x_z + in_z)
+    r = tf.sigmoid(x_r + in_r)
+    candidate = tf.tanh(x_h + r * in_h)
+    return z * h + (1.0 - z) * candidate, z, r, candidate, in_h
+
+
+class _Kernels(NamedTuple):
+    """A reset-before recurrence's weights, split once outside the loop."""
+
+    gate: object  # U_zr (u, 2u), or None where the gates are constants (gru3)
+    candidate: object  # U_h (u, u)
+    constant_gates: tuple | None  # (z, r), each (u,): gru3's σ(b_zr); else None
+
+
+def _reset_before_kernels(form: Form, recurrent_kernel, gate_bias, u: int) -> _Kernels:
+    if form.state_gates:
+        return _Kernels(recurrent_kernel[:, : 2 * u], recurrent_kernel[:, 2 * u :], None)
+    return _Kernels(None, recurrent_kernel, tuple(tf.split(tf.sigmoid(gate_bias), 2)))  # (u,) each
+
+
+def _reset_before_step(form: Form, x_t, h, kernels, gate_bias, compute):
+    """One reset-before step: (h_t, z, r, h~) from x_t (batch, 3u or u) and h (batch, u); z and r
+    are (u,) where the gates are constants."""
+    u = kernels.candidate.shape[0]
+    if form.state_gates:
+        pre = _matmul(h, kernels.gate, compute)  # (batch, 2u)
+        if form.input_gates:
+            pre = pre + x_t[:, : 2 * u]
+        if form.loop_bias:
+            pre = pre + gate_bias
+        z, r = tf.split(tf.sigmoid(pre), 2, axis=-1)
+    else:
+        z, r = kernels.constant_gates
+    x_h = x_t[:, 2 * u :] if form.input_gates else x_t
+    candidate = tf.tanh(x_h + _matmul(r * h, kernels.candidate, compute))
+    return z * h + (1.0 - z) * candidate, z, r, candidate
+
+
 def _reset_after_sequence(compute):
     """The gru (reset-after) recurrence: every gate reads x and h, r multiplies U_h h + b_rec_h."""
 
@@ -86,13 +139,7 @@ def _reset_after_sequence(compute):
         steps = _length(projected)
 
         def forward(t, h, outputs, saved, inner_h):
-            inner = _matmul(h, recurrent_kernel, compute) + recurrent_bias  # (batch, 3u)
-            x_z, x_r, x_h = tf.split(projected[t], 3, axis=-1)
-            in_z, in_r, in_h = tf.split(inner, 3, axis=-1)
-            z = tf.sigmoid(x_z + in_z)
-            r = tf.sigmoid(x_r + in_r)
-            candidate = tf.tanh(x_h + r * in_h)
-            h = z * h + (1.0 - z) * candidate
+            h, z, r, candidate, in_h = _reset_after_step(projected[t], h, recurrent_kernel, recurrent_bias, compute)
             saved = saved.write(t, tf.concat([z, r, candidate], -1))
             return t + 1, h, outputs.write(t, h), saved, inner_h.write(t, in_h)
 
@@ -138,20 +185,6 @@ def _reset_after_backward(compute, steps, h0, outputs, saved, inner_h, recurrent
     return d_projected.stack(), d_h0, d_kernel, d_bias
 
 
-class _Kernels(NamedTuple):
-    """A reset-before recurrence's weights, split once outside the loop."""
-
-    gate: object  # U_zr (u, 2u), or None where the gates are constants (gru3)
-    candidate: object  # U_h (u, u)
-    constant_gates: tuple | None  # (z, r), each (u,): gru3's σ(b_zr); else None
-
-
-def _reset_before_kernels(form: Form, recurrent_kernel, gate_bias, u: int) -> _Kernels:
-    if form.state_gates:
-        return _Kernels(recurrent_kernel[:, : 2 * u], recurrent_kernel[:, 2 * u :], None)
-    return _Kernels(None, recurrent_kernel, tuple(tf.split(tf.sigmoid(gate_bias), 2)))  # (u,) each
-
-
 def _reset_before_sequence(form: Form, compute):
     """The classic, gru1, gru2 and gru3 recurrences: h~ reads r ⊙ h through U_h."""
 
@@ -161,22 +194,8 @@ def _reset_before_sequence(form: Form, compute):
         u = h0.shape[-1]
         kernels = _reset_before_kernels(form, recurrent_kernel, gate_bias, u)
 
-        def gates_at(t, h):
-            """(z, r), each (batch, u), or (u,) where the gates are constants."""
-            if not form.state_gates:
-                return kernels.constant_gates
-            pre = _matmul(h, kernels.gate, compute)  # (batch, 2u)
-            if form.input_gates:
-                pre = pre + projected[t][:, : 2 * u]
-            if form.loop_bias:
-                pre = pre + gate_bias
-            return tf.split(tf.sigmoid(pre), 2, axis=-1)
-
         def forward(t, h, outputs, saved):
-            z, r = gates_at(t, h)
-            x_h = projected[t][:, 2 * u :] if form.input_gates else projected[t]
-            candidate = tf.tanh(x_h + _matmul(r * h, kernels.candidate, compute))
-            h = z * h + (1.0 - z) * candidate
+            h, z, r, candidate = _reset_before_step(form, projected[t], h, kernels, gate_bias, compute)
             # Constant gates need not be saved: only the candidate then.
             saved = saved.write(t, tf.concat([z, r, candidate], -1) if form.state_gates else candidate)
             return t + 1, h, outputs.write(t, h), saved
