@@ -140,7 +140,7 @@ def generate(
     if random_seed is None:
         random_seed = sampling.draw_random_seed()
     how = "greedy" if options.greedy else f"temperature {temperature:g}"
-    used = "numpy" if banned or min_p else model.sampling_engine(num_samples)  # ban and min-p: the engine's
+    used = sampling.sampling_engine(model.engine_choice, num_samples, numpy_only=bool(banned or min_p))
     ui.message(f"[dim]{model.info.run_dir} ({which}), {how}, random seed {random_seed}, {used} engine[/]")
 
     out = sys.stdout
