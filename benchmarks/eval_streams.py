@@ -21,7 +21,7 @@ import numpy as np
 
 from shakegen.data import prepare
 from shakegen.runs import checkpoint
-from shakegen.use import evaluate
+from shakegen.use import evaluate, tf_scoring
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     args = parser.parse_args()
     model, _, _ = checkpoint.load_model(args.checkpoint, args.which, precision="float32")
     ids = np.asarray(prepare.load_prepared(args.data_dir).val)
-    streams = evaluate.default_streams(len(ids) - 1)
+    streams = tf_scoring.default_streams(len(ids) - 1)
     measures = {
         "streaming, 1 stream": lambda part: evaluate.streaming_cross_entropy(model, part, streams=1),
         f"streaming, {streams} streams": lambda part: evaluate.streaming_cross_entropy(model, part, streams=streams),

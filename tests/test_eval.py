@@ -19,7 +19,8 @@ from shakegen.errors import EvaluationError
 from shakegen.model import inference
 from shakegen.model.network import build_model
 from shakegen.runs import checkpoint
-from shakegen.use import evaluate
+from shakegen.use import evaluate, tf_scoring
+from shakegen.use import report as scoring_report
 from tests.reference import log_softmax, model_logits, model_weights
 from tests.runs import train_tiny_run
 
@@ -70,7 +71,7 @@ def test_parallel_streams_agree_with_one_stream(trained_run, small_data):
 
 
 def test_stream_layout_counts_every_prediction_once():
-    layout = evaluate.stream_layout(1000, 7, 50)
+    layout = tf_scoring.stream_layout(1000, 7, 50)
     counted = [position for _, start, end in layout for position in range(start, end)]
     assert counted == list(range(1000))
     assert all(first == max(0, start - 50) for first, start, _ in layout)
@@ -370,8 +371,8 @@ def test_unigram_baseline_counts_in_pieces(monkeypatch):
     ids = np.random.default_rng(0).integers(0, 4, 1000).astype(np.uint8)
     probabilities = (counts + 1.0) / (counts.sum() + 4)
     expected = -np.log(probabilities[ids]).mean()
-    monkeypatch.setattr(evaluate, "BINCOUNT_CHUNK", 7)
-    assert evaluate.unigram_cross_entropy(counts, ids) == pytest.approx(expected, rel=1e-12)
+    monkeypatch.setattr(scoring_report, "BINCOUNT_CHUNK", 7)
+    assert scoring_report.unigram_cross_entropy(counts, ids) == pytest.approx(expected, rel=1e-12)
 
 
 # --- --text in the run's encoding (issue 14 item 11) ------------------------------------------

@@ -285,11 +285,11 @@ def test_utf16_and_utf32_corpora_prepare_to_the_ids_of_the_utf8_one(tmp_path, en
     assert b.vocab.decode(np.concatenate([b.train, b.val])) == _TEXT.replace("\r\n", "\n")
     # eval --text reads it as prepare does: the same ids as the UTF-8 file.
     from shakegen.runs import checkpoint, pretrained
-    from shakegen.use import evaluate
+    from shakegen.use import scored_text
 
     info = checkpoint.read_run(pretrained.BUNDLE_DIR)
-    narrow = evaluate.evaluation_ids(info, split=None, text_path=utf8)
-    read = evaluate.evaluation_ids(info, split=None, text_path=wide, encoding=encoding)
+    narrow = scored_text.evaluation_ids(info, split=None, text_path=utf8)
+    read = scored_text.evaluation_ids(info, split=None, text_path=wide, encoding=encoding)
     assert np.array_equal(narrow.ids, read.ids) and narrow.left_out == read.left_out > 0  # é, Σ, 🎭: unknown
 
 
@@ -315,7 +315,7 @@ def test_cli_prepares_utf16_and_names_the_encoding_of_a_misread_one(tmp_path):
 def test_a_binary_file_is_refused_in_every_encoding_by_prepare_and_eval(tmp_path, encoding):
     from shakegen.errors import EvaluationError
     from shakegen.runs import checkpoint, pretrained
-    from shakegen.use import evaluate
+    from shakegen.use import scored_text
 
     image = tmp_path / "picture.png"
     image.write_bytes(_PNG_LIKE)
@@ -324,7 +324,7 @@ def test_a_binary_file_is_refused_in_every_encoding_by_prepare_and_eval(tmp_path
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
     info = checkpoint.read_run(pretrained.BUNDLE_DIR)
     with pytest.raises(EvaluationError, match="binary"):
-        evaluate.evaluation_ids(info, split=None, text_path=image, encoding=encoding)
+        scored_text.evaluation_ids(info, split=None, text_path=image, encoding=encoding)
 
 
 def test_eval_text_refuses_a_binary_file_named_utf16_in_one_line(tmp_path):

@@ -37,10 +37,10 @@ def float16_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def validation_figures(run_dir: Path, which: str = "best") -> dict[str, float]:
     """Validation loss of a run on the embedded corpus's split, streaming and in windows of 256."""
-    from shakegen.use import evaluate
+    from shakegen.use import evaluate, scored_text
 
     model, info, _ = checkpoint.load_model(run_dir, which, precision="float32")
-    ids = evaluate.evaluation_ids(info, split="val", data_dir=None).ids
+    ids = scored_text.evaluation_ids(info, split="val", data_dir=None).ids
     return {
         protocol: evaluate.cross_entropy(model, ids, evaluate.Protocol(protocol, 256)).loss
         for protocol in ("streaming", "windows")
@@ -54,10 +54,10 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
         CheckpointError: not a run trained on the embedded corpus, a bundle over ``MAX_BYTES``,
             or float16 storage moving the validation loss by ``STORAGE_TOLERANCE`` or more.
     """
-    from shakegen.use import evaluate
+    from shakegen.use import scored_text
 
     info = checkpoint.read_run(run_dir)
-    if evaluate.embedded_corpus_text(info) is None:
+    if scored_text.embedded_corpus_text(info) is None:
         raise CheckpointError(f"{run_dir} was not trained on the embedded Tiny Shakespeare; the bundle must be.")
     if out_dir.exists() and not (out_dir / CARD_FILE).is_file():
         raise CheckpointError(f"{out_dir} exists and is not a pretrained bundle; choose another --out.")

@@ -114,11 +114,11 @@ def adaptive_cross_entropy(
 
 
 def report(run_dir, which: str, ids, learning_rate: float, segment: int = SEGMENT, progress=None) -> dict:
-    """The figures of a run under the adaptive protocol, with the fields of ``evaluate.report``'s
+    """The figures of a run under the adaptive protocol, with the fields of ``report.report``'s
     rows (``protocol`` "adaptive", ``learning_rate`` and ``segment`` added; window, samples and
     random seed None). The run is loaded afresh into memory; its folder is only read."""
     from shakegen.runs import checkpoint
-    from shakegen.use import evaluate
+    from shakegen.use import report as rows
 
     model, info, saved_state = checkpoint.load_model(run_dir, which, precision="float32")
     result = adaptive_cross_entropy(model, ids, learning_rate, segment, progress)
@@ -130,4 +130,4 @@ def report(run_dir, which: str, ids, learning_rate: float, segment: int = SEGMEN
         "learning_rate": float(learning_rate),
         "segment": int(segment),
     }
-    return evaluate.report_row(info, which, saved_state, ids, result, protocol)
+    return rows.report_row(info, which, saved_state, ids, result, protocol)

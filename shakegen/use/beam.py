@@ -41,6 +41,17 @@ class Beam:
     def per_character(self) -> float:
         return self.log_prob / self.length
 
+    def as_dict(self, prefix: str, decode) -> dict:
+        """The record ``TextModel.beam_search`` returns: the text (``prefix`` then the ids decoded), the
+        log-probabilities, the characters generated and how it ended (``Ended.as_dict``)."""
+        return {
+            "text": prefix + decode(self.ids),
+            "log_prob": self.log_prob,
+            "log_prob_per_character": self.per_character,
+            "characters": self.length,
+            **self.ended.as_dict(),
+        }
+
 
 def beam_search(
     model: engine.Engine,

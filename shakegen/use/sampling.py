@@ -5,7 +5,7 @@ Nothing here imports TensorFlow: ``shakegen generate`` samples on the NumPy engi
 where it pays; both draw the same counter-based noise (``noise.py``), so a random seed gives
 the same text on either, except where two characters' scores are a float near-tie.
 
-Every face samples through one function, ``TextModel.sample_blocks`` (``api.py``), which
+Every face samples through one function, ``TextModel.sample_blocks`` (``generation.py``), which
 yields blocks of new text as they are sampled; ``TextCollector`` joins those blocks into
 the texts (the only place that does), so streamed and unstreamed text are one computation.
 """
@@ -36,8 +36,10 @@ ENGINES = ("auto", "numpy", "tensorflow")
 # this many and more (its batched products win there; see benchmarks/engine_speed.py).
 TENSORFLOW_FROM_SAMPLES = 8
 # auto: the engine scores texts predicting up to this many characters (one stream, as
-# evaluate.default_streams gives TensorFlow below 8,192), TensorFlow longer ones in batches.
+# tf_scoring.default_streams gives TensorFlow below 8,192), TensorFlow longer ones in batches.
 ENGINE_EVALUATE_CHARACTERS = 8191
+# Why a ban or min-p is refused on TensorFlow (``sampling_engine``): its sampler does not apply them.
+NUMPY_ONLY = "ban and min-p are applied by the NumPy engine only; sample with engine 'numpy' or 'auto'."
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,18 @@ def check_engine(engine) -> str:
     return engine
 
 
-def sampling_engine(engine: str, num_samples: int) -> str:
-    """The engine that samples ``num_samples`` at once: ``numpy`` or ``tensorflow`` (``auto`` decides by count)."""
-    if check_engine(engine) != "auto":
+def sampling_engine(engine: str, num_samples: int, *, numpy_only: bool = False, refusal: str = NUMPY_ONLY) -> str:
+    """The engine that samples ``num_samples`` at once: ``numpy`` or ``tensorflow`` (``auto`` decides by count).
+
+    ``numpy_only``: the sampling needs the NumPy engine (a ban or min-p, which only it applies): ``numpy``
+    whatever the count, and SamplingError(``refusal``) where ``engine`` is ``tensorflow``. The one place
+    that rule is written; every face asks it.
+    """
+    if check_engine(engine) == "tensorflow" and numpy_only:
+        raise SamplingError(refusal)
+    if numpy_only:
+        return "numpy"
+    if engine != "auto":
         return engine
     return "tensorflow" if num_samples >= TENSORFLOW_FROM_SAMPLES else "numpy"
 
