@@ -118,21 +118,7 @@ class LoadedRun:
         rule = stop if stop is not None else stopping.StopRule()
         self.last_random_seed, self.last_engine = random_seed, chosen
         ids = vocab.encode(seed)
-        if chosen == "numpy":
-            blocks = self.engine.sample(
-                ids,
-                length,
-                num_samples=num_samples,
-                random_seed=random_seed,
-                temperature=options.temperature,
-                top_k=options.top_k,
-                top_p=options.top_p,
-                block=sampling.CHUNK,
-                ban=banned,
-                min_p=min_p,
-            )
-        else:
-            blocks = self.sampler().sample(ids, length, num_samples, random_seed, options)
+        blocks = self._id_blocks(chosen, ids, length, options, num_samples, random_seed, banned, min_p)
         stopper = stopping.Stopping(rule, num_samples)
         if endings is not None:  # filled in place as each sample ends, before the block that ends it
             endings[:] = stopper.ended
@@ -141,6 +127,23 @@ class LoadedRun:
         for block in stopper.run([vocab.decode(row) for row in block] for block in blocks):
             if any(block):  # the last block is the text held back; when there is none it is not worth a turn
                 yield block
+
+    def _id_blocks(self, chosen, ids, length, options, num_samples, random_seed, banned, min_p):
+        """Blocks of new ids, (num_samples, up to ``sampling.CHUNK``), from the engine ``chosen``."""
+        if chosen == "tensorflow":
+            return self.sampler().sample(ids, length, num_samples, random_seed, options)
+        return self.engine.sample(
+            ids,
+            length,
+            num_samples=num_samples,
+            random_seed=random_seed,
+            temperature=options.temperature,
+            top_k=options.top_k,
+            top_p=options.top_p,
+            block=sampling.CHUNK,
+            ban=banned,
+            min_p=min_p,
+        )
 
     def ban_ids(self, ban: str | None) -> list[int] | None:
         """The ids of the characters ``ban`` names (None: none). Raises SamplingError for a character the
