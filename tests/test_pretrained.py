@@ -139,7 +139,7 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
     with pytest.raises(CheckpointError, match="holds only its best weights .no last.npz.; use --which best"):
         shakegen.load(bundle, "last")
     from shakegen.serve.limits import Limits
-    from shakegen.serve.worker import model_card
+    from shakegen.serve.card import model_card
 
     served = model_card(shakegen.load(bundle), Limits())
     history = checkpoint.read_history(embedded_run)

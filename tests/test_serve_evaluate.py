@@ -19,7 +19,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 
 import shakegen  # noqa: E402
 from shakegen.data import corpus  # noqa: E402
-from shakegen.serve.worker import TurnTaking  # noqa: E402
+from shakegen.serve.turns import TurnTaking  # noqa: E402
 from tests.test_serve import STARTUP_SECONDS, Server, tiny_run  # noqa: E402, F401
 
 LONG_TEXT_REPEATS = 1  # the embedded corpus: 1.1 million characters, about seventy turns of 32 streams
