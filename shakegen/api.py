@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from shakegen.errors import CheckpointError, SamplingError
+from shakegen.errors import CheckpointError, EvaluationError, SamplingError
 from shakegen.runs.names import DEFAULT_CHECKPOINTS, resolve_run
 from shakegen.use.generation import LoadedRun
 
@@ -181,13 +181,12 @@ class TextModel(LoadedRun):
         min_p: float | None = None,
     ) -> Iterator[str]:
         """Like ``generate`` for one sample, yielding the text as it is sampled (the seed first)."""
-        from shakegen.use import engine as engines
-        from shakegen.use import sampling
+        from shakegen.use import logits, sampling
 
         options = self.sampling_options(temperature, top_k, top_p)
         rule = self.stop_rule(stop, keep_stop, lines)  # refused before the seed is yielded, as the rest
         self.ban_ids(ban)
-        engines.check_options(temperature, top_k, top_p, len(self.info.vocab), min_p=min_p)
+        logits.check_options(temperature, top_k, top_p, len(self.info.vocab), min_p=min_p)
         if random_seed is not None:  # refused before the seed is yielded
             random_seed = sampling.check_random_seed(random_seed)
         if engine is not None:
@@ -286,7 +285,7 @@ class TextModel(LoadedRun):
         try:
             engine = sampling.check_engine(self.engine_choice if engine is None else engine)
         except SamplingError as error:
-            raise evaluate.EvaluationError(str(error)) from None
+            raise EvaluationError(str(error)) from None
         found, what = scored_text.text_to_score(self.info, text, path, split, data_dir, strict, encoding)
         engine = sampling.scoring_engine(engine, evaluate.predicted_characters(len(found.ids), chosen))
         if isinstance(characters_per_call, dict):  # the count for the engine that scores
