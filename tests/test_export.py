@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from shakegen.cli import main
 from shakegen.data.corpus import clean_text
+from shakegen.exports import graph_text
 from shakegen.exports import savedmodel as export
 from shakegen.runs import checkpoint
 from shakegen.use import sampling
@@ -345,7 +346,7 @@ def test_vocabulary_and_config_are_stored(runs, served, exported):
 @pytest.mark.parametrize("lowercase, strip_punctuation", [(False, False), (True, False), (False, True), (True, True)])
 def test_graph_cleaning_equals_the_corpus_cleaning(text, lowercase, strip_punctuation):
     options = dict(lowercase=lowercase, strip_punctuation=strip_punctuation)
-    cleaned = export.clean_text_graph(tf.constant(text), **options).numpy().decode("utf-8")
+    cleaned = graph_text.clean_text_graph(tf.constant(text), **options).numpy().decode("utf-8")
     assert cleaned == clean_text(text, **options)
 
 

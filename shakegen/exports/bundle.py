@@ -23,7 +23,7 @@ import numpy as np
 
 from shakegen import fileio, machine
 from shakegen.errors import CheckpointError
-from shakegen.runs import checkpoint
+from shakegen.runs import archive, checkpoint
 from shakegen.runs.pretrained import BUNDLE_DIR, CARD_FILE, MAX_BYTES, STORAGE_TOLERANCE, portable_run_config
 
 
@@ -79,9 +79,7 @@ def _fill(staging: Path, run_dir: Path, info, command: str, which: str) -> dict:
     raw = fileio.read_json(run_dir / checkpoint.CONFIG_FILE)
     fileio.write_json(staging / checkpoint.CONFIG_FILE, portable_run_config(raw))
     shutil.copy2(run_dir / checkpoint.HISTORY_FILE, staging / checkpoint.HISTORY_FILE)
-    checkpoint.write_snapshot(
-        staging / checkpoint.BEST_FILE, float16_arrays(checkpoint.checkpoint_path(run_dir, which))
-    )
+    archive.write_snapshot(staging / checkpoint.BEST_FILE, float16_arrays(checkpoint.checkpoint_path(run_dir, which)))
     stored = validation_figures(staging)
     original = validation_figures(run_dir, which)
     moved = max(abs(stored[name] - original[name]) for name in stored)
