@@ -138,8 +138,8 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-6)
     with pytest.raises(CheckpointError, match="holds only its best weights .no last.npz.; use --which best"):
         shakegen.load(bundle, "last")
-    from shakegen.serve.limits import Limits
     from shakegen.serve.card import model_card
+    from shakegen.serve.limits import Limits
 
     served = model_card(shakegen.load(bundle), Limits())
     history = checkpoint.read_history(embedded_run)

@@ -10,8 +10,8 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 
 import shakegen  # noqa: E402
 from shakegen.data import corpus  # noqa: E402
-from shakegen.serve.limits import Limits  # noqa: E402
 from shakegen.serve.card import bare_name, model_card  # noqa: E402
+from shakegen.serve.limits import Limits  # noqa: E402
 from tests.runs import train_tiny_run  # noqa: E402
 
 
