@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, fields
 
 from shakegen.errors import ConfigError
+from shakegen.machine import preferred_precision
 
 CELLS = ("gru", "classic", "gru1", "gru2", "gru3")
 RECURRENT_INITIALIZERS = ("orthogonal", "glorot_uniform")
@@ -227,7 +228,6 @@ class TrainConfig:
         """This config with precision ``auto`` made concrete for this machine (what a run saves)."""
         if self.precision != "auto":
             return self
-        from shakegen.machine import preferred_precision
 
         return dataclasses.replace(self, precision=preferred_precision(gpu))
 

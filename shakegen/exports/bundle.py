@@ -25,6 +25,7 @@ from shakegen import fileio, machine
 from shakegen.errors import CheckpointError
 from shakegen.runs import archive, checkpoint
 from shakegen.runs.pretrained import BUNDLE_DIR, CARD_FILE, MAX_BYTES, STORAGE_TOLERANCE, portable_run_config
+from shakegen.use import evaluate, scored_text
 
 
 def float16_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -37,7 +38,6 @@ def float16_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def validation_figures(run_dir: Path, which: str = "best") -> dict[str, float]:
     """Validation loss of a run on the embedded corpus's split, streaming and in windows of 256."""
-    from shakegen.use import evaluate, scored_text
 
     model, info, _ = checkpoint.load_model(run_dir, which, precision="float32")
     ids = scored_text.evaluation_ids(info, split="val", data_dir=None).ids
@@ -54,7 +54,6 @@ def build(run_dir: Path, out_dir: Path, command: str, which: str = "best") -> di
         CheckpointError: not a run trained on the embedded corpus, a bundle over ``MAX_BYTES``,
             or float16 storage moving the validation loss by ``STORAGE_TOLERANCE`` or more.
     """
-    from shakegen.use import scored_text
 
     info = checkpoint.read_run(run_dir)
     if scored_text.embedded_corpus_text(info) is None:

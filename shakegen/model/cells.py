@@ -87,7 +87,6 @@ def choose_rnn_kernel(rnn_kernel: str, variant: str, compute_dtype: str, gpu: bo
     return "fused"
 
 
-@keras.saving.register_keras_serializable(package="shakegen")
 class GRULayer(keras.layers.Layer):
     """A GRU-family recurrent layer returning the full sequence and the final state.
 
@@ -183,19 +182,6 @@ class GRULayer(keras.layers.Layer):
         gru.cell.built = True
         gru.built = True
         self._keras = types.SimpleNamespace(gru=gru)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            units=self.units,
-            variant=self.variant,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-            rnn_kernel=self.rnn_kernel,
-            weight_drop=self.weight_drop,
-        )
-        return config
 
     def _biases(self):
         """(bias added to the input projection or None, bias added to the recurrent product or None,

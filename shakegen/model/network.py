@@ -11,7 +11,6 @@ from shakegen.model.backend import keras, tf
 from shakegen.model.cells import GRULayer, gpu_visible
 
 
-@keras.saving.register_keras_serializable(package="shakegen")
 class CharModel(keras.Model):
     """Character-level GRU language model.
 
@@ -82,13 +81,6 @@ class CharModel(keras.Model):
                 x = tf.nn.experimental.stateless_dropout(x, rate=self.config.dropout, seed=seed)
         logits = tf.cast(self.dense(x), tf.float32)
         return logits, final_states
-
-    def get_config(self):
-        return {"vocab_size": self.vocab_size, "config": self.config.to_json()}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(config["vocab_size"], TrainConfig.from_json(config["config"]))
 
 
 def build_model(vocab_size: int, config: TrainConfig) -> CharModel:

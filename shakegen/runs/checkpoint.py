@@ -37,9 +37,10 @@ import numpy as np
 
 from shakegen import fileio
 from shakegen.config import TrainConfig
+from shakegen.data.corpus import clean_text
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import CheckpointError, CheckpointWriteError
-from shakegen.runs import archive
+from shakegen.runs import archive, plots, summaries
 from shakegen.version import __version__
 
 FORMAT_NAME = "shakegen-run/"  # config.json's "format": this and a version
@@ -78,7 +79,6 @@ class RunInfo:
 
     def clean(self, text: str) -> str:
         """``text`` cleaned as this run's corpus was (line ends, controls, NFC, its options)."""
-        from shakegen.data.corpus import clean_text
 
         options = self.data.get("options", {})
         return clean_text(
@@ -311,7 +311,6 @@ def scalar_log(run_dir: str | Path, resumed_at: int | None = None):
     ``resumed_at``: the step a resumed run continues from; the points an earlier process wrote
     after it (it stopped later than its last checkpoint) are dropped first, so each step has one.
     """
-    from shakegen.runs import summaries
 
     logs = Path(run_dir) / LOGS_DIR
     if resumed_at is not None:
@@ -359,10 +358,9 @@ def write_curves(run_dir: str | Path, history: list[dict]) -> None:
     """Write curves.png: train and validation loss against epoch (best effort: a plot is not a checkpoint)."""
     if not history:
         return
-    from shakegen.runs.plots import loss_curves_png
 
     try:
         with fileio.atomic_open(Path(run_dir) / CURVES_FILE, "wb") as handle:
-            handle.write(loss_curves_png(history, f"{Path(run_dir).name}: loss"))
+            handle.write(plots.loss_curves_png(history, f"{Path(run_dir).name}: loss"))
     except OSError:
         pass

@@ -18,7 +18,7 @@ from shakegen.data import prepare
 from shakegen.data.vocab import Vocabulary
 from shakegen.errors import ConfigError, PreparedDataError
 from shakegen.runs import checkpoint, folder
-from shakegen.training import events, finetune
+from shakegen.training import distribute, events, finetune
 
 # Fields a resumed run may change: how long and how fast to train, not what is trained.
 RESUMABLE_CHANGES = (
@@ -81,7 +81,6 @@ def open_run(config, run_dir, data_dir, resume, changes, overwrite, strategy, em
     config = existing.config.replace(**changes) if resume else config
     config.validate()
     from shakegen.model import cells
-    from shakegen.training import distribute
 
     # First, before TensorFlow runs any op: it may split the CPU or join a cluster.
     strategy_object = distribute.make_strategy(strategy)
@@ -128,7 +127,6 @@ def _check_existing(existing, run_dir, config, data, resume, overwrite, emit) ->
 
 def _check_strategy(config: TrainConfig, strategy_object, strategy: str) -> None:
     """Refuse what the distribution strategy cannot train (``strategy``: its name, as the user gave it)."""
-    from shakegen.training import distribute
 
     replicas = strategy_object.num_replicas_in_sync
     if config.batch_size % replicas:

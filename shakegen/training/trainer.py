@@ -43,6 +43,7 @@ from shakegen.training.divergence import ExplosionGuard
 from shakegen.training.epochs import EpochFeed
 from shakegen.training.saving import CheckpointPolicy
 from shakegen.training.validation import Validation, averaged_weights
+from shakegen.use.evaluate import safe_exp
 
 
 @dataclass
@@ -258,7 +259,6 @@ class Trainer:
 
     def train_span(self) -> None:
         """Take optimizer steps until the epoch ends, a validation is due, or a limit is reached."""
-        from shakegen.use.evaluate import safe_exp
 
         self.feed.open(self.state)
         config, state = self.config, self.state

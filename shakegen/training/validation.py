@@ -12,6 +12,8 @@ import contextlib
 from pathlib import Path
 
 from shakegen.runs import checkpoint
+from shakegen.use import evaluate
+from shakegen.use.evaluate import streaming_cross_entropy
 
 
 @contextlib.contextmanager
@@ -49,7 +51,6 @@ class Validation:
 
         Returns the row and whether it improved on the best. ``signals``: the run's ``Received``.
         """
-        from shakegen.use.evaluate import streaming_cross_entropy
 
         validation = streaming_cross_entropy(self.model, self.val_ids)  # not counted as training time
         self.guard.check_validation(validation.loss, state.global_step)
@@ -96,7 +97,6 @@ class Validation:
         The streaming figure (history.csv) picks the best checkpoint; this one is for comparing
         with other tools, which measure that way.
         """
-        from shakegen.use import evaluate
 
         if not self.chief or not checkpoint.checkpoint_path(self.run_dir, "best").is_file():
             return None

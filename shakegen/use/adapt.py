@@ -24,7 +24,11 @@ from typing import Callable
 import numpy as np
 
 from shakegen.errors import EvaluationError
+from shakegen.model import inference
 from shakegen.model.backend import tf
+from shakegen.runs import checkpoint
+from shakegen.use import report as rows
+from shakegen.use.evaluate import CrossEntropy
 
 SEGMENT = 32  # characters per adaptation step
 DEFAULT_LEARNING_RATE = 0.05  # plain SGD; chosen on the pretrained model (see docs/quality.md)
@@ -81,8 +85,6 @@ def adaptive_cross_entropy(
     Returns:
         an ``evaluate.CrossEntropy``.
     """
-    from shakegen.model import inference
-    from shakegen.use.evaluate import CrossEntropy
 
     check(learning_rate, segment)
     ids = np.asarray(ids)
@@ -117,8 +119,6 @@ def report(run_dir, which: str, ids, learning_rate: float, segment: int = SEGMEN
     """The figures of a run under the adaptive protocol, with the fields of ``report.report``'s
     rows (``protocol`` "adaptive", ``learning_rate`` and ``segment`` added; window, samples and
     random seed None). The run is loaded afresh into memory; its folder is only read."""
-    from shakegen.runs import checkpoint
-    from shakegen.use import report as rows
 
     model, info, saved_state = checkpoint.load_model(run_dir, which, precision="float32")
     result = adaptive_cross_entropy(model, ids, learning_rate, segment, progress)

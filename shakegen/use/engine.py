@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from shakegen.errors import CheckpointError, SamplingError
+from shakegen.runs import checkpoint
 from shakegen.use import blas_threads, noise
 from shakegen.use.logits import ban_mask, check_options, choose, log_softmax
 from shakegen.use.sampling import CHUNK, GREEDY_BELOW
@@ -354,7 +355,6 @@ def load(run_dir: str | Path, which: str = "best"):
     Raises:
         CheckpointError: no such run, a missing or damaged checkpoint, or weights that do not fit.
     """
-    from shakegen.runs import checkpoint
 
     info = checkpoint.read_run(run_dir)
     path = checkpoint.checkpoint_path(run_dir, which)

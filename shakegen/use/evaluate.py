@@ -31,6 +31,7 @@ import numpy as np
 from shakegen.config import MAX_RANDOM_SEED
 from shakegen.errors import EvaluationError
 from shakegen.use import noise
+from shakegen.use.engine import WINDOW
 from shakegen.use.tf_scoring import batches_of_windows, default_streams, stream_layout, stream_windows, window_function
 
 DEFAULT_WINDOW = 512  # streaming: characters per compiled call (does not change the figure)
@@ -308,7 +309,6 @@ def engine_cross_entropy(
     windows in all) for windows, after each piece of at most about ``characters_per_call``
     characters (default: the engine's window).
     """
-    from shakegen.use.engine import WINDOW
 
     ids = _check_ids(ids)
     per_call = characters_per_call or WINDOW

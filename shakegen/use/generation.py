@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from shakegen.errors import SamplingError
-from shakegen.use import sampling
+from shakegen.runs import checkpoint
+from shakegen.use import engine as engines
+from shakegen.use import logits, sampling, stopping
 
 
 class LoadedRun:
@@ -22,8 +24,6 @@ class LoadedRun:
     weights), with the sampling building blocks. ``engine``: ``auto``, ``numpy`` or ``tensorflow``."""
 
     def __init__(self, run_dir: Path, which: str, engine: str = "auto"):
-        from shakegen.use import engine as engines
-
         self.engine_choice = sampling.check_engine(engine)
         # float32 whatever the run was trained in: texts and figures depend only on the weights.
         self.engine, self.info, self.saved_state = engines.load(run_dir, which)
@@ -51,7 +51,6 @@ class LoadedRun:
             from shakegen.model.backend import import_tensorflow
 
             import_tensorflow()
-            from shakegen.runs import checkpoint
 
             self._model, _, _ = checkpoint.load_model(self.run_dir, self.which, precision="float32")
         return self._model
@@ -102,7 +101,6 @@ class LoadedRun:
         blocks are exhausted, ``last_endings`` (and ``endings``, a list given to fill, which concurrent
         callers use) says how each sample ended (``stopping.Ended``).
         """
-        from shakegen.use import logits, stopping
 
         for name, value in (("length", length), ("num_samples", num_samples)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -148,7 +146,6 @@ class LoadedRun:
     def ban_ids(self, ban: str | None) -> list[int] | None:
         """The ids of the characters ``ban`` names (None: none). Raises SamplingError for a character the
         model does not know, or for banning all of them."""
-        from shakegen.use import stopping
 
         if ban is None or ban == "":
             return None
@@ -166,7 +163,6 @@ class LoadedRun:
         Raises:
             SamplingError: an empty stop text, or lines not a positive integer.
         """
-        from shakegen.use import stopping
 
         stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
         if any(not isinstance(text, str) for text in stops):
@@ -180,7 +176,6 @@ class LoadedRun:
     def last_stop_reasons(self) -> list[dict] | None:
         """How each sample of the last ``generate`` or ``stream`` ended: {"stop_reason": "length", "stop", or
         "lines", "stop_text": the stop text or None}; a sample not ended early reached its length."""
-        from shakegen.use import stopping
 
         endings = self.last_endings
         return None if endings is None else [(ended or stopping.Ended(stopping.LENGTH)).as_dict() for ended in endings]

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from shakegen.errors import CheckpointError
+from shakegen.runs import checkpoint
 from shakegen.use import evaluate
 from shakegen.use.evaluate import CrossEntropy, Protocol
 
@@ -77,7 +79,6 @@ def report_row(info, which: str, saved_state: dict, ids: np.ndarray, result: Cro
 def reached(run_dir, which: str, saved_state: dict, last_state: dict | None = None):
     """(epoch, step, training seconds) up to the ``which`` weights whose saved state is ``saved_state``:
     the best weights' own (their history row's seconds when their state lacks them), else the run's last."""
-    from shakegen.runs import checkpoint
 
     if which == "best":
         epoch, step = saved_state.get("epoch"), saved_state.get("step")
@@ -88,8 +89,6 @@ def reached(run_dir, which: str, saved_state: dict, last_state: dict | None = No
 
 def _seconds_at(run_dir, saved_state: dict, step) -> float | None:
     """Training seconds up to the best weights: their own state's, else history.csv's row at their step."""
-    from shakegen.errors import CheckpointError
-    from shakegen.runs import checkpoint
 
     if saved_state.get("elapsed_seconds") is not None:
         return float(saved_state["elapsed_seconds"])

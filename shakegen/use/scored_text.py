@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shakegen.data import corpus, prepare
+from shakegen.data.corpus import iter_clean_chunks, looks_binary
+from shakegen.data.vocab import UnknownCharactersError, translate
 from shakegen.errors import EvaluationError
 
 SPLITS = ("val", "train")
@@ -36,9 +39,6 @@ def text_to_score(info, text, path, split, data_dir, strict: bool, encoding) -> 
 def _file_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.ndarray, int]:
     """Encode a text file as the run's corpus was read and cleaned; unknown characters left out."""
     from pathlib import Path
-
-    from shakegen.data.corpus import iter_clean_chunks, looks_binary
-    from shakegen.data.vocab import UnknownCharactersError
 
     path = Path(text_path)
     if not path.is_file():
@@ -116,7 +116,6 @@ def evaluation_ids(
         UnknownCharactersError: unknown characters with ``strict``.
         CorpusError: the file is not valid in its encoding, or the encoding is unknown.
     """
-    from shakegen.data import prepare
 
     if text_path is not None:
         return EvaluationText(*_file_ids(info, text_path, encoding, strict))
@@ -138,7 +137,6 @@ def evaluation_ids(
             f"The {split} split is not prepared {where}. Run `shakegen prepare` "
             "on the corpus the model was trained on, or evaluate a file with --text."
         )
-    from shakegen.data.vocab import translate
 
     if not info.vocab.covers(data.vocab):
         raise EvaluationError(
@@ -173,8 +171,6 @@ def embedded_corpus_text(info) -> str | None:
     trained on it (its recorded SHA-256 is the cleaned text's); None for any other run."""
     import hashlib
 
-    from shakegen.data import corpus
-
     text = info.clean(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != info.data.get("sha256"):
         return None
@@ -188,7 +184,6 @@ def string_ids(info, text: str, strict: bool = False) -> tuple[np.ndarray, int]:
         UnknownCharactersError: unknown characters with ``strict``.
         EvaluationError: fewer than 2 known characters.
     """
-    from shakegen.data.vocab import UnknownCharactersError
 
     if not isinstance(text, str):
         raise EvaluationError(f"The text to evaluate must be a string, got {type(text).__name__}.")
