@@ -1,4 +1,5 @@
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("NO_COLOR", "1")
@@ -18,15 +19,19 @@ def small_text():
     return corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:6000]
 
 
+def _prepare_small(folder, small_text):
+    from shakegen.data import prepare
+
+    source = folder / "small.txt"
+    source.write_text(small_text, encoding="utf-8")
+    prepare.prepare_corpus(source, folder / "data")
+    return folder / "data"
+
+
 @pytest.fixture
 def small_data(tmp_path, small_text):
     """A prepared small corpus in tmp_path/data."""
-    from shakegen.data import prepare
-
-    source = tmp_path / "small.txt"
-    source.write_text(small_text, encoding="utf-8")
-    prepare.prepare_corpus(source, tmp_path / "data")
-    return tmp_path / "data"
+    return _prepare_small(tmp_path, small_text)
 
 
 @pytest.fixture
@@ -36,11 +41,23 @@ def small_config():
     return TrainConfig(**SMALL_CONFIG)
 
 
-@pytest.fixture
-def trained_run(tmp_path, small_data, small_config):
-    """A small model trained for two epochs; returns its run folder."""
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory, small_text):
+    """The run ``trained_run`` copies: trained once per test process, exactly as ``trained_run``
+    would train it (training is deterministic: same corpus, same seed, same weights)."""
+    from shakegen.config import TrainConfig
     from shakegen.training.trainer import train
 
+    folder = tmp_path_factory.mktemp("trained")
+    data = _prepare_small(folder, small_text)
+    train(TrainConfig(**SMALL_CONFIG), folder / "run", data)
+    return folder
+
+
+@pytest.fixture
+def trained_run(tmp_path, small_data, _trained_once):
+    """A small model trained for two epochs on ``small_data``'s corpus; returns its run folder (a copy
+    of one trained once per test process, so a test may change or damage it freely)."""
     run_dir = tmp_path / "run"
-    train(small_config, run_dir, small_data)
+    shutil.copytree(_trained_once / "run", run_dir)
     return run_dir
