@@ -161,3 +161,15 @@ def test_written_files_get_the_usual_mode_without_touching_the_umask(tmp_path, m
     fileio.write_json(tmp_path / "here.json", {"a": 1})
     assert json.loads((tmp_path / "here.json").read_text()) == {"a": 1}
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_a_refused_folder_suggests_a_folder_that_does_not_exist(tmp_path):
+    from shakegen.errors import ConfigError
+    from shakegen.training.opening import check_run_folder_free
+
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run-2").mkdir()
+    with pytest.raises(ConfigError, match=r"such as \S*/run-3\.$"):
+        check_run_folder_free(tmp_path, overwrite=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt", "run", "run-2"]

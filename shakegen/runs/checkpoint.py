@@ -348,7 +348,9 @@ def read_history(run_dir: str | Path, up_to_step: int | None = None) -> list[dic
                 raise ValueError(f"it lacks the column(s) {', '.join(missing)}")
             rows = [{key: float(value) for key, value in row.items()} for row in reader]
     except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is damaged ({error}). Delete it to start a new history.") from None
+        raise CheckpointError(
+            f"{path} is damaged ({error}). Restore it, or rename it (to history.csv.damaged, say) to start a new one; the weights do not depend on it."
+        ) from None
     if up_to_step is not None:
         rows = [row for row in rows if row["step"] <= up_to_step]
     return rows

@@ -160,8 +160,18 @@ def check_run_folder_free(run_dir: Path, overwrite: bool) -> None:
     only = " (--overwrite replaces only a shakegen run)" if overwrite else ""
     raise ConfigError(
         f"{run_dir} is not a shakegen run folder: it holds {shown}, so shakegen will not train there{only}. "
-        f"Choose another --run-dir: a new or empty folder, such as {run_dir / 'run'}."
+        f"Choose another --run-dir: a new or empty folder, such as {_unused_name(run_dir / 'run')}."
     )
+
+
+def _unused_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: the first that does not exist yet."""
+    number = 1
+    candidate = path
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
 
 
 def check_validation_split(config: TrainConfig, val_split_characters: int) -> None:
