@@ -32,3 +32,18 @@ def test_compare_refusal_is_one_line_in_a_fresh_process(tmp_path):
     assert all(line.startswith(("Error: ", "Nothing is prepared")) for line in lines), lines
     assert (cell_dir / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in cell_dir.iterdir()) == ["notes.txt"]
+
+
+def test_a_mistyped_seed_list_is_refused_before_tensorflow_loads():
+    code = (
+        "import sys\n"
+        "from shakegen.cli import main\n"
+        "try:\n"
+        "    main(['compare', '--seeds', '1,x'], standalone_mode=False)\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "--seeds must be comma-separated integers" in result.stdout
+    assert result.stdout.strip().endswith("[]"), result.stdout

@@ -30,6 +30,7 @@ from shakegen.training import events
 from shakegen.training.dataset import epoch_batches, steps_per_epoch
 from shakegen.training.events import CellStarted
 from shakegen.training.opening import ensure_prepared
+from shakegen.training.schedule import character_steps
 from shakegen.training.trainer import train
 
 RUN_FIELDS = (
@@ -88,7 +89,7 @@ def with_budget_epochs(config: TrainConfig, train_characters: int) -> TrainConfi
     """
     if not config.max_characters:
         return config
-    steps = math.ceil(config.max_characters / (config.batch_size * config.seq_length))
+    steps = character_steps(config)
     epochs, covered = 0, 0
     while covered < steps:
         covered += epoch_batches(
@@ -107,7 +108,7 @@ def with_validation_points(base: TrainConfig, train_characters: int | None = Non
     """
     if base.eval_every or not base.max_characters:
         return base
-    steps = math.ceil(base.max_characters / (base.batch_size * base.seq_length))
+    steps = character_steps(base)
     if train_characters:
         epoch = steps_per_epoch(train_characters, base.seq_length, base.batch_size, base.stateful)
         if steps >= VALIDATIONS_PER_RUN * epoch:

@@ -1,4 +1,4 @@
-"""Training windows as a tf.data pipeline.
+"""Training windows: their layout per epoch (plain NumPy), and the tf.data pipeline that feeds them.
 
 Each epoch cuts the training split into windows of ``seq_length + 1`` characters (stride
 ``seq_length``, so every character is a target once) from a fresh random offset, shuffles
@@ -9,8 +9,6 @@ makes an interrupted run resume onto exactly the batches it would have seen.
 from __future__ import annotations
 
 import numpy as np
-
-from shakegen.model.backend import tf
 
 
 def epoch_window_starts(
@@ -90,8 +88,8 @@ def epoch_dataset(
     slice_count: int = 1,
     stateful: bool = False,
     id_table: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """(inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
+):
+    """A ``tf.data.Dataset`` of (inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
 
     Every global batch is cut into ``slices`` equal parts (one per replica); this pipeline
     yields parts ``first_slice .. first_slice + slice_count - 1`` of each global batch, in
@@ -99,6 +97,8 @@ def epoch_dataset(
     are gathered batch by batch, so memory stays flat. ``id_table`` maps ``data``'s ids to the
     model's (a fine-tuned run's vocabulary is not the prepared one's), window by window too.
     """
+    from shakegen.model.backend import tf  # the window layouts need no TensorFlow: only the pipeline does
+
     starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch, stateful)[skip_batches:]
     part = batch_size // slices
     # (batches, slices, part) -> this pipeline's parts, flattened in order.

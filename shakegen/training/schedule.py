@@ -46,9 +46,14 @@ def schedule_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[int, str]
     if config.max_steps:
         budgets["max_steps"] = config.max_steps
     if config.max_characters:
-        budgets["max_characters"] = math.ceil(config.max_characters / (config.batch_size * config.seq_length))
+        budgets["max_characters"] = character_steps(config)
     basis = min(budgets, key=lambda name: (budgets[name], name != "epochs"))
     return max(1, budgets[basis]), basis
+
+
+def character_steps(config: TrainConfig) -> int:
+    """The optimizer steps ``max_characters`` takes: each trains on ``batch_size × seq_length`` characters."""
+    return math.ceil(config.max_characters / (config.batch_size * config.seq_length))
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
