@@ -15,6 +15,7 @@ import json
 import os
 
 from shakegen.config import ConfigError, TrainConfig
+from shakegen.training.dataset import epoch_dataset
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 CPU_REPLICAS = 2
@@ -86,7 +87,6 @@ def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int
 
     ``id_table``: the prepared ids' run ids (a fine-tuned run's), looked up batch by batch.
     """
-    from shakegen.training.dataset import epoch_dataset
 
     replicas = strategy.num_replicas_in_sync
 

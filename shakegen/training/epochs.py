@@ -11,6 +11,7 @@ import numpy as np
 
 from shakegen.config import TrainConfig
 from shakegen.training import distribute
+from shakegen.training.dataset import epoch_batches
 
 
 class EpochFeed:
@@ -26,7 +27,6 @@ class EpochFeed:
         """Open the epoch ``state`` (a ``TrainState``) is in, at its next step, unless it is open."""
         if self._batches is not None:
             return
-        from shakegen.training.dataset import epoch_batches
 
         skip, config, epoch = state.global_step - state.epoch_start_step, self.config, state.epoch
         if skip == 0:

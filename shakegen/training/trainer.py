@@ -39,6 +39,7 @@ from shakegen.errors import TrainingInterrupted
 from shakegen.runs import checkpoint, folder
 from shakegen.runs.summaries import TrainingLog
 from shakegen.training import events, finetune, interrupts, opening, schedule, step
+from shakegen.training.dataset import steps_per_epoch
 from shakegen.training.divergence import ExplosionGuard
 from shakegen.training.epochs import EpochFeed
 from shakegen.training.saving import CheckpointPolicy
@@ -174,7 +175,6 @@ class Trainer:
 
     def __init__(self, config, run_dir, data, strategy, chief, emit, resumed, vocab=None, base=None):
         from shakegen.model.backend import keras
-        from shakegen.training.dataset import steps_per_epoch
 
         self.config, self.run_dir, self.data = config, run_dir, data
         self.strategy, self.chief, self.emit, self.resumed = strategy, chief, emit, resumed
