@@ -265,7 +265,7 @@
   const uniform = (h) => ((h >>> 9) + 0.5) * 2 ** -23; // in (0, 1), exact in float32
   const gumbel = (h) => fround(-Math.log(-Math.log(uniform(h)))); // float64, rounded to float32
 
-  /** The engine's choice (engine.choose and filter_logits) for one sample at one position. */
+  /** The engine's choice (use/logits.py: choose and filter_logits) for one sample at one position. */
   function choose(logits, key, position, options, scratch) {
     const V = logits.length, { temperature, topK, topP } = options;
     let best = 0;
