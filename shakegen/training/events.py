@@ -1,7 +1,7 @@
 """Progress events: what training and comparison report while they run, one small class each.
 
 The library never prints; it calls ``progress(event)`` with one of these, and the command
-line (``ui.TrainDisplay``) renders them. A new kind of event is a new class here, so a
+line (``cli.train_display.TrainDisplay``) renders them. A new kind of event is a new class here, so a
 misspelt one fails where it is written instead of being silently ignored.
 """
 
