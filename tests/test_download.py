@@ -77,7 +77,7 @@ def _assert_untouched_failure(url, tmp_path, match, **kwargs):
     out = tmp_path / "t.txt"
     out.write_bytes(b"previous good file")
     with pytest.raises(DownloadError, match=match) as info:
-        download(url, out, **kwargs)
+        download(url, out, force=True, **kwargs)  # asked to replace it: a failed download still leaves it as it was
     assert out.read_bytes() == b"previous good file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
     assert "embedded" in str(info.value)
@@ -117,10 +117,23 @@ def test_cli_download_against_local_server(server, tmp_path):
     result = runner.invoke(main, ["download", "--url", f"{server.base}/input.txt", "--out", str(out), "--sha256", SHA])
     assert result.exit_code == 0, result.output
     assert file_sha256(out) == SHA
-    result = runner.invoke(main, ["download", "--url", f"{server.base}/missing", "--out", str(out)])
+    result = runner.invoke(main, ["download", "--url", f"{server.base}/missing", "--out", str(out), "--force"])
     assert result.exit_code == 1
     assert "HTTP 404" in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_a_file_already_at_out_is_never_replaced_unasked(server, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_bytes(b"mine")
+    for extra in ([], ["--sha256", SHA]):  # not known to be the download / not matching it
+        result = CliRunner().invoke(main, ["download", "--url", f"{server.base}/input.txt", "--out", str(out), *extra])
+        assert result.exit_code == 1 and "already exists" in result.output and "--force" in result.output
+        assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+        assert out.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert server.hits("/input.txt") == 0  # refused before anything is fetched
+    result = CliRunner().invoke(main, ["download", "--url", f"{server.base}/input.txt", "--out", str(out), "--force"])
+    assert result.exit_code == 0 and file_sha256(out) == SHA
 
 
 def test_cli_malformed_content_length_is_one_line(server, tmp_path):

@@ -93,6 +93,9 @@ def download(
     Args:
         sha256: expected hex digest; a present file that matches is not fetched again
             (unless ``force``), and a download that does not match is refused.
+        force: fetch even when a matching file is present, and replace a file at ``out`` that
+            does not match (or, without ``sha256``, any file there); without it such a file is
+            refused, never replaced.
         timeout: seconds for the connection and for each read.
         retries: retries on connection errors, 429 and 5xx, with backoff and Retry-After
             (each wait capped at ``RETRY_AFTER_CAP_SECONDS``).
@@ -101,7 +104,8 @@ def download(
     Returns:
         What was written, or what was found already present.
     Raises:
-        ConfigError: ``sha256`` is not a SHA-256, or ``out`` cannot be written; nothing is fetched.
+        ConfigError: ``sha256`` is not a SHA-256, ``out`` cannot be written, or a file at ``out``
+            would be replaced without ``force``; nothing is fetched.
         DownloadError: any other failure; ``out`` is then exactly as it was before.
     """
     out = Path(out)
@@ -112,10 +116,15 @@ def download(
             "(as sha256sum prints it) with --sha256, or --sha256 '' to skip the check."
         )
     fileio.remove_stale_temporaries(out.parent, out.name)  # left by a killed download
-    if sha256 and out.is_file() and not force:
-        present = file_sha256(out)
-        if present == sha256:
+    if out.is_file() and not force:
+        present = file_sha256(out) if sha256 else None
+        if present is not None and present == sha256:
             return DownloadResult(out, out.stat().st_size, present, fetched=False)
+        why = "does not match the expected SHA-256" if sha256 else "is not known to be this download"
+        raise ConfigError(
+            f"{out} already exists and {why}; it is never replaced unasked. "
+            "Pass --force to replace it with the download, or choose another --out."
+        )
     host = _checked_host(url)
     _check_writable(out)
     try:
