@@ -219,10 +219,17 @@ def current_umask() -> int:
 
 
 def check_export_folder(
-    out_dir: Path, overwrite: bool, *, holds: Callable[[Path], bool], thing: str, error: type[Exception]
+    out_dir: Path,
+    overwrite: bool,
+    *,
+    holds: Callable[[Path], bool],
+    own: tuple[str, ...],
+    thing: str,
+    error: type[Exception],
 ) -> None:
     """Refuse ``out_dir`` as the destination of an export unless it is new, empty, or (with ``overwrite``)
-    holds an earlier export, as ``holds`` tells; anything else is never replaced.
+    holds an earlier export, as ``holds`` tells, and nothing but the names an export writes there
+    (``own``); anything else is never replaced.
 
     ``thing`` names what the export is (``"SavedModel"``); ``error`` is the exception raised, with one line.
     """
@@ -234,6 +241,13 @@ def check_export_folder(
         raise error(f"{out_dir} is not empty and holds no {thing}; it is never replaced. Choose a new or empty --out.")
     if not overwrite:
         raise error(f"{out_dir} already holds a {thing}. Pass --overwrite to replace it, or choose another --out.")
+    foreign = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in own)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise error(
+            f"{out_dir} holds a {thing} and also {shown}, which the export did not write; --overwrite never "
+            "deletes those. Move them out of the folder, or choose another --out."
+        )
 
 
 def staging_folder(out_dir: Path) -> Path:

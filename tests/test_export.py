@@ -394,6 +394,12 @@ def test_overwrite_replaces_a_savedmodel_atomically(runs, tmp_path, monkeypatch)
     result = export.export_run(runs["float32"], out, "best", overwrite=True)
     assert result.out_dir == out and json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "best"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
+    assert sorted(path.name for path in out.iterdir()) == sorted(export.SAVED_MODEL_ENTRIES[:4])  # what it writes
+
+    (out / "README.txt").write_text("mine")  # the user's note beside the model: --overwrite never deletes it
+    with pytest.raises(export.ExportError, match="also README.txt, which the export did not write"):
+        export.export_run(runs["float32"], out, "last", overwrite=True)
+    assert (out / "README.txt").read_text() == "mine"
 
 
 def test_errors_are_shakegen_errors():

@@ -417,6 +417,11 @@ def test_the_destination_is_checked_and_replaced_only_when_asked(tmp_path, rando
     (site / "weights.js").write_bytes(b"damaged")
     webexport.export_web(run_dir, site, overwrite=True)
     assert webexport.read_weights(site)[0]["cell"] == "gru"
+    (site / "my_notes.txt").write_text("keep me")  # a file of the user's beside the page: never deleted
+    with pytest.raises(webexport.WebExportError, match="also my_notes.txt, which the export did not write"):
+        webexport.export_web(run_dir, site, overwrite=True)
+    assert (site / "my_notes.txt").read_text() == "keep me"
+    assert sorted(path.name for path in site.iterdir()) == sorted([*webexport.FILES, "my_notes.txt"])
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -24,7 +24,9 @@ from shakegen.data import corpus
     default=None,
     help="Expected SHA-256 (hex). Default: the known hash for the default URL, none otherwise; '' skips the check.",
 )
-@click.option("--force", is_flag=True, help="Fetch even when a verified copy is already present; replace a file already at --out.")
+@click.option(
+    "--force", is_flag=True, help="Fetch even when a verified copy is already present; replace a file already at --out."
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),

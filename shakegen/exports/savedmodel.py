@@ -59,6 +59,13 @@ SIGNATURES = ("generate", "log_prob", "metadata")
 VOCABULARY_ASSET = "vocabulary.json"
 METADATA_ASSET = "shakegen.json"
 SAVED_MODEL_FILE = "saved_model.pb"
+SAVED_MODEL_ENTRIES = (
+    SAVED_MODEL_FILE,
+    "fingerprint.pb",
+    "variables",
+    "assets",
+    "assets.extra",
+)  # what tf.saved_model.save writes
 
 
 class ExportError(ShakegenError, ValueError):
@@ -95,6 +102,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
         out_dir,
         overwrite,
         holds=lambda folder: (folder / SAVED_MODEL_FILE).is_file(),
+        own=SAVED_MODEL_ENTRIES,
         thing="SavedModel",
         error=ExportError,
     )

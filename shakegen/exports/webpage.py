@@ -85,7 +85,9 @@ def export_web(run_dir: str | os.PathLike, out_dir: str | os.PathLike, which: st
             a web export), a weight too large for float16, or the folder cannot be written.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    fileio.check_export_folder(out_dir, overwrite, holds=is_web_export, thing="shakegen web page", error=WebExportError)
+    fileio.check_export_folder(
+        out_dir, overwrite, holds=is_web_export, own=FILES, thing="shakegen web page", error=WebExportError
+    )
     info = checkpoint.read_run(run_dir)
     path = checkpoint.checkpoint_path(run_dir, which)
     weights = checkpoint.read_weights(path)
