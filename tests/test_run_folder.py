@@ -173,3 +173,28 @@ def test_a_refused_folder_suggests_a_folder_that_does_not_exist(tmp_path):
     with pytest.raises(ConfigError, match=r"such as \S*/run-3\.$"):
         check_run_folder_free(tmp_path, overwrite=False)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt", "run", "run-2"]
+
+
+def test_a_file_given_as_the_run_is_named_a_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    result = CliRunner().invoke(main, ["generate", "--checkpoint", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"Error: {tmp_path / 'notes.txt'} is a file, not a run folder; pass the folder `shakegen train` wrote."
+    )
+
+
+def test_trains_hint_gives_a_seed_only_where_the_run_can_read_it(tmp_path, small_data):
+    from shakegen.data import prepare
+
+    own = tmp_path / "own.txt"
+    own.write_text("abc abc abd abc bad cab " * 20, encoding="utf-8")  # no R, O, M, E or ':'
+    prepare.prepare_corpus(own, tmp_path / "own")
+    for data, seeded in ((small_data, True), (tmp_path / "own", False)):
+        run = tmp_path / f"run-{seeded}"
+        args = ["train", "--preset", "tiny", "--max-steps", "2", "--data-dir", str(data), "--run-dir", str(run)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        hint = " ".join(result.output.split()).split("Run folder:")[1]  # unwrapped
+        assert hint.endswith(f'--checkpoint {run} --seed "ROMEO:")' if seeded else f"--checkpoint {run})"), hint

@@ -10,7 +10,7 @@ from shakegen.serve.limits import Limits as ServeLimits
 
 
 @click.command()
-@run_options("serve, or 'pretrained'")
+@run_options("serve")
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -101,6 +101,8 @@ def serve(
     POST /v1/generate  seed, length, temperature, top_k, top_p, random_seed, num_samples, stream
     POST /v1/evaluate  text (protocol, window) -> loss, perplexity, bits per character
     POST /v1/inspect   text (top_k, units) -> per-character records, as shakegen inspect --json
+    POST /v1/beam      seed, length, beams -> the likeliest continuations, as generate --beam
+    POST /v1/suggest   text -> next characters and words and a continuation, as shakegen write
     GET  /v1/model     the run's card;  GET /healthz;  GET /docs (works offline);  GET / (the page)
 
     Bodies must be JSON (Content-Type: application/json); a request must name this server in

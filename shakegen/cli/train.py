@@ -164,5 +164,9 @@ def train(
         display.close()
     from rich.markup import escape
 
+    from shakegen.runs import checkpoint
+
     shown = escape(str(run_dir))
-    ui.message(f'Run folder: {shown} (generate with: shakegen generate --checkpoint {shown} --seed "ROMEO:")')
+    # The hint's seed only where the run can read it (a corpus of one's own may lack R, M, E or ':').
+    seed = "" if checkpoint.read_run(run_dir).vocab.unknown_characters("ROMEO:") else ' --seed "ROMEO:"'
+    ui.message(f"Run folder: {shown} (generate with: shakegen generate --checkpoint {shown}{seed})")

@@ -127,6 +127,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
     """
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run folder; pass the folder `shakegen train` wrote.")
     if not run_dir.is_dir():
         raise CheckpointError(
             f"Run folder {run_dir} does not exist. Train one with `shakegen train --run-dir {run_dir}`."
