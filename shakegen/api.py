@@ -259,7 +259,8 @@ class TextModel(LoadedRun):
         one its split is cut in memory). Text is cleaned as the run's corpus was; characters
         the model does not know are left out and counted (``strict`` refuses them). A split of
         a corpus other than the run's own is scored all the same, and the report says so
-        (``same_corpus`` False, ``corpus_note``).
+        (``same_corpus`` False, ``corpus_note``), except for a run of the embedded corpus: it
+        is scored on its own split, and ``corpus_note`` names the corpus passed over.
 
         Args:
             protocol: ``"streaming"`` (the state carried through the whole text) or

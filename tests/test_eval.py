@@ -508,3 +508,17 @@ def test_random_seed_range_in_the_library(shared_run, shared_model):
         shakegen.load(shared_run).evaluate(
             "First Citizen: speak.", protocol="windows", window=4, samples=1, random_seed=-5
         )
+
+
+def test_a_run_of_the_embedded_corpus_scores_its_own_split_and_names_the_corpus_passed_over(tmp_path, small_text):
+    """The pretrained model, pointed at another prepared corpus, is scored on its own val split,
+    as without one, and the report names the corpus it passed over."""
+    (tmp_path / "plays.txt").write_text(small_text[:3000], encoding="utf-8")
+    prepare.prepare_corpus(tmp_path / "plays.txt", tmp_path / "other")
+    model = shakegen.load("pretrained")
+    protocol = dict(split="val", protocol="windows", samples=2, random_seed=1)
+    alone = model.evaluate(data_dir=None, **protocol)
+    beside = model.evaluate(data_dir=tmp_path / "other", **protocol)
+    assert (beside.loss, beside.characters, beside.same_corpus) == (alone.loss, alone.characters, True)
+    assert alone.corpus_note is None
+    assert "plays.txt" in beside.corpus_note and "the run's own val split" in beside.corpus_note

@@ -117,7 +117,8 @@ def eval_command(
     in. Baselines for scale: uniform (perplexity = vocabulary size) and the training
     split's character frequencies (unigram). A split of a corpus other than the one the
     run was trained on is scored all the same, with a note (and "same_corpus": false in
-    --json). Training minutes are those up to the weights evaluated. --adapt scores a third
+    --json); a run of the embedded Tiny Shakespeare (the pretrained model) is scored on its
+    own split, with a note naming the corpus passed over. Training minutes are those up to the weights evaluated. --adapt scores a third
     way, adaptive (dynamic evaluation): streaming, and after each segment is scored the model
     learns from it (one SGD step, in memory only), so its figure is lower still and only
     comparable with another adaptive one.

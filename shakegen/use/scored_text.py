@@ -130,7 +130,8 @@ def evaluation_ids(
         embedded = embedded_corpus_text(info)
         if embedded is not None:
             cut = info.data["train_characters"]
-            return EvaluationText(info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:]), 0, True)
+            ids = info.vocab.encode(embedded[:cut] if split == "train" else embedded[cut:])
+            return EvaluationText(ids, 0, True, None if data is None else _passed_over_note(data.meta, data_dir, split))
     if data is None:
         where = "anywhere" if data_dir is None else f"in {prepare.prepared_dir(data_dir)}"
         raise EvaluationError(
@@ -150,15 +151,26 @@ def evaluation_ids(
     return EvaluationText(ids, 0, same, note)
 
 
-def _other_corpus_note(info, meta: dict, folder, split: str) -> str:
-    """One line: the prepared corpus is not the one the run was trained on (file names only)."""
+def _named(values: dict) -> str:
+    """A corpus as a note names it: its file name (no path of this machine) and the start of its SHA-256."""
     from pathlib import PurePath
 
-    def named(values: dict) -> str:
-        source = values.get("source")
-        name = PurePath(str(source)).name if source else "a corpus"
-        return f"{name} (SHA-256 {str(values.get('sha256', '?'))[:12]})"
+    source = values.get("source")
+    name = PurePath(str(source)).name if source else "a corpus"
+    return f"{name} (SHA-256 {str(values.get('sha256', '?'))[:12]})"
 
+
+def _passed_over_note(meta: dict, data_dir, split: str) -> str:
+    """One line: a run of the embedded corpus was scored on its own split, not on the other corpus prepared."""
+    return (
+        f"{prepare.prepared_dir(data_dir)} holds {_named(meta)}, not the embedded Tiny Shakespeare this run was "
+        f"trained on: this figure is the run's own {split} split. To score that corpus, pass one of its files with --text."
+    )
+
+
+def _other_corpus_note(info, meta: dict, folder, split: str) -> str:
+    """One line: the prepared corpus is not the one the run was trained on (file names only)."""
+    named = _named
     return (
         f"{info.run_dir} was trained on {named(info.data)}, but {folder} holds {named(meta)}: "
         f"this figure is that corpus's {split} split, not the run's own. Pass --data-dir with the run's corpus "
