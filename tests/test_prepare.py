@@ -438,3 +438,15 @@ def test_eval_text_in_an_encoding_that_cannot_read_text_is_one_line(tmp_path, en
     text.write_text("To be, or not to be, that is the question.\n" * 5)
     args = ["eval", "--checkpoint", "pretrained", "--text", str(text), "--encoding", encoding]
     _one_line_error(CliRunner().invoke(main, args), encoding)
+
+
+def test_a_failed_first_preparation_leaves_no_empty_data_dir(tmp_path):
+    (tmp_path / "empty.txt").write_text("   \n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="holds no text"):
+        prepare.prepare_corpus(tmp_path / "empty.txt", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep", encoding="utf-8")
+    with pytest.raises(CorpusError, match="holds no text"):
+        prepare.prepare_corpus(tmp_path / "empty.txt", tmp_path / "mine")
+    assert sorted(path.name for path in (tmp_path / "mine").iterdir()) == ["notes.txt"]

@@ -124,16 +124,23 @@ def prepare_corpus(
     input_path = Path(input_path)
     corpus.check_readable_file(input_path, options.encoding)
     target = prepared_dir(data_dir)
+    made = not target.parent.exists()
     _make_data_dir(target.parent)
-    with _preparation_lock(target.parent, progress) as (locked, waited):
-        _recover(target)
-        if locked:  # only then is no other prepare writing a staging folder here
-            _remove_stale_staging(target.parent)
-        if waited or reuse:
-            meta = _matching_preparation(target, input_path, options)
-            if meta is not None:
-                return meta
-        return _prepare_locked(input_path, target, options, progress)
+    try:
+        with _preparation_lock(target.parent, progress) as (locked, waited):
+            _recover(target)
+            if locked:  # only then is no other prepare writing a staging folder here
+                _remove_stale_staging(target.parent)
+            if waited or reuse:
+                meta = _matching_preparation(target, input_path, options)
+                if meta is not None:
+                    return meta
+            return _prepare_locked(input_path, target, options, progress)
+    except BaseException:
+        if made:  # a failed first preparation leaves no empty --data-dir behind (one that held anything stays)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()
+        raise
 
 
 def _make_data_dir(folder: Path) -> None:
