@@ -164,9 +164,18 @@ def train(
         display.close()
     from rich.markup import escape
 
+    shown = escape(str(run_dir))
+    seed = "" if _lacks_the_seed(run_dir) else ' --seed "ROMEO:"'
+    ui.message(f"Run folder: {shown} (generate with: shakegen generate --checkpoint {shown}{seed})")
+
+
+def _lacks_the_seed(run_dir: Path) -> bool:
+    """Whether the run cannot read the hint's seed "ROMEO:" (a corpus of one's own may lack R, M, E or ':').
+    A worker of a multi-worker run writes no folder of its own: nothing to tell, the hint keeps its seed."""
+    from shakegen.errors import CheckpointError
     from shakegen.runs import checkpoint
 
-    shown = escape(str(run_dir))
-    # The hint's seed only where the run can read it (a corpus of one's own may lack R, M, E or ':').
-    seed = "" if checkpoint.read_run(run_dir).vocab.unknown_characters("ROMEO:") else ' --seed "ROMEO:"'
-    ui.message(f"Run folder: {shown} (generate with: shakegen generate --checkpoint {shown}{seed})")
+    try:
+        return bool(checkpoint.read_run(run_dir).vocab.unknown_characters("ROMEO:"))
+    except CheckpointError:
+        return False
