@@ -294,7 +294,7 @@ def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
     def interrupted_curves(history, title):
         if int(history[-1]["step"]) == target:
             if how == "SIGTERM":
-                os.kill(os.getpid(), signal.SIGTERM)  # the handler raises KeyboardInterrupt right here
+                signal.raise_signal(signal.SIGTERM)  # the handler runs, and raises KeyboardInterrupt, right here
             raise KeyboardInterrupt
         return real_curves(history, title)
 
