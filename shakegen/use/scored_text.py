@@ -8,7 +8,9 @@ than the run's own is scored all the same, with a note saying so (``EvaluationTe
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -38,8 +40,6 @@ def text_to_score(info, text, path, split, data_dir, strict: bool, encoding) -> 
 
 def _file_ids(info, text_path, encoding: str | None, strict: bool) -> tuple[np.ndarray, int]:
     """Encode a text file as the run's corpus was read and cleaned; unknown characters left out."""
-    from pathlib import Path
-
     path = Path(text_path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
@@ -153,8 +153,6 @@ def evaluation_ids(
 
 def _named(values: dict) -> str:
     """A corpus as a note names it: its file name (no path of this machine) and the start of its SHA-256."""
-    from pathlib import PurePath
-
     source = values.get("source")
     name = PurePath(str(source)).name if source else "a corpus"
     return f"{name} (SHA-256 {str(values.get('sha256', '?'))[:12]})"
@@ -170,9 +168,8 @@ def _passed_over_note(meta: dict, data_dir, split: str) -> str:
 
 def _other_corpus_note(info, meta: dict, folder, split: str) -> str:
     """One line: the prepared corpus is not the one the run was trained on (file names only)."""
-    named = _named
     return (
-        f"{info.run_dir} was trained on {named(info.data)}, but {folder} holds {named(meta)}: "
+        f"{info.run_dir} was trained on {_named(info.data)}, but {folder} holds {_named(meta)}: "
         f"this figure is that corpus's {split} split, not the run's own. Pass --data-dir with the run's corpus "
         "prepared to score it on its own."
     )
@@ -181,8 +178,6 @@ def _other_corpus_note(info, meta: dict, folder, split: str) -> str:
 def embedded_corpus_text(info) -> str | None:
     """The embedded Tiny Shakespeare cleaned as ``info``'s run prepared it, if that run was
     trained on it (its recorded SHA-256 is the cleaned text's); None for any other run."""
-    import hashlib
-
     text = info.clean(corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8"))
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != info.data.get("sha256"):
         return None
