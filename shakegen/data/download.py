@@ -117,9 +117,8 @@ def download(
         )
     fileio.remove_stale_temporaries(out.parent, out.name)  # left by a killed download
     if out.is_file() and not force:
-        present = file_sha256(out) if sha256 else None
-        if present is not None and present == sha256:
-            return DownloadResult(out, out.stat().st_size, present, fetched=False)
+        if sha256 and file_sha256(out) == sha256:
+            return DownloadResult(out, out.stat().st_size, sha256, fetched=False)
         why = "does not match the expected SHA-256" if sha256 else "is not known to be this download"
         raise ConfigError(
             f"{out} already exists and {why}; it is never replaced unasked. "
