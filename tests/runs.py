@@ -13,9 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY = dict(
-    embedding_dim=8, rnn_units=16, seq_length=16, batch_size=8, epochs=2, learning_rate=1e-2, final_learning_rate=1e-3
-)
+from tests.conftest import SMALL_CONFIG as TINY  # conftest's trained_run is this same run
+
 _TRAINED: dict[tuple, Path] = {}  # (corpus bytes' SHA-256, encoding, settings) -> its folder in the cache
 _CACHE: list[Path] = []  # this process's folder of trained runs, removed when the process ends
 
