@@ -273,14 +273,39 @@ def test_one_training_process_per_run_folder(trained_run, small_data):
     assert not stale.exists()
 
 
+def test_curves_are_redrawn_at_epoch_ends_and_show_every_row_at_the_end(
+    tmp_path, small_data, small_config, monkeypatch
+):
+    """Frequent validations do not each redraw curves.png: the first, each epoch's end, and the run's end do."""
+    from shakegen.runs import plots
+    from shakegen.training import validation
+
+    drawn, real_curves = [], plots.loss_curves_png
+    monkeypatch.setattr(
+        plots, "loss_curves_png", lambda history, title: drawn.append(len(history)) or real_curves(history, title)
+    )
+    train(small_config.replace(eval_every=5), tmp_path / "run", small_data)
+    rows = checkpoint.read_history(tmp_path / "run")
+    epoch_ends = [index + 1 for index, row in enumerate(rows) if float(row["epoch"]).is_integer()]
+    assert len(rows) > 10 and drawn == [1, *epoch_ends]  # the last row ends epoch 2, so the run's end adds nothing
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn.clear()
+    monkeypatch.setattr(validation, "CURVES_SECONDS", 0.0)  # due at every validation
+    train(small_config.replace(eval_every=5, max_steps=12), tmp_path / "short", small_data)
+    assert drawn == [1, 2, 3]  # steps 5 and 10, and the validation at the stop (step 12)
+    drawn.clear()
+    monkeypatch.setattr(validation, "CURVES_SECONDS", 1e9)
+    train(small_config.replace(eval_every=5, max_steps=12), tmp_path / "later", small_data)
+    assert drawn == [1, 3]  # the first validation, then every row when the run ends
+
+
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
 def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
     tmp_path, small_data, small_config, how, monkeypatch
 ):
-    """Stopped while the curves of an improved validation are redrawn: last.npz must not record a
-    best that best.npz does not hold, and the resumed run ends where an uninterrupted one does."""
-    from shakegen.runs import plots
-
+    """Stopped just after an improved validation's history row is written (curves.png may be redrawn
+    there too), before best.npz and the state commit: last.npz must not record a best that best.npz
+    does not hold, and the resumed run ends where an uninterrupted one does."""
     config = small_config.replace(eval_every=10)
     straight = train(config, tmp_path / "straight", small_data)
     improved_at, best_so_far = [], float("inf")
@@ -289,23 +314,23 @@ def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
             improved_at.append(int(row["step"]))
             best_so_far = row["val_loss"]
     target = improved_at[1]  # the second validation that set a best: best.npz exists before it
-    real_curves = plots.loss_curves_png
+    real_history = checkpoint.write_history
 
-    def interrupted_curves(history, title):
+    def interrupted_history(run_dir, history):
+        real_history(run_dir, history)
         if int(history[-1]["step"]) == target:
             if how == "SIGTERM":
                 signal.raise_signal(signal.SIGTERM)  # the handler runs, and raises KeyboardInterrupt, right here
             raise KeyboardInterrupt
-        return real_curves(history, title)
 
-    monkeypatch.setattr(plots, "loss_curves_png", interrupted_curves)
+    monkeypatch.setattr(checkpoint, "write_history", interrupted_history)
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "run", small_data)
     last = checkpoint.read_state(tmp_path / "run" / "last.npz")
     best = checkpoint.read_state(tmp_path / "run" / "best.npz")
     assert last["global_step"] == target
     assert last["best_val_loss"] == best["val_loss"] and best["step"] < target
-    monkeypatch.setattr(plots, "loss_curves_png", real_curves)
+    monkeypatch.setattr(checkpoint, "write_history", real_history)
     resumed = train(None, tmp_path / "run", small_data, resume=True)
     assert [row["step"] for row in resumed.history] == [row["step"] for row in straight.history]  # no row twice
     assert [row["val_loss"] for row in resumed.history] == pytest.approx(

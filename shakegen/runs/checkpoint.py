@@ -321,7 +321,7 @@ def scalar_log(run_dir: str | Path, resumed_at: int | None = None):
 
 
 def write_history(run_dir: str | Path, history: list[dict]) -> None:
-    """Write history.csv (one row per validation) and redraw curves.png from it."""
+    """Write history.csv (one row per validation); ``write_curves`` draws them."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -334,7 +334,6 @@ def write_history(run_dir: str | Path, history: list[dict]) -> None:
             f"Could not write {Path(run_dir) / HISTORY_FILE}: {error.strerror or error}. The checkpoint is intact; "
             "free some space or fix the folder's permissions, then continue with --resume."
         ) from None
-    write_curves(run_dir, history)
 
 
 def read_history(run_dir: str | Path, up_to_step: int | None = None) -> list[dict]:

@@ -312,6 +312,7 @@ class Trainer:
     def finish(self, reason: str) -> TrainResult:
         self.state.stop_reason = reason
         self.state.best_val_loss_windows = self.validation.best_windowed_loss()
+        self.validation.finish_curves()
         self.saving.save_last(self.state)
         self.emit(events.Finished(reason, self.state))
         return TrainResult(self.run_dir, self.state, self.validation.history)

@@ -9,11 +9,14 @@ validation is simply done again on resume (rows past the last committed one are 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 from shakegen.runs import checkpoint
 from shakegen.use import evaluate
 from shakegen.use.evaluate import streaming_cross_entropy
+
+CURVES_SECONDS = 30.0  # curves.png is redrawn at each epoch's end, and within an epoch at most this often
 
 
 @contextlib.contextmanager
@@ -45,6 +48,7 @@ class Validation:
         self.model, self.val_ids, self.guard, self.learning_rate = model, val_ids, guard, learning_rate
         self.run_dir, self.chief = run_dir, chief
         self.history: list[dict] = []
+        self._curves: tuple[float, int] | None = None  # when this process last drew curves.png, and how many rows
 
     def validate(self, state, epoch_steps: int, finished_epoch: bool, signals) -> tuple[dict, bool]:
         """Score the model, then persist the history row (and best.npz), then commit them to ``state``.
@@ -70,6 +74,8 @@ class Validation:
         improved = state.best_val_loss is None or validation.loss < state.best_val_loss
         if self.chief:
             checkpoint.write_history(self.run_dir, [*self.history, row])  # before last.npz: see checkpoint.py
+            if finished_epoch or self._curves is None or time.monotonic() - self._curves[0] >= CURVES_SECONDS:
+                self._draw_curves([*self.history, row])
         with signals.deferred():  # best.npz and the state it matches change together
             if self.chief and improved:
                 best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
@@ -77,6 +83,15 @@ class Validation:
             self.history.append(row)
             self._commit(state, row, improved, finished_epoch)
         return row, improved
+
+    def _draw_curves(self, rows: list[dict]) -> None:
+        checkpoint.write_curves(self.run_dir, rows)
+        self._curves = (time.monotonic(), len(rows))
+
+    def finish_curves(self) -> None:
+        """At the run's end: curves.png shows every row (a plot costs more than a frequent validation)."""
+        if self.chief and self.history and (self._curves is None or self._curves[1] != len(self.history)):
+            self._draw_curves(self.history)
 
     @staticmethod
     def _commit(state, row: dict, improved: bool, finished_epoch: bool) -> None:
