@@ -41,23 +41,31 @@ def small_config():
     return TrainConfig(**SMALL_CONFIG)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_run_cache(tmp_path_factory):
+    """tests/runs.py's trained runs live beside every xdist worker's own temporary folder, so the
+    workers of one session train each distinct run once between them."""
+    from tests import runs
+
+    base = tmp_path_factory.getbasetemp()
+    runs.CACHE = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "trained-runs"
+
+
 @pytest.fixture(scope="session")
-def _trained_once(tmp_path_factory, small_text):
-    """The run ``trained_run`` copies: trained once per test process, exactly as ``trained_run``
+def _trained_once(tmp_path_factory, small_text, _shared_run_cache):
+    """The run ``trained_run`` copies: trained once per test session, exactly as ``trained_run``
     would train it (training is deterministic: same corpus, same seed, same weights)."""
-    from shakegen.config import TrainConfig
-    from shakegen.training.trainer import train
+    from tests.runs import train_tiny_run
 
     folder = tmp_path_factory.mktemp("trained")
-    data = _prepare_small(folder, small_text)
-    train(TrainConfig(**SMALL_CONFIG), folder / "run", data)
+    train_tiny_run(folder, small_text)
     return folder
 
 
 @pytest.fixture
 def trained_run(tmp_path, small_data, _trained_once):
     """A small model trained for two epochs on ``small_data``'s corpus; returns its run folder (a copy
-    of one trained once per test process, so a test may change or damage it freely)."""
+    of one trained once per test session, so a test may change or damage it freely)."""
     run_dir = tmp_path / "run"
     shutil.copytree(_trained_once / "run", run_dir)
     return run_dir
