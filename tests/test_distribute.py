@@ -1,5 +1,10 @@
 """tf.distribute: a mirrored run over two logical CPU devices, and two worker processes on
-127.0.0.1, each reach the same losses and weights as one process on the same global batch."""
+127.0.0.1, each reach the same losses and weights as one process on the same global batch.
+
+The one-process reference is the same ``shakegen train`` command run once per module, in this
+process (it needs no fresh one: no strategy, no logical devices); the distributed runs each start
+fresh processes, which splitting the CPU and joining a cluster need.
+"""
 
 import json
 import os
@@ -9,7 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from shakegen.cli import main
+from shakegen.data import prepare
 from shakegen.runs.checkpoint import read_history
 
 TRAIN_ARGS = [
@@ -60,6 +68,22 @@ def workdir(tmp_path, small_data):
     return tmp_path  # small_data is prepared in tmp_path/data
 
 
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, small_text):
+    """The one-process run both distributed runs are compared with: the same command, on the same
+    prepared corpus, trained once (the tests only read its folder)."""
+    folder = tmp_path_factory.mktemp("single")
+    (folder / "small.txt").write_text(small_text, encoding="utf-8")  # as conftest's small_data prepares it
+    prepare.prepare_corpus(folder / "small.txt", folder / "data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("TF_CONFIG", raising=False)
+        result = CliRunner().invoke(
+            main, [*TRAIN_ARGS, "--data-dir", str(folder / "data"), "--run-dir", str(folder / "single")]
+        )
+    assert result.exit_code == 0, result.output
+    return folder / "single"
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
@@ -70,17 +94,13 @@ def _free_ports(count):
     return ports
 
 
-def test_mirrored_over_two_cpu_devices_matches_one_process(workdir):
-    single = _shakegen([*TRAIN_ARGS, "--run-dir", "single"], workdir)
-    _finish(single)
+def test_mirrored_over_two_cpu_devices_matches_one_process(workdir, single):
     mirrored = _shakegen([*TRAIN_ARGS, "--run-dir", "mirrored", "--strategy", "mirrored"], workdir)
     assert "across 2 replicas" in " ".join(_finish(mirrored).split())
-    _assert_same_run(workdir / "single", workdir / "mirrored")
+    _assert_same_run(single, workdir / "mirrored")
 
 
-def test_two_workers_on_localhost_match_one_process(workdir):
-    single = _shakegen([*TRAIN_ARGS, "--run-dir", "single"], workdir)
-    _finish(single)
+def test_two_workers_on_localhost_match_one_process(workdir, single):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     # Each worker is given its own --run-dir: only the chief's may be written (in a real
@@ -102,13 +122,17 @@ def test_two_workers_on_localhost_match_one_process(workdir):
     outputs = [" ".join(_finish(worker).split()) for worker in workers]
     assert all("across 2 replicas" in output for output in outputs)
     assert sorted(path.name for path in (workdir / "cluster").iterdir()) == sorted(
-        path.name for path in (workdir / "single").iterdir()
+        path.name for path in single.iterdir()
     )
     assert not (workdir / "cluster-worker1").exists()
-    _assert_same_run(workdir / "single", workdir / "cluster")
+    _assert_same_run(single, workdir / "cluster")
 
 
-def test_multi_worker_without_tf_config_is_refused(workdir):
-    process = _shakegen([*TRAIN_ARGS, "--run-dir", "x", "--strategy", "multi-worker"], workdir)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 1 and "TF_CONFIG" in output and "Traceback" not in output
+def test_multi_worker_without_tf_config_is_refused(workdir, monkeypatch):
+    # In this process: the refusal comes before any strategy is made or the run folder is touched.
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.chdir(workdir)
+    result = CliRunner().invoke(main, [*TRAIN_ARGS, "--run-dir", "x", "--strategy", "multi-worker"])
+    assert result.exit_code == 1 and "TF_CONFIG" in result.output and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # refused, not an error escaping the command
+    assert not (workdir / "x").exists()
