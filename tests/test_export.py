@@ -10,6 +10,7 @@ forward pass and the random seed's counter noise (the plain-Python hash) give
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -374,10 +375,10 @@ def test_cli_errors_are_one_line(runs, exported, tmp_path):
     assert _cli("export", "--checkpoint", runs["float32"]).exit_code == 2  # --out is required
 
 
-def test_overwrite_replaces_a_savedmodel_atomically(runs, tmp_path, monkeypatch):
+def test_overwrite_replaces_a_savedmodel_atomically(runs, exported, tmp_path, monkeypatch):
     out = tmp_path / "model"
-    export.export_run(runs["float32"], out, "last")
-    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "last"
+    shutil.copytree(exported["float32"], out)  # a SavedModel of the best weights, as the command line wrote it
+    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "best"
 
     real_save = tf.saved_model.save
 
@@ -387,18 +388,18 @@ def test_overwrite_replaces_a_savedmodel_atomically(runs, tmp_path, monkeypatch)
 
     monkeypatch.setattr(tf.saved_model, "save", failing_save)
     with pytest.raises(export.ExportError, match="No space left on device"):
-        export.export_run(runs["float32"], out, "best", overwrite=True)
-    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "last"  # untouched
+        export.export_run(runs["float32"], out, "last", overwrite=True)
+    assert json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "best"  # untouched
     monkeypatch.setattr(tf.saved_model, "save", real_save)
 
-    result = export.export_run(runs["float32"], out, "best", overwrite=True)
-    assert result.out_dir == out and json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "best"
+    result = export.export_run(runs["float32"], out, "last", overwrite=True)
+    assert result.out_dir == out and json.loads((out / "assets" / export.METADATA_ASSET).read_text())["which"] == "last"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
     assert sorted(path.name for path in out.iterdir()) == sorted(export.SAVED_MODEL_ENTRIES[:4])  # what it writes
 
     (out / "README.txt").write_text("mine")  # the user's note beside the model: --overwrite never deletes it
     with pytest.raises(export.ExportError, match="also README.txt, which the export did not write"):
-        export.export_run(runs["float32"], out, "last", overwrite=True)
+        export.export_run(runs["float32"], out, "best", overwrite=True)
     assert (out / "README.txt").read_text() == "mine"
 
 
