@@ -21,7 +21,8 @@ from shakegen.runs import checkpoint
 from shakegen.training.events import Started, Stepped
 from shakegen.training.trainer import train
 
-# Trains in a child process, slowed by a sleep per step so the parent can kill it mid-epoch.
+# Trains in a child process, slowed by a sleep per step of its second epoch (the first runs at full
+# speed) so the parent can kill it mid-epoch 2.
 CHILD = textwrap.dedent(
     """
     import json, sys, time
@@ -30,7 +31,7 @@ CHILD = textwrap.dedent(
     from shakegen.training.trainer import train
 
     config = TrainConfig(**json.loads(sys.argv[1]))
-    slow = lambda event: time.sleep(0.05) if isinstance(event, Stepped) else None
+    slow = lambda event: time.sleep(0.05) if isinstance(event, Stepped) and event.epoch >= 2 else None
     train(config, sys.argv[2], sys.argv[3], progress=slow)
     """
 )
@@ -71,15 +72,28 @@ def _wait_for_step(run_dir, step, process, timeout=180):
     raise AssertionError(f"no checkpoint at step {step} within {timeout} s")
 
 
+LONG = dict(dropout=0.2)  # two epochs of about 42 steps on the small corpus; dropout so the masks must replay too
+
+
 @pytest.fixture
 def long_config(small_config):
-    # About 46 steps an epoch on the small corpus; dropout so the masks must replay too.
-    return small_config.replace(epochs=3, dropout=0.2)
+    return small_config.replace(**LONG)
 
 
-def test_sigkill_mid_epoch_resumes_from_a_timed_checkpoint(tmp_path, small_data, long_config):
-    straight = train(long_config, tmp_path / "straight", small_data)
-    per_epoch = straight.history[0]["step"]
+@pytest.fixture
+def straight(tmp_path, small_text):
+    """An uninterrupted run of ``long_config`` in tmp_path/straight (tests/runs.py trains it once
+    per session), its prepared corpus in tmp_path/data; returns (run folder, its history, its state)."""
+    from tests.runs import train_tiny_run
+
+    run_dir = train_tiny_run(tmp_path, small_text, **LONG).rename(tmp_path / "straight")
+    return run_dir, checkpoint.read_history(run_dir), checkpoint.read_state(run_dir / "last.npz")
+
+
+def test_sigkill_mid_epoch_resumes_from_a_timed_checkpoint(tmp_path, straight, long_config):
+    small_data = tmp_path / "data"
+    _, history, final = straight
+    per_epoch = int(history[0]["step"])
     config = long_config.replace(checkpoint_minutes=0.001)  # every 0.06 s: every other slowed step
     child = _start_child(config, tmp_path / "killed", small_data)
     state = _wait_for_step(tmp_path / "killed", per_epoch + 5, child)
@@ -88,17 +102,17 @@ def test_sigkill_mid_epoch_resumes_from_a_timed_checkpoint(tmp_path, small_data,
     assert child.returncode == -signal.SIGKILL
     assert 0 < state["global_step"] - state["epoch_start_step"] < per_epoch  # saved inside epoch 2
     resumed = train(None, tmp_path / "killed", small_data, resume=True, changes={"checkpoint_minutes": 0})
-    assert resumed.state.global_step == straight.state.global_step
+    assert resumed.state.global_step == final["global_step"]
     _assert_same_weights(tmp_path / "straight", tmp_path / "killed")
-    assert [row["step"] for row in resumed.history] == [row["step"] for row in straight.history]
+    assert [int(row["step"]) for row in resumed.history] == [int(row["step"]) for row in history]
 
 
-def test_sigterm_saves_and_exits_non_zero_then_resumes(tmp_path, small_data, long_config):
-    straight = train(long_config, tmp_path / "straight", small_data)
-    per_epoch = straight.history[0]["step"]
+def test_sigterm_saves_and_exits_non_zero_then_resumes(tmp_path, straight, long_config):
+    small_data = tmp_path / "data"
+    per_epoch = int(straight[1][0]["step"])
     child = _start_child(long_config, tmp_path / "run", small_data)  # timed checkpoints off by default (10 min)
     _wait_for_step(tmp_path / "run", per_epoch, child)  # epoch 1 validated and saved
-    time.sleep(0.5)  # some steps into epoch 2
+    time.sleep(0.3)  # some (slowed) steps into epoch 2
     child.send_signal(signal.SIGTERM)
     output, _ = child.communicate(timeout=60)
     assert child.returncode != 0
@@ -150,7 +164,9 @@ def test_eval_every_writes_rows_inside_an_epoch(tmp_path, small_data, small_conf
 
 
 def test_patience_counts_validations(tmp_path, small_data, small_config):
-    config = small_config.replace(eval_every=1, patience=2, learning_rate=0.05, final_learning_rate=0.05)
+    config = small_config.replace(
+        eval_every=1, patience=2, learning_rate=0.05, final_learning_rate=0.05, val_characters=300
+    )
     result = train(config, tmp_path / "run", small_data)
     losses = [row["val_loss"] for row in checkpoint.read_history(tmp_path / "run")]
     # Independent rule: stop at the first validation that is the 2nd in a row without a new best.
@@ -165,6 +181,7 @@ def test_patience_counts_validations(tmp_path, small_data, small_config):
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(monkeypatch, trained_run, small_data):
     before = (trained_run / "last.npz").read_bytes()
+    one_more = {"epochs": 3, "max_steps": checkpoint.read_state(trained_run / "last.npz")["global_step"] + 1}
     real_replace = os.replace
 
     def full_disk(source, target, *args, **kwargs):
@@ -174,14 +191,13 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(monkeypatch, train
 
     monkeypatch.setattr(fileio.os, "replace", full_disk)
     with pytest.raises(CheckpointWriteError, match="No space left on device.*previous checkpoint there is intact"):
-        train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+        train(None, trained_run, small_data, resume=True, changes=one_more)  # one step, then its save fails
     assert (trained_run / "last.npz").read_bytes() == before
     assert not [path for path in trained_run.iterdir() if path.name.endswith(".tmp")]
     checkpoint.load_model(trained_run, "last")  # still loadable
     monkeypatch.setattr(fileio.os, "replace", real_replace)
-    result = CliRunner().invoke(
-        main, ["train", "--resume", "--run-dir", str(trained_run), "--data-dir", str(small_data), "--epochs", "3"]
-    )
+    args = ["--run-dir", str(trained_run), "--data-dir", str(small_data), "--epochs", "3"]
+    result = CliRunner().invoke(main, ["train", "--resume", *args, "--max-steps", str(one_more["max_steps"])])
     assert result.exit_code == 0, result.output
 
 
@@ -269,7 +285,8 @@ def test_one_training_process_per_run_folder(trained_run, small_data):
         with pytest.raises(CheckpointError, match="Another shakegen process is training"):
             train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
     assert stale.exists()
-    train(None, trained_run, small_data, resume=True, changes={"epochs": 3})
+    steps = checkpoint.read_state(trained_run / "last.npz")["global_step"]
+    train(None, trained_run, small_data, resume=True, changes={"epochs": 3, "max_steps": steps + 1})  # one step
     assert not stale.exists()
 
 
