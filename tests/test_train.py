@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from shakegen.cli import main
 from shakegen.config import PRESETS, ConfigError, TrainConfig
 from shakegen.runs import checkpoint
-from shakegen.training.events import Stepped, Validated
+from shakegen.training.events import Checkpointed, Stepped, Validated
 from shakegen.training.trainer import TrainingInterrupted, train
 
 
@@ -61,8 +61,10 @@ def test_training_learns(trained_run):
 
 
 def test_same_seed_same_losses(tmp_path, small_data, small_config):
-    first = train(small_config, tmp_path / "a", small_data).history
-    second = train(small_config, tmp_path / "b", small_data).history
+    config = small_config.replace(max_steps=50)  # into epoch 2 (42 steps an epoch): its window order too
+    first = train(config, tmp_path / "a", small_data).history
+    second = train(config, tmp_path / "b", small_data).history
+    assert len(first) == 2
     assert [row["train_loss"] for row in first] == [row["train_loss"] for row in second]
     assert [row["val_loss"] for row in first] == [row["val_loss"] for row in second]
 
@@ -75,11 +77,16 @@ def test_same_seed_same_losses(tmp_path, small_data, small_config):
     ],
     ids=["after-epoch-1", "mid-epoch-2"],
 )
-def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_data, small_config, where):
+def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, small_text, small_config, where):
     # Dropout and weight-drop masks must replay too, the weights' moving average continue, and
     # AdamW's decay (quick and large use it) follow the restored step and schedule.
-    config = small_config.replace(dropout=0.2, weight_drop=0.3, ema_decay=0.9, weight_decay=0.1, warmup_steps=3)
-    train(config, tmp_path / "straight", small_data)
+    from tests.runs import train_tiny_run
+
+    changes = dict(dropout=0.2, weight_drop=0.3, ema_decay=0.9, weight_decay=0.1, warmup_steps=3)
+    config = small_config.replace(**changes)
+    # The uninterrupted run: trained once per session by tests/runs.py (both cases only read it).
+    train_tiny_run(tmp_path, small_text, **changes).rename(tmp_path / "straight")
+    small_data = tmp_path / "data"
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "resumed", small_data, progress=_interrupt_when(where))
     interrupted_state = checkpoint.read_state(tmp_path / "resumed" / "last.npz")
@@ -178,7 +185,9 @@ def test_cli_train_tiny_preset(tmp_path, monkeypatch, small_text):
 
 
 def test_mixed_bfloat16_trains(tmp_path, small_data, small_config):
-    result = train(small_config.replace(precision="mixed_bfloat16", epochs=1), tmp_path / "bf16", small_data)
+    # Ten steps learn enough (bfloat16 is emulated, and slow, on CPUs without it).
+    config = small_config.replace(precision="mixed_bfloat16", epochs=1, max_steps=10)
+    result = train(config, tmp_path / "bf16", small_data)
     vocab_size = len(checkpoint.read_run(tmp_path / "bf16").vocab)
     assert np.isfinite(result.state.best_val_loss) and result.state.best_val_loss < np.log(vocab_size)
     model, _, _ = checkpoint.load_model(tmp_path / "bf16", "best")
@@ -203,35 +212,41 @@ def test_a_run_saves_the_precision_auto_chose(tmp_path, small_data, small_config
 
     monkeypatch.setattr(cells, "gpu_visible", lambda: False)
     monkeypatch.setattr(machine, "native_bfloat16", lambda: True)
-    train(small_config.replace(precision="auto", max_steps=3), tmp_path / "run", small_data)
+    # One step each way, scored on few characters: bfloat16 is emulated (slow) on CPUs without it.
+    train(small_config.replace(precision="auto", max_steps=1, val_characters=64), tmp_path / "run", small_data)
     assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
     monkeypatch.setattr(machine, "native_bfloat16", lambda: False)  # resumed elsewhere: it keeps its own
-    result = train(None, tmp_path / "run", small_data, resume=True, changes={"max_steps": 5})
-    assert result.state.global_step == 5
+    result = train(None, tmp_path / "run", small_data, resume=True, changes={"max_steps": 2})
+    assert result.state.global_step == 2
     assert checkpoint.read_run(tmp_path / "run").config.precision == "mixed_bfloat16"
 
 
 def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_path, small_data, small_config):
     """best.npz after k steps is the exponential moving average of the raw weights after steps
-    1..k (each from a run stopped there: training does not depend on the average), computed here
-    in NumPy; last.npz keeps the raw weights."""
+    1..k (each read from the timed checkpoint written after that step, which holds the raw weights),
+    computed here in NumPy; last.npz keeps the raw weights."""
     decay, steps = 0.6, 4
-    # A constant rate: runs stopped at k are then prefixes of one run (a cosine would follow each budget).
-    config = small_config.replace(ema_decay=decay, eval_every=steps, lr_schedule="constant")
+    config = small_config.replace(ema_decay=decay, eval_every=steps, lr_schedule="constant", max_steps=steps)
     raw = []
-    for k in range(1, steps + 1):
-        train(config.replace(max_steps=k), tmp_path / f"run{k}", small_data)
-        raw.append(_weights(tmp_path / f"run{k}"))
+
+    def keep_raw(event):  # last.npz has just been written with the weights after step event.step
+        if isinstance(event, Checkpointed):
+            raw.append((event.step, _weights(tmp_path / "run")))
+
+    # A timed checkpoint is due after every step; the last step's weights are in the final last.npz.
+    train(config.replace(checkpoint_minutes=1e-9), tmp_path / "run", small_data, progress=keep_raw)
+    assert [step for step, _ in raw] == list(range(1, steps))
+    raw = [weights for _, weights in raw] + [_weights(tmp_path / "run")]
     names = [key for key in raw[0] if key.startswith("weights/")]
     average = {name: raw[0][name].astype(np.float64) for name in names}  # the first step takes the weights
     for weights in raw[1:]:
         average = {name: decay * average[name] + (1 - decay) * weights[name] for name in names}
-    best = _weights(tmp_path / f"run{steps}", "best")
+    best = _weights(tmp_path / "run", "best")
     for name in names:
         np.testing.assert_allclose(best[name], average[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert not np.allclose(best[names[0]], raw[-1][names[0]])  # last.npz: the raw weights
-    history = checkpoint.read_history(tmp_path / f"run{steps}")
-    plain = train(config.replace(ema_decay=0.0, max_steps=steps), tmp_path / "plain", small_data)
+    history = checkpoint.read_history(tmp_path / "run")
+    plain = train(config.replace(ema_decay=0.0), tmp_path / "plain", small_data)
     assert history[-1]["val_loss"] != plain.history[-1]["val_loss"]  # validated on the average
     assert history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"], rel=1e-6)
 
