@@ -11,7 +11,7 @@ from shakegen.training.compare import compare, parse_cells
 
 
 def test_compare_trains_each_cell_once_and_writes_results(tmp_path, small_data, small_config):
-    base = small_config.replace(epochs=1)
+    base = small_config.replace(epochs=1, max_steps=5)
     rows = compare(["gru", "gru3"], base, tmp_path / "cmp", small_data)
     assert [row["cell"] for row in rows] == ["gru", "gru3"]
     vocab_size = len(checkpoint.read_run(tmp_path / "cmp" / "gru").vocab)
@@ -71,7 +71,7 @@ def test_every_cell_trains_generates_and_evaluates(tmp_path, small_data, small_c
     from shakegen.training.trainer import train
 
     run_dir = tmp_path / cell
-    train(small_config.replace(cell=cell, epochs=1), run_dir, small_data)
+    train(small_config.replace(cell=cell, epochs=1, max_steps=5), run_dir, small_data)
     assert checkpoint.read_run(run_dir).config.cell == cell
     runner = CliRunner()
     generated = runner.invoke(
@@ -87,9 +87,10 @@ def test_a_budget_of_many_epochs_validates_at_epoch_ends_only(tmp_path, small_da
     from shakegen.data.prepare import load_prepared
     from shakegen.training.dataset import steps_per_epoch
 
-    epoch = steps_per_epoch(len(load_prepared(small_data).train), small_config.seq_length, small_config.batch_size)
-    characters = 12 * epoch * small_config.batch_size * small_config.seq_length
-    base = small_config.replace(max_characters=characters, epochs=12)
+    config = small_config.replace(batch_size=64)  # a few steps an epoch: twelve epochs are quick
+    epoch = steps_per_epoch(len(load_prepared(small_data).train), config.seq_length, config.batch_size)
+    characters = 12 * epoch * config.batch_size * config.seq_length
+    base = config.replace(max_characters=characters, epochs=12)
     compare(["gru3"], base, tmp_path / "cmp", small_data)
     epochs = [row["epoch"] for row in checkpoint.read_history(tmp_path / "cmp" / "gru3")]
     assert epochs == list(range(1, 13))  # one row per epoch, none a step before an epoch's end
