@@ -17,6 +17,7 @@ from shakegen.errors import SamplingError, ShakegenError
 from shakegen.model import inference
 from shakegen.runs import checkpoint
 from shakegen.use import sampling, tf_sampler
+from shakegen.use.sampling import PRIME_WINDOW
 from tests.reference import (
     model_logits,
     model_weights,
@@ -48,11 +49,29 @@ def bfloat16_run(tmp_path_factory, small_text):
     return train_tiny_run(tmp_path_factory.mktemp("bf16"), small_text, precision="mixed_bfloat16", epochs=4)
 
 
-def _generate(model, info, seed_text, length, options, num_samples=1, random_seed=0, prime_window=None):
-    """TensorFlow's sampler (``tf_sampler.Sampler``) on a Keras model: the new texts."""
-    sampler = tf_sampler.Sampler(model, options, **({"prime_window": prime_window} if prime_window else {}))
+_SAMPLERS: dict[tuple[int, int], tuple] = {}  # (id(model), prime window) -> (model, its sampler)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_samplers():
+    """``_generate``'s samplers (and the models they hold) last one module, not the whole process."""
+    yield
+    _SAMPLERS.clear()
+
+
+def _generate(model, info, seed_text, length, options, num_samples=1, random_seed=0, prime_window=PRIME_WINDOW):
+    """TensorFlow's sampler (``tf_sampler.Sampler``) on a Keras model: the new texts.
+
+    One sampler per model and prime window serves every call, the options passed to ``sample`` (they are
+    run-time inputs of its one compiled loop, as the API's are): a new sampler would trace it again.
+    Build the sampler after the weights are final: a mixed-precision model's float32 twin keeps the
+    weights it had then."""
+    key = (id(model), prime_window)
+    if key not in _SAMPLERS:  # the model is kept with its sampler, so its id cannot be reused meanwhile
+        _SAMPLERS[key] = (model, tf_sampler.Sampler(model, prime_window=prime_window))
+    sampler = _SAMPLERS[key][1]
     texts = sampling.TextCollector(num_samples)
-    for block in sampler.sample(info.vocab.encode(seed_text), length, num_samples, random_seed):
+    for block in sampler.sample(info.vocab.encode(seed_text), length, num_samples, random_seed, options=options):
         texts.add([info.vocab.decode(row) for row in block])
     return texts.texts()
 
@@ -134,35 +153,14 @@ def test_long_seed_primed_in_windows_equals_one_pass(loaded, small_text, prime_w
         assert texts == _reference_texts(model, info, seed, 30, options, num_samples=2, random_seed=1)
 
 
-def test_priming_keeps_memory_flat_for_long_seeds_and_many_samples(tmp_path):
+def test_priming_keeps_memory_flat_for_long_seeds_and_many_samples(fresh_process):
     """A 10,000-character seed for 128 samples: priming runs once at batch 1 in windows, so
-    the peak memory barely moves (one pass over the whole seed per sample needed ~0.5 GB)."""
-    code = """
-import resource
-import numpy as np
-from shakegen.config import TrainConfig
-from shakegen.model.network import build_model
-from shakegen.use.sampling import SamplingOptions
-from shakegen.use.tf_sampler import Sampler
+    the peak memory barely moves (one pass over the whole seed per sample needed ~0.5 GB).
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-sampler = Sampler(build_model(8, TrainConfig(embedding_dim=4, rnn_units=8)), SamplingOptions(0.8))
-next(sampler.sample(np.ones(600, np.int32), 1, num_samples=128))  # trace and warm up first
-before = peak_mb()
-next(sampler.sample(np.arange(10_000) % 8, 1, num_samples=128))
-print(peak_mb() - before)
-"""
-    assert _peak_growth_mb(code, tmp_path) < 100
-
-
-def _peak_growth_mb(code: str, cwd) -> float:
-    """Run ``code`` in a fresh interpreter importing this very shakegen; the number it prints last."""
-    env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return float(result.stdout.split()[-1])
+    Measured in a fresh interpreter (``fresh_process``, after its commands), from the peak its own
+    warm-up reached."""
+    assert fresh_process["memory_error"] is None, fresh_process["memory_error"]
+    assert fresh_process["peak_growth_mb"] < 100
 
 
 def test_top_k_one_equals_greedy(loaded):
@@ -172,16 +170,23 @@ def test_top_k_one_equals_greedy(loaded):
     assert top1 == greedy
 
 
-@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 2e-38, 1.2e-38, 1e-38, 1e-40, 1e-45, 1e-300])
-def test_tiny_temperatures_are_greedy(shared_run, temperature):
-    """Logits / 1e-38 overflow to +inf; the sampler must still pick the most likely character.
-
-    The logits are made ten times larger (as a confident model's are; the greedy choice is
-    unchanged) so that several of them overflow even at temperatures just above 1.2e-38."""
+@pytest.fixture(scope="module")
+def confident(shared_run):
+    """The shared run's model with its logits made ten times larger (as a confident model's are; the
+    greedy choice is unchanged), its info, and its greedy text after "First"; the tests only read them."""
     model, info, _ = checkpoint.load_model(shared_run, "best")
     model.dense.kernel.assign(model.dense.kernel * 10.0)
     model.dense.bias.assign(model.dense.bias * 10.0)
-    greedy = _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=0))
+    return model, info, _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=0))
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 2e-38, 1.2e-38, 1e-38, 1e-40, 1e-45, 1e-300])
+def test_tiny_temperatures_are_greedy(confident, temperature):
+    """Logits / 1e-38 overflow to +inf; the sampler must still pick the most likely character.
+
+    The logits are made ten times larger (``confident``) so that several of them overflow even
+    at temperatures just above 1.2e-38."""
+    model, info, greedy = confident
     assert _generate(model, info, "First", 100, sampling.SamplingOptions(temperature=temperature)) == greedy
 
 
@@ -423,6 +428,24 @@ def test_one_compiled_loop_serves_every_option_value(shared_run, monkeypatch):
 # -- random seeds: 0 ... 2**32 - 1, each its own text, the counter noise's ------------------------
 
 
+@pytest.fixture(scope="module")
+def pretrained_bundle():
+    """``load(engine)``: the pretrained bundle loaded on that engine, once per engine (the cases only
+    sample from it; a TensorFlow model's sampler then traces once, not once per case), and the
+    bundle's weights read straight from its file for the float64 reference."""
+    from shakegen.runs import pretrained
+
+    models = {}
+
+    def load(engine):
+        if engine not in models:
+            models[engine] = shakegen.load("pretrained", engine=engine)
+        return models[engine]
+
+    cell = checkpoint.read_run(pretrained.BUNDLE_DIR).config.cell
+    return load, run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, cell)
+
+
 @pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
 @pytest.mark.parametrize(
     "seed, options",
@@ -433,17 +456,17 @@ def test_one_compiled_loop_serves_every_option_value(shared_run, monkeypatch):
         ("First Citizen:", dict(temperature=0)),
     ],
 )
-def test_the_pretrained_models_texts_follow_the_reference_and_the_counter_noise(engine, seed, options):
+def test_the_pretrained_models_texts_follow_the_reference_and_the_counter_noise(
+    pretrained_bundle, engine, seed, options
+):
     """The whole path (load, clean, prime, sample, decode) on the float16 bundle: every character is
     what a float64 forward pass from the bundle's own file, the options' definitions and the random
     seed's noise (the plain-Python hash of tests/reference.py) give; only a float near-tie may differ."""
-    from shakegen.runs import pretrained
-
-    model = shakegen.load("pretrained", engine=engine)
+    load, weights = pretrained_bundle
+    model = load(engine)
     texts = model.generate(seed, length=150, **{**options, "num_samples": options.get("num_samples", 1)})
     assert model.last_engine == engine
     info = model.info
-    weights = run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell)
     for index, text in enumerate(texts):
         assert text.startswith(seed) and len(text) == len(seed) + 150
         gaps = sampling_gaps_for(
@@ -470,12 +493,9 @@ def test_random_seeds_cover_32_bits_without_collisions(loaded):
         [above] = _generate(model, info, "ROMEO:", 70, options, random_seed=low + 2**31)
         assert below != above
     for seed in (2**31, 2**31 + 5, 2**32 - 1):
-        assert _generate(model, info, "ROMEO:", 70, options, random_seed=seed) == _reference_texts(
-            model, info, "ROMEO:", 70, options, random_seed=seed
-        )
-        assert _engine_generate(info.run_dir, "ROMEO:", 70, options, random_seed=seed) == _reference_texts(
-            model, info, "ROMEO:", 70, options, random_seed=seed
-        )
+        reference = _reference_texts(model, info, "ROMEO:", 70, options, random_seed=seed)
+        assert _generate(model, info, "ROMEO:", 70, options, random_seed=seed) == reference
+        assert _engine_generate(info.run_dir, "ROMEO:", 70, options, random_seed=seed) == reference
     batch = _generate(model, info, "ROMEO:", 70, options, num_samples=2, random_seed=2**32 - 1)
     assert batch[1] == _generate(model, info, "ROMEO:", 70, options, random_seed=0)[0]
     assert _engine_generate(info.run_dir, "ROMEO:", 70, options, num_samples=2, random_seed=2**32 - 1) == batch
@@ -526,43 +546,93 @@ def test_temperatures_float32_cannot_hold_are_refused(loaded, temperature):
 
 # -- shakegen generate never imports TensorFlow ---------------------------------------------------
 
-MODULES_AFTER = """
-import runpy, sys
-sys.argv = ["shakegen", *sys.argv[1:]]
+FRESH_PROCESS = """
+import contextlib, io, json, resource, runpy, sys, traceback
+
+def tensorflow_modules():
+    return sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras"))
+
+def run_shakegen(args):
+    # ``python -m shakegen ARGS`` in this interpreter: its stdout and exit code, and the modules loaded after it.
+    sys.argv = ["shakegen", *args]
+    out = io.StringIO()
+    code, error = 0, None
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_module("shakegen", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        code = 0 if stop.code is None else stop.code
+    except Exception:
+        code, error = 1, traceback.format_exc()
+    return {"stdout": out.getvalue(), "code": code, "error": error, "modules": tensorflow_modules()}
+
+def peak_growth_mb():
+    import numpy as np
+    from shakegen.config import TrainConfig
+    from shakegen.model.network import build_model
+    from shakegen.use.sampling import SamplingOptions
+    from shakegen.use.tf_sampler import Sampler
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    sampler = Sampler(build_model(8, TrainConfig(embedding_dim=4, rnn_units=8)), SamplingOptions(0.8))
+    next(sampler.sample(np.ones(600, np.int32), 1, num_samples=128))  # trace and warm up first
+    before = peak_mb()
+    next(sampler.sample(np.arange(10_000) % 8, 1, num_samples=128))
+    return peak_mb() - before
+
+results = {"commands": {name: run_shakegen(args) for name, args in json.loads(sys.argv[1])}}
 try:
-    runpy.run_module("shakegen", run_name="__main__", alter_sys=True)
-except SystemExit as stop:
-    code = stop.code
-else:
-    code = 0
-print("MODULES", sorted(name for name in sys.modules if name.split(".")[0] in ("tensorflow", "keras")), code, file=sys.stderr)
+    results["peak_growth_mb"], results["memory_error"] = peak_growth_mb(), None
+except Exception:
+    results["peak_growth_mb"], results["memory_error"] = None, traceback.format_exc()
+print("RESULTS", json.dumps(results))
 """
 
 
-def _modules_after(cwd, *args) -> tuple[str, list, int]:
-    """Run ``python -m shakegen ARGS`` in a fresh interpreter; (stdout, TensorFlow/Keras modules loaded, exit code)."""
+@pytest.fixture(scope="module")
+def fresh_process(shared_run, tmp_path_factory):
+    """One fresh interpreter importing this very shakegen, for the checks that need one, in this order:
+    ``shakegen --help`` and the ``shakegen generate`` commands that must not import TensorFlow (the
+    modules are read right after each one, so each is checked as if it ran alone: a command that
+    imported TensorFlow would leave it behind for the reading that follows it); then ``--engine
+    tensorflow``, which does import it; then, TensorFlow loaded, the priming memory measurement.
+
+    Returns {"commands": {name: {stdout, code, error, modules}}, "peak_growth_mb", "memory_error"}."""
+    args = ["generate", "--checkpoint", str(shared_run), "--seed", "ROMEO:", "--length", "100", "--random-seed", "3"]
+    commands = [
+        ("help", ["--help"]),
+        ("numpy", [*args, "--json"]),
+        ("pretrained", ["generate", "--checkpoint", "pretrained", "--seed", "ROMEO:", "--length", "50"]),
+        ("samples", [*args, "--num-samples", "3"]),
+        ("tensorflow", [*args, "--json", "--engine", "tensorflow"]),  # last of the commands: it imports TensorFlow
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(shakegen.__file__).resolve().parents[1])}
     result = subprocess.run(
-        [sys.executable, "-c", MODULES_AFTER, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+        [sys.executable, "-c", FRESH_PROCESS, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path_factory.mktemp("fresh"),
+        env=env,
+        timeout=300,
     )
-    line = [line for line in result.stderr.splitlines() if line.startswith("MODULES ")][-1]
-    modules, code = line[len("MODULES ") :].rsplit(" ", 1)
-    return result.stdout, eval(modules), int(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")][-1]
+    return json.loads(line[len("RESULTS ") :])
 
 
-def test_generate_and_help_never_import_tensorflow(shared_run, tmp_path):
-    """In a fresh process, ``shakegen generate`` (a run folder and the pretrained model, one sample and
-    several) and ``shakegen --help`` leave tensorflow and keras out of sys.modules; ``--engine
-    tensorflow`` does import it (the check can see it), and its text is the engine's."""
-    args = ["generate", "--checkpoint", str(shared_run), "--seed", "ROMEO:", "--length", "100", "--random-seed", "3"]
-    stdout, modules, code = _modules_after(tmp_path, *args, "--json")
-    assert code == 0 and modules == [] and json.loads(stdout)["engine"] == "numpy"
-    forced_out, forced, code = _modules_after(tmp_path, *args, "--json", "--engine", "tensorflow")
-    assert code == 0 and "tensorflow" in forced and json.loads(forced_out)["engine"] == "tensorflow"
-    assert json.loads(forced_out)["texts"] == json.loads(stdout)["texts"]
-    pretrained_args = ["generate", "--checkpoint", "pretrained", "--seed", "ROMEO:", "--length", "50"]
-    for other in (pretrained_args, [*args, "--num-samples", "3"]):
-        _, modules, code = _modules_after(tmp_path, *other)
-        assert code == 0 and modules == [], other
-    help_out, modules, code = _modules_after(tmp_path, "--help")
-    assert code == 0 and modules == [] and "generate" in help_out
+def test_generate_and_help_never_import_tensorflow(fresh_process):
+    """In a fresh process (``fresh_process``: one for all these commands, the modules read after each),
+    ``shakegen generate`` (a run folder and the pretrained model, one sample and several) and
+    ``shakegen --help`` leave tensorflow and keras out of sys.modules; ``--engine tensorflow`` does
+    import it (the check can see it), and its text is the engine's."""
+    ran = fresh_process["commands"]
+    for name in ("help", "numpy", "pretrained", "samples"):
+        assert ran[name]["code"] == 0 and ran[name]["modules"] == [], (name, ran[name]["error"])
+    assert "generate" in ran["help"]["stdout"]
+    assert json.loads(ran["numpy"]["stdout"])["engine"] == "numpy"
+    forced = ran["tensorflow"]
+    assert forced["code"] == 0 and "tensorflow" in forced["modules"], forced["error"]
+    assert json.loads(forced["stdout"])["engine"] == "tensorflow"
+    assert json.loads(forced["stdout"])["texts"] == json.loads(ran["numpy"]["stdout"])["texts"]
