@@ -43,11 +43,11 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base_run(folder, small_text):
-    source = folder / "base.txt"
-    source.write_text(small_text, encoding="utf-8")
-    prepare.prepare_corpus(source, folder / "base_data")
-    training.train(TrainConfig(**SMALL_CONFIG), folder / "base", folder / "base_data")
+def base_run(folder, _trained_once):
+    """conftest's tiny run on ``small_text`` (trained once per session), copied to base/ and its
+    prepared corpus to base_data/."""
+    shutil.copytree(_trained_once / "data", folder / "base_data")
+    shutil.copytree(_trained_once / "run", folder / "base")
     return folder / "base"
 
 
@@ -338,12 +338,12 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(
 
 def test_into_a_folder_holding_a_run_needs_overwrite(folder, base_run, new_data):
     run_dir = folder / "occupied"
-    training.train(_config(epochs=1), run_dir, new_data)
+    training.train(_config(max_steps=1), run_dir, new_data)
     before = _files(run_dir)
     with pytest.raises(ConfigError, match="already holds a run. Pass --overwrite"):
         training.train(_config(), run_dir, new_data, init_from=base_run)
     assert _files(run_dir) == before
-    training.train(_config(epochs=1), run_dir, new_data, init_from=base_run, overwrite=True)
+    training.train(_config(max_steps=1), run_dir, new_data, init_from=base_run, overwrite=True)
     assert checkpoint.read_run(run_dir).parent["run"] == "../base"
 
 
