@@ -27,6 +27,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from tests.browser import chromium, requested_urls  # noqa: E402
 
 WAIT_SECONDS = 60  # a bound on waiting, never an assertion
+POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
 
 
@@ -37,6 +38,13 @@ def browser():
     driver.quit()
 
 
+def shown(browser, spans) -> list[tuple[str, str]]:
+    """Each span's text and computed background colour, as WebDriver's textContent property and CSS
+    value give them, read in one script rather than two browser round trips per character."""
+    script = "return arguments[0].map(span => [span.textContent, getComputedStyle(span).backgroundColor]);"
+    return [tuple(pair) for pair in browser.execute_script(script, spans)]
+
+
 def test_the_page_colours_the_text_shows_five_guesses_and_requests_nothing(browser, tmp_path):
     page = tmp_path / "inspect.html"
     arguments = ["inspect", "--checkpoint", "pretrained", "--text", TEXT, "--neurons", "--unit", "2:17"]
@@ -45,17 +53,17 @@ def test_the_page_colours_the_text_shows_five_guesses_and_requests_nothing(brows
     records = json.loads(result.stdout)["records"]
     requested_urls(browser)
     browser.get(page.as_uri())
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".sg-char"))
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".sg-char"))
     spans = browser.find_elements(By.CSS_SELECTOR, ".sg-char")
     assert len(spans) == len(TEXT)
-    assert "".join(span.get_property("textContent") for span in spans).replace("↵", "") == TEXT
-    backgrounds = {span.value_of_css_property("background-color") for span in spans}
-    assert len(backgrounds) >= 3  # coloured by surprisal, several bins in use
+    texts, backgrounds = zip(*shown(browser, spans), strict=True)
+    assert "".join(texts).replace("↵", "") == TEXT
+    assert len(set(backgrounds)) >= 3  # coloured by surprisal, several bins in use
 
     worst = max(range(1, len(records)), key=lambda i: records[i]["bits"])
     ActionChains(browser).move_to_element(spans[worst]).perform()
     tip = browser.find_element(By.CSS_SELECTOR, ".sg-tip")
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: tip.is_displayed())
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(lambda d: tip.is_displayed())
     guesses = tip.find_elements(By.CSS_SELECTOR, ".sg-guess")
     assert len(guesses) == 5
     expected = records[worst]["top"]
@@ -66,7 +74,7 @@ def test_the_page_colours_the_text_shows_five_guesses_and_requests_nothing(brows
     view = Select(browser.find_element(By.CSS_SELECTOR, ".sg-view"))
     assert any(option.get_attribute("value") == "2:17" for option in view.options)
     view.select_by_value("2:17")
-    after = [span.value_of_css_property("background-color") for span in spans]
+    after = [background for _, background in shown(browser, spans)]
     strongest = max(range(len(records)), key=lambda i: abs(records[i]["units"]["2:17"]))
     assert len(set(after)) >= 3
     assert after[strongest] not in ("rgba(255, 255, 255, 1)", "rgb(255, 255, 255)")
@@ -95,18 +103,18 @@ def test_the_served_pages_inspect_view_colours_the_text_and_shows_the_guesses(br
     field.clear()
     field.send_keys(TEXT)
     browser.find_element(By.ID, "inspect").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         lambda d: d.find_element(By.ID, "inspect-status").get_attribute("data-state") in ("done", "error")
     )
     assert browser.find_element(By.ID, "inspect-status").get_attribute("data-state") == "done"
     records = server.post("/v1/inspect", {"text": TEXT, "top_k": 5}).json()["records"]
     spans = browser.find_elements(By.CSS_SELECTOR, "#inspect-output .sg-char")
     assert len(spans) == len(records) == len(TEXT)
-    assert len({span.value_of_css_property("background-color") for span in spans}) >= 3
+    assert len({background for _, background in shown(browser, spans)}) >= 3
     worst = max(range(1, len(records)), key=lambda i: records[i]["bits"])
     ActionChains(browser).move_to_element(spans[worst]).perform()
     tip = browser.find_element(By.CSS_SELECTOR, "#inspect-output .sg-tip")
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: tip.is_displayed())
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(lambda d: tip.is_displayed())
     guesses = tip.find_elements(By.CSS_SELECTOR, ".sg-guess")
     assert [g.text.split()[-1] for g in guesses] == [f"{100 * t['probability']:.1f}%" for t in records[worst]["top"]]
     assert f"rank {records[worst]['rank']}" in tip.text

@@ -22,6 +22,7 @@ from tests.browser import chromium, requested_urls  # noqa: E402
 from tests.test_serve import STARTUP_SECONDS, Server, tiny_run  # noqa: E402, F401
 
 WAIT_SECONDS = 120  # a bound on waiting, never an assertion
+POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 LONG = 100_000
 
 
@@ -45,7 +46,7 @@ def assert_only_local(urls: list[str], server: Server) -> None:
 
 
 def wait_for_state(driver, *states: str) -> str:
-    WebDriverWait(driver, WAIT_SECONDS).until(
+    WebDriverWait(driver, WAIT_SECONDS, POLL_SECONDS).until(
         lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in states
     )
     return driver.find_element(By.ID, "status").get_attribute("data-state")
@@ -60,7 +61,7 @@ def fill(driver, field_id: str, value: str) -> None:
 def test_page_streams_the_apis_text_and_fetches_nothing_from_outside(browser, server, tmp_path):
     requested_urls(browser)
     browser.get(server.url + "/")
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         lambda d: d.find_element(By.ID, "card-fields").get_attribute("data-run") is not None
     )
     card = browser.find_element(By.ID, "card").text
@@ -88,7 +89,9 @@ def test_page_streams_the_apis_text_and_fetches_nothing_from_outside(browser, se
 
 def test_page_reports_a_bad_field(browser, server):
     browser.get(server.url + "/")
-    WebDriverWait(browser, WAIT_SECONDS).until(  # the card sets the fields' limits; the server's answer is shown
+    WebDriverWait(
+        browser, WAIT_SECONDS, POLL_SECONDS
+    ).until(  # the card sets the fields' limits; the server's answer is shown
         lambda d: d.find_element(By.ID, "length").get_attribute("max") == str(LONG)
     )
     fill(browser, "length", str(LONG + 1))
@@ -103,14 +106,14 @@ def test_stop_ends_the_sampling_on_the_server(browser, server):
     before = server.health()
     fill(browser, "length", str(LONG))
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         lambda d: len(d.find_element(By.ID, "output").get_property("textContent")) > 200
     )
     browser.find_element(By.ID, "stop").click()
     assert wait_for_state(browser, "stopped", "done", "error") == "stopped"
     deadline = time.monotonic() + STARTUP_SECONDS
     while (after := server.health())["sampling_now"] and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert after["samples_stopped"] == before["samples_stopped"] + 1
     assert after["characters_sampled"] - before["characters_sampled"] < LONG
 
@@ -118,7 +121,9 @@ def test_stop_ends_the_sampling_on_the_server(browser, server):
 def test_api_docs_work_offline(browser, server):
     requested_urls(browser)
     browser.get(server.url + "/docs")
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 4)
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 4
+    )
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "/v1/generate" in text and "/v1/evaluate" in text and "/v1/model" in text
     assert_only_local(requested_urls(browser), server)

@@ -92,14 +92,14 @@ def test_the_pages_suggest_mode_offers_the_next_words_and_takes_one(server, brow
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.test_serve_browser import WAIT_SECONDS, fill
+    from tests.test_serve_browser import POLL_SECONDS, WAIT_SECONDS, fill
 
     browser.get(server.url + "/")
     browser.find_element(By.ID, "suggest").click()
     fill(browser, "seed", "ROMEO:\n")
 
     def offered_for(text):
-        WebDriverWait(browser, WAIT_SECONDS).until(
+        WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
             lambda d: (
                 d.find_element(By.ID, "suggestions").get_attribute("data-for") == text
                 and d.find_elements(By.CSS_SELECTOR, "#words button")
@@ -116,7 +116,7 @@ def test_the_pages_suggest_mode_offers_the_next_words_and_takes_one(server, brow
     assert browser.find_element(By.ID, "seed").get_property("value") == taken
     after = offered_for(taken)
     browser.find_element(By.ID, "seed").send_keys(Keys.TAB)  # Tab takes the first
-    WebDriverWait(browser, WAIT_SECONDS).until(
+    WebDriverWait(browser, WAIT_SECONDS, POLL_SECONDS).until(
         lambda d: d.find_element(By.ID, "seed").get_property("value") == taken + after[0]
     )
 
