@@ -119,7 +119,7 @@ def test_the_pretrained_bundle_is_a_run_folder_that_leaks_no_path():
 
 def test_a_new_run_records_its_corpus_by_file_name(trained_run, small_data):
     source = json.loads((trained_run / "config.json").read_text())["data"]["source"]
-    assert source == "small.txt"  # conftest prepares tmp_path/small.txt
+    assert source == "corpus.txt"  # trained_run copies tests/runs.py's run, prepared from its corpus.txt
 
 
 def test_an_occupied_run_dir_with_other_settings_names_every_way_out(trained_run, small_data):
