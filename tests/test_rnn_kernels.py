@@ -136,12 +136,11 @@ def test_models_with_either_kernel_share_weights_loss_and_gradients(variant, tmp
 
 @pytest.mark.parametrize("trained_with, loaded_with", [("keras", "fused"), ("fused", "keras")])
 def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
-    trained_with, loaded_with, tmp_path, small_data, small_config
+    trained_with, loaded_with, tmp_path, small_text
 ):
-    from shakegen.training.trainer import train
+    from tests.runs import train_tiny_run
 
-    run_dir = tmp_path / "run"
-    train(small_config.replace(rnn_kernel=trained_with, max_steps=3), run_dir, small_data)
+    run_dir = train_tiny_run(tmp_path, small_text, rnn_kernel=trained_with, max_steps=3)  # cached per session
     saved, info, _ = checkpoint.load_model(run_dir, "last")
     assert info.config.rnn_kernel == trained_with
     assert saved.rnn_layers[0].kernel_in_use == trained_with
@@ -160,13 +159,13 @@ def test_a_run_trained_with_one_kernel_loads_and_generates_with_the_other(
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
-def test_a_resumed_run_may_change_the_kernel(tmp_path, small_data, small_config):
+def test_a_resumed_run_may_change_the_kernel(tmp_path, small_text):
     from shakegen.training.trainer import train
+    from tests.runs import train_tiny_run
 
-    run_dir = tmp_path / "run"
-    train(small_config.replace(rnn_kernel="keras", max_steps=2), run_dir, small_data)
-    result = train(None, run_dir, small_data, resume=True, changes={"rnn_kernel": "fused", "max_steps": 4})
-    assert result.state.global_step == 4
+    run_dir = train_tiny_run(tmp_path, small_text, rnn_kernel="keras", max_steps=3)  # the test above's run
+    result = train(None, run_dir, tmp_path / "data", resume=True, changes={"rnn_kernel": "fused", "max_steps": 5})
+    assert result.state.global_step == 5
 
 
 def test_cli_offers_the_kernel_choice():
