@@ -15,6 +15,7 @@ from shakegen.cli import main
 from shakegen.data.vocab import UnknownCharactersError
 from shakegen.errors import CheckpointError, ConfigError, EvaluationError, SamplingError
 from tests.reference import run_weights, sampling_gaps_for
+from tests.runs import train_tiny_run
 
 
 def _cli_texts(run_dir, *options):
@@ -70,6 +71,14 @@ def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options:
         assert gaps.max() < 1e-4 and np.count_nonzero(gaps) <= 1, (index, gaps.max())
 
 
+@pytest.fixture(scope="module")
+def engine_models(tmp_path_factory, small_text):
+    """``trained_run``'s run (one copy, only read) loaded once on each engine: the cases below only sample
+    from it, so a TensorFlow model traces its sampler once, not once per case."""
+    run_dir = train_tiny_run(tmp_path_factory.mktemp("shared"), small_text)
+    return run_dir, {engine: shakegen.load(run_dir, engine=engine) for engine in ("numpy", "tensorflow")}
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -82,9 +91,10 @@ def _assert_follows_the_reference(run_dir, seed: str, texts: list[str], options:
     ids=["top-p", "top-k", "greedy", "seed-above-2**31", "largest-seed"],
 )
 @pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
-def test_api_and_cli_texts_follow_the_reference_probabilities_and_noise(trained_run, options, engine):
+def test_api_and_cli_texts_follow_the_reference_probabilities_and_noise(engine_models, options, engine):
     """An independent check of what the equality tests above compare shakegen with itself on."""
-    model = shakegen.load(trained_run, engine=engine)
+    trained_run, models = engine_models
+    model = models[engine]
     texts = model.generate("First", length=100, num_samples=2, **options)
     assert model.last_engine == engine
     _assert_follows_the_reference(trained_run, "First", texts, options)
@@ -186,12 +196,12 @@ def test_importing_shakegen_does_not_import_tensorflow():
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    """The README's Python example, as written, against a tiny run at checkpoints/quick."""
+    """The README's Python example, as written (its training shortened to the tiny preset's 3 steps), in
+    an empty folder: the run it trains prepares the embedded corpus in tmp_path/data."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     start = readme.index("```python\nimport shakegen")
     example = readme[start + len("```python\n") : readme.index("```", start + 10)]
-    monkeypatch.chdir(tmp_path)  # the embedded corpus is prepared in tmp_path/data
-    shakegen.train("tiny", run_dir="checkpoints/quick", max_steps=3, val_characters=2000)
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     shortened = example.replace('preset="quick"', 'preset="tiny"').replace(
         "epochs=2", "max_steps=3, val_characters=2000"
