@@ -8,7 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from shakegen.cli import main
 from shakegen.cli import writing as write
 from shakegen.runs import checkpoint
 from shakegen.use import engine, suggest
@@ -103,6 +105,11 @@ def command(run_dir, *extra):
     return [sys.executable, "-m", "shakegen", "write", *extra, "--checkpoint", str(run_dir), "--random-seed", "5"]
 
 
+def in_process(run_dir, *extra):
+    """``command``'s ``shakegen write`` run in this process (stdin empty and not a terminal, as there)."""
+    return CliRunner().invoke(main, command(run_dir, *extra)[3:], input="")
+
+
 def test_without_a_terminal_a_line_prompt_takes_commands_and_prints_the_text(run, tmp_path):
     run_dir = run[0]
     out = tmp_path / "scene.txt"
@@ -116,11 +123,9 @@ def test_without_a_terminal_a_line_prompt_takes_commands_and_prints_the_text(run
     expected = session.text
     assert result.stdout == expected + "\n" and out.read_text() == expected
     assert "suggest: " in result.stderr and "next: " in result.stderr and "Saved" in result.stderr
-    refused = subprocess.run(
-        command(run_dir, "--ban", "\u00e9"), input="", capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert refused.returncode == 2 and "Cannot ban characters the model does not know" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    refused = in_process(run_dir, "--ban", "\u00e9")  # refused before anything is read or shown
+    assert refused.exit_code == 2 and "Cannot ban characters the model does not know" in refused.stderr
+    assert "Traceback" not in refused.stderr and isinstance(refused.exception, SystemExit)
 
 
 class Terminal:
@@ -213,8 +218,7 @@ def test_writing_never_imports_tensorflow(run, tmp_path):
 
 def test_a_file_that_is_not_utf8_is_refused_in_one_line(run, tmp_path):
     (tmp_path / "scene.txt").write_bytes(b"\xff\xfe\x00bad")
-    result = subprocess.run(
-        command(run[0], str(tmp_path / "scene.txt")), input="", capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 1 and "is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    result = in_process(run[0], str(tmp_path / "scene.txt"))  # refused before anything is shown
+    assert result.exit_code == 1 and "is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+    assert isinstance(result.exception, SystemExit) and len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "scene.txt").read_bytes() == b"\xff\xfe\x00bad"  # left as it was
