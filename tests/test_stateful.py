@@ -10,7 +10,7 @@ from shakegen.data import prepare
 from shakegen.errors import TrainingInterrupted
 from shakegen.runs import checkpoint
 from shakegen.training.dataset import epoch_window_starts, steps_per_epoch
-from shakegen.training.events import Stepped
+from shakegen.training.events import Checkpointed, Stepped
 from shakegen.training.trainer import train
 
 
@@ -46,10 +46,21 @@ def _loss(model, inputs, targets, states):
 
 
 def test_the_second_batch_starts_from_the_first_batchs_state(tmp_path, small_data, small_config):
+    import shutil
+
     config = small_config.replace(stateful=True)
     losses = []
-    train(config.replace(max_steps=2), tmp_path / "two", small_data, progress=lambda e: _record(e, losses))
-    train(config.replace(max_steps=1), tmp_path / "one", small_data)
+    (tmp_path / "one").mkdir()
+
+    def record(event):
+        _record(event, losses)
+        if isinstance(event, Checkpointed) and event.step == 1:  # last.npz holds step 1's weights and state
+            for name in ("config.json", "last.npz"):
+                shutil.copy2(tmp_path / "two" / name, tmp_path / "one" / name)
+
+    # A timed checkpoint is due after every step: the one after step 1 is copied to one/ as a run stopped there.
+    train(config.replace(max_steps=2, checkpoint_minutes=1e-9), tmp_path / "two", small_data, progress=record)
+    assert checkpoint.read_state(tmp_path / "one" / "last.npz")["global_step"] == 1
     # Independently: the weights after one step, on window 2, from the state window 1 ended in.
     model, _, _ = checkpoint.load_model(tmp_path / "one", "last")
     carried = checkpoint.read_carried(tmp_path / "one" / "last.npz")
@@ -78,7 +89,11 @@ def test_the_carried_state_is_the_end_of_the_window(tmp_path, small_data, small_
 
 
 def test_stateful_resume_mid_epoch_matches_uninterrupted(tmp_path, small_data, small_config):
-    config = small_config.replace(stateful=True, dropout=0.1)
+    per_epoch = steps_per_epoch(
+        len(prepare.load_prepared(small_data).train), small_config.seq_length, small_config.batch_size, stateful=True
+    )
+    # Both runs stop 8 steps into epoch 2: the resumed one takes 4 steps from the carried state it saved.
+    config = small_config.replace(stateful=True, dropout=0.1, max_steps=per_epoch + 8)
     train(config, tmp_path / "straight", small_data)
 
     def interrupt(event):
