@@ -2,6 +2,7 @@
 how a bundle is built from a run (float16 storage, the card's figures)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from shakegen.errors import CheckpointError
 from shakegen.exports.bundle import build as build_bundle
 from shakegen.runs import checkpoint, pretrained
 from shakegen.training import trainer as training
+from shakegen.use import blas_threads
 from tests.reference import log_softmax, model_logits, run_weights
 
 
@@ -50,9 +52,10 @@ def test_the_bundled_model_scores_a_validation_slice_as_a_numpy_forward_pass():
     assert len(validation) == info.data["val_characters"]
     piece = validation[:2000]
     ids = info.vocab.encode(piece)
-    logits, _ = model_logits(
-        run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell), ids[None, :-1]
-    )
+    with blas_threads.limited(1):  # small products, one at a time: two BLAS threads would only spin against each other
+        logits, _ = model_logits(
+            run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell), ids[None, :-1]
+        )
     expected = -log_softmax(logits[0])[np.arange(len(ids) - 1), ids[1:]].mean()
     report = shakegen.load("pretrained").evaluate(piece)
     assert report.characters == len(piece) - 1 and report.left_out_characters == 0
@@ -89,10 +92,24 @@ def embedded_run(tmp_path_factory):
     return folder / "run"
 
 
-def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, tmp_path):
-    out = tmp_path / "bundle"
-    card = build_bundle(embedded_run, out, command="shakegen train --preset tiny")
-    assert pretrained.available(out) and pretrained.card(out) == card
+@pytest.fixture(scope="module")
+def built(embedded_run, tmp_path_factory):
+    """``embedded_run`` built into a bundle once (building scores the split four times): (its folder, the card
+    ``build`` returned). Tests take a copy (``bundle_copy``)."""
+    out = tmp_path_factory.mktemp("built") / "bundle"
+    return out, build_bundle(embedded_run, out, command="shakegen train --preset tiny")
+
+
+def bundle_copy(built, folder):
+    """A copy of the built bundle in ``folder``/bundle, for a test to read or change as it likes."""
+    shutil.copytree(built[0], folder / "bundle")
+    return folder / "bundle"
+
+
+def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, built, tmp_path):
+    built_in, card = built
+    out = bundle_copy(built, tmp_path)
+    assert pretrained.available(built_in) and pretrained.card(built_in) == card and pretrained.card(out) == card
     assert sorted(path.name for path in out.iterdir()) == ["best.npz", "config.json", "history.csv", "pretrained.json"]
     original = checkpoint.read_weights(embedded_run / "best.npz")
     stored = checkpoint.read_weights(out / "best.npz")
@@ -109,8 +126,8 @@ def test_build_stores_float16_weights_and_their_measured_figures(embedded_run, t
     assert card["command"] == "shakegen train --preset tiny" and card["storage"] == "float16"
     # What ships names no path of the machine that built it: the corpus by its file name.
     assert checkpoint.read_run(out).data["source"] == corpus.EMBEDDED_CORPUS.name
-    for path in out.iterdir():
-        for where in (tmp_path, embedded_run.parent, corpus.EMBEDDED_CORPUS.parent):
+    for path in built_in.iterdir():
+        for where in (built_in.parent, embedded_run.parent, corpus.EMBEDDED_CORPUS.parent):
             assert str(where.resolve()).encode() not in path.read_bytes(), (path.name, where)
 
 
@@ -128,11 +145,10 @@ def test_build_never_replaces_a_folder_that_is_not_a_bundle(embedded_run, tmp_pa
     assert not list(embedded_run.parent.glob("*.building"))
 
 
-def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedded_run, trained_run, tmp_path):
+def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedded_run, built, trained_run, tmp_path):
     """A user's own prepared corpus in data/ does not silently replace the bundle's split; a
     bundle has only best weights, and asking for the last says so."""
-    bundle = tmp_path / "bundle"
-    card = build_bundle(embedded_run, bundle, command="x")
+    bundle, card = bundle_copy(built, tmp_path), built[1]
     others = trained_run.parent / "data"  # a prepared small corpus, all of whose characters it knows
     report = shakegen.load(bundle).evaluate(split="val", data_dir=others)
     assert report.loss == pytest.approx(card["val_loss_streaming"], abs=1e-6)
@@ -147,9 +163,8 @@ def test_the_bundle_is_scored_on_its_own_split_beside_other_prepared_data(embedd
     assert served["best_validation_loss"] == pytest.approx(min(row["val_loss"] for row in history))
 
 
-def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, tmp_path, monkeypatch):
-    bundle = tmp_path / "bundle"
-    build_bundle(embedded_run, bundle, command="x")
+def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded_run, built, tmp_path, monkeypatch):
+    bundle = bundle_copy(built, tmp_path)
     monkeypatch.setattr(pretrained, "BUNDLE_DIR", bundle)
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here, nothing prepared
     runner = CliRunner()
@@ -167,12 +182,7 @@ def test_generate_and_eval_fall_back_to_the_pretrained_model_and_say_so(embedded
     row = json.loads(evaluated.stdout)  # one run: one object
     assert row["loss"] == pytest.approx(pretrained.card(bundle)["val_loss_streaming"], abs=1e-6)
     # A run of one's own under checkpoints/ wins over the bundle, silently.
-    (tmp_path / "checkpoints").mkdir()
-    training.train(
-        TrainConfig(embedding_dim=8, rnn_units=16, seq_length=32, batch_size=16, epochs=1, max_steps=2),
-        tmp_path / "checkpoints" / "mine",
-        embedded_run.parent / "data",
-    )
+    shutil.copytree(embedded_run, tmp_path / "checkpoints" / "mine")
     own = runner.invoke(main, ["generate", "--seed", "ROMEO:", "--length", "10"])
     assert own.exit_code == 0 and "pretrained model" not in own.stderr
 
