@@ -95,8 +95,9 @@ def test_eval_adapt_reports_its_own_protocol_and_leaves_the_run_folder_as_it_was
         assert refused.exit_code == 2 and message in refused.output
 
 
-def test_eval_adapt_prints_no_tensorflow_start_up_log(tmp_path):
-    """TensorFlow's C++ start-up lines (I0000 …, oneDNN, cudart) stay out of eval --adapt's stderr."""
+def test_eval_adapt_prints_no_tensorflow_start_up_log(run, tmp_path):
+    """TensorFlow's C++ start-up lines (I0000 …, oneDNN, cudart) stay out of eval --adapt's stderr
+    (on the tiny run: which model adapts does not change how TensorFlow is imported)."""
     import subprocess
     import sys
 
@@ -104,7 +105,7 @@ def test_eval_adapt_prints_no_tensorflow_start_up_log(tmp_path):
     text.write_text("ROMEO: I love thee.\n" * 6, encoding="utf-8")
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
-        [sys.executable, "-m", "shakegen", "eval", "--checkpoint", "pretrained", "--adapt", "--text", str(text)],
+        [sys.executable, "-m", "shakegen", "eval", "--checkpoint", str(run), "--adapt", "--text", str(text)],
         capture_output=True,
         text=True,
         env=env,
