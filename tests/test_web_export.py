@@ -220,13 +220,13 @@ def test_every_cell_gives_the_engines_text(browser, random_runs, served, cell):
     assert near_ties <= 1, near_ties  # a near-tie is rare: more would mean a real difference
 
 
-def test_the_plain_javascript_path_gives_the_same_text(random_runs, served):
+def test_the_plain_javascript_path_gives_the_same_text(browser, random_runs, served):
     """Without WebAssembly SIMD (older browsers) the JavaScript loops give the engine's text too."""
     run_dir, site = random_runs["gru"]
     loaded, info = float16_engine(run_dir)
-    driver = chromium(performance_log=False)
+    driver = browser  # every page it opens until the finally below runs this script first
+    added = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "window.shakegenNoWasm = true;"})
     try:
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "window.shakegenNoWasm = true;"})
         assert open_page(driver, page_url(served, site))["kernel"] == "JavaScript"
         got = browser_generate(driver, seed="ROMEO:", length=150, temperature=0)
         assert got["text"] == engine_text(loaded, info.vocab, "ROMEO:", 150, temperature=0)
@@ -235,7 +235,8 @@ def test_the_plain_javascript_path_gives_the_same_text(random_runs, served):
         expected = engine_text(loaded, info.vocab, "ROMEO:", 150, **options)
         assert compare_texts(loaded, info.vocab, got["text"], expected, "ROMEO:", options) == 0
     finally:
-        driver.quit()
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+    assert open_page(driver, page_url(served, site))["kernel"] == "WebAssembly SIMD"  # as the other tests need
 
 
 def test_the_noise_is_murmur3_bit_for_bit(browser, random_runs, served):
