@@ -318,15 +318,18 @@ def test_curves_are_redrawn_at_epoch_ends_and_show_every_row_at_the_end(
 
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])
 def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
-    tmp_path, small_data, small_config, how, monkeypatch
+    tmp_path, small_data, small_text, small_config, how, monkeypatch
 ):
     """Stopped just after an improved validation's history row is written (curves.png may be redrawn
     there too), before best.npz and the state commit: last.npz must not record a best that best.npz
     does not hold, and the resumed run ends where an uninterrupted one does."""
+    from tests.runs import train_tiny_run
+
     config = small_config.replace(eval_every=10)
-    straight = train(config, tmp_path / "straight", small_data)
+    straight = train_tiny_run(tmp_path / "reference", small_text, eval_every=10)  # the same run, uninterrupted
+    straight_history = checkpoint.read_history(straight)
     improved_at, best_so_far = [], float("inf")
-    for row in straight.history:
+    for row in straight_history:
         if row["val_loss"] < best_so_far:
             improved_at.append(int(row["step"]))
             best_so_far = row["val_loss"]
@@ -349,15 +352,13 @@ def test_an_interrupt_during_validation_keeps_best_and_last_in_step(
     assert last["best_val_loss"] == best["val_loss"] and best["step"] < target
     monkeypatch.setattr(checkpoint, "write_history", real_history)
     resumed = train(None, tmp_path / "run", small_data, resume=True)
-    assert [row["step"] for row in resumed.history] == [row["step"] for row in straight.history]  # no row twice
+    assert [row["step"] for row in resumed.history] == [row["step"] for row in straight_history]  # no row twice
     assert [row["val_loss"] for row in resumed.history] == pytest.approx(
-        [row["val_loss"] for row in straight.history],
+        [row["val_loss"] for row in straight_history],
         rel=1e-5,  # history.csv keeps 6 significant digits
     )
-    assert checkpoint.read_state(tmp_path / "run" / "best.npz") == checkpoint.read_state(
-        tmp_path / "straight" / "best.npz"
-    )
-    _assert_same_weights(tmp_path / "straight", tmp_path / "run")
+    assert checkpoint.read_state(tmp_path / "run" / "best.npz") == checkpoint.read_state(straight / "best.npz")
+    _assert_same_weights(straight, tmp_path / "run")
 
 
 def _event_points(log_dir):
