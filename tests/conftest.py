@@ -55,6 +55,17 @@ def small_config():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread():
+    """The tests' own NumPy (the float64 references, the checks) runs on one OpenBLAS thread, as the
+    engine's loops do: their products are small, and with two workers on two cores a second BLAS
+    thread per worker only spins against the other (3.8 s of CPU against 0.85 s for one reference pass)."""
+    from shakegen.use import blas_threads
+
+    with blas_threads.limited(1):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _shared_run_cache(tmp_path_factory):
     """tests/runs.py's trained runs live beside every xdist worker's own temporary folder, so the
     workers of one session train each distinct run once between them."""

@@ -16,7 +16,7 @@ from shakegen.data.vocab import UnknownCharactersError
 from shakegen.errors import SamplingError, ShakegenError
 from shakegen.model import inference
 from shakegen.runs import checkpoint
-from shakegen.use import blas_threads, sampling, tf_sampler
+from shakegen.use import sampling, tf_sampler
 from shakegen.use.sampling import PRIME_WINDOW
 from tests.reference import (
     model_logits,
@@ -469,17 +469,16 @@ def test_the_pretrained_models_texts_follow_the_reference_and_the_counter_noise(
     info = model.info
     for index, text in enumerate(texts):
         assert text.startswith(seed) and len(text) == len(seed) + 150
-        with blas_threads.limited(1):  # the reference's small products: two BLAS threads only spin against each other
-            gaps = sampling_gaps_for(
-                weights,
-                info.vocab.encode(seed),
-                info.vocab.encode(text[len(seed) :]),
-                len(info.vocab),
-                options["temperature"],
-                options.get("top_k", 0),
-                options.get("top_p", 1.0),
-                options.get("random_seed", 0) + index,
-            )
+        gaps = sampling_gaps_for(
+            weights,
+            info.vocab.encode(seed),
+            info.vocab.encode(text[len(seed) :]),
+            len(info.vocab),
+            options["temperature"],
+            options.get("top_k", 0),
+            options.get("top_p", 1.0),
+            options.get("random_seed", 0) + index,
+        )
         assert gaps.max() < 1e-4, (index, int(np.argmax(gaps)), gaps.max())
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from shakegen.cli import main
 from shakegen.data import corpus
 from shakegen.runs import checkpoint, pretrained
-from shakegen.use import blas_threads, engine
+from shakegen.use import engine
 from shakegen.use.inspect import InspectionError, inspect_text, parse_unit, summarize
 from tests import reference
 
@@ -61,8 +61,7 @@ def test_guesses_and_ranks_are_the_softmax_of_the_float64_reference(pretrained_e
     inspection = inspect_text(loaded, info, text, top_k=5)
     weights = reference.run_weights(pretrained.BUNDLE_DIR / "best.npz", info.config.cell)
     ids = info.vocab.encode(text)
-    with blas_threads.limited(1):  # small products, one at a time: two BLAS threads would only spin against each other
-        logits, _ = reference.model_logits(weights, ids[None, :])
+    logits, _ = reference.model_logits(weights, ids[None, :])
     probabilities = reference.softmax(logits[0, :-1])  # (n - 1, V): row t predicts character t + 1
     index_of = {char: i for i, char in enumerate(info.vocab.chars)}
     for record, row, target in zip(inspection.characters[1:], probabilities, ids[1:], strict=True):
@@ -85,10 +84,9 @@ def test_a_unit_asked_for_holds_the_hidden_state_after_its_character(pretrained_
     weights = reference.run_weights(pretrained.BUNDLE_DIR / "best.npz", info.config.cell)
     x = np.asarray(weights[0], np.float64)[info.vocab.encode(text)][None]
     layers = []
-    with blas_threads.limited(1):  # as above
-        for variant, kernel, recurrent, bias in weights[1]:
-            x, _ = reference.gru_sequence(variant, x, kernel, recurrent, bias)
-            layers.append(x[0])
+    for variant, kernel, recurrent, bias in weights[1]:
+        x, _ = reference.gru_sequence(variant, x, kernel, recurrent, bias)
+        layers.append(x[0])
     for record in inspection.characters:
         assert record.units["2:17"] == pytest.approx(layers[2][record.position, 17], abs=1e-4)
         assert record.units["0:3"] == pytest.approx(layers[0][record.position, 3], abs=1e-4)

@@ -16,7 +16,6 @@ from shakegen.errors import CheckpointError
 from shakegen.exports.bundle import build as build_bundle
 from shakegen.runs import checkpoint, pretrained
 from shakegen.training import trainer as training
-from shakegen.use import blas_threads
 from tests.reference import log_softmax, model_logits, run_weights
 
 
@@ -52,10 +51,9 @@ def test_the_bundled_model_scores_a_validation_slice_as_a_numpy_forward_pass():
     assert len(validation) == info.data["val_characters"]
     piece = validation[:2000]
     ids = info.vocab.encode(piece)
-    with blas_threads.limited(1):  # small products, one at a time: two BLAS threads would only spin against each other
-        logits, _ = model_logits(
-            run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell), ids[None, :-1]
-        )
+    logits, _ = model_logits(
+        run_weights(pretrained.BUNDLE_DIR / checkpoint.BEST_FILE, info.config.cell), ids[None, :-1]
+    )
     expected = -log_softmax(logits[0])[np.arange(len(ids) - 1), ids[1:]].mean()
     report = shakegen.load("pretrained").evaluate(piece)
     assert report.characters == len(piece) - 1 and report.left_out_characters == 0
