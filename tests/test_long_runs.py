@@ -290,10 +290,11 @@ def test_one_training_process_per_run_folder(trained_run, small_data):
     assert not stale.exists()
 
 
-def test_curves_are_redrawn_at_epoch_ends_and_show_every_row_at_the_end(
+def test_curves_are_redrawn_at_most_every_30_s_and_show_every_row_at_the_end(
     tmp_path, small_data, small_config, monkeypatch
 ):
-    """Frequent validations do not each redraw curves.png: the first, each epoch's end, and the run's end do."""
+    """Frequent validations do not each redraw curves.png: a validation 30 s after the last drawing
+    (or the start) does, and the run's end draws every row."""
     from shakegen.runs import plots
     from shakegen.training import validation
 
@@ -303,17 +304,18 @@ def test_curves_are_redrawn_at_epoch_ends_and_show_every_row_at_the_end(
     )
     train(small_config.replace(eval_every=5), tmp_path / "run", small_data)
     rows = checkpoint.read_history(tmp_path / "run")
-    epoch_ends = [index + 1 for index, row in enumerate(rows) if float(row["epoch"]).is_integer()]
-    assert len(rows) > 10 and drawn == [1, *epoch_ends]  # the last row ends epoch 2, so the run's end adds nothing
+    assert len(rows) > 10 and drawn == [len(rows)]  # a run of seconds: drawn once, when it ends
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     drawn.clear()
-    monkeypatch.setattr(validation, "CURVES_SECONDS", 0.0)  # due at every validation
-    train(small_config.replace(eval_every=5, max_steps=12), tmp_path / "short", small_data)
-    assert drawn == [1, 2, 3]  # steps 5 and 10, and the validation at the stop (step 12)
+    clock = iter(range(0, 10_000, 12))  # 12 s pass between two readings of the clock
+    monkeypatch.setattr(validation, "_now", lambda: next(clock))
+    train(small_config.replace(eval_every=5, max_steps=22), tmp_path / "timed", small_data)
+    # Started at 0; validations read 12, 24, 36 (due: drawn, then 48), 60, 72; the end draws all five rows.
+    assert drawn == [3, 5]
     drawn.clear()
-    monkeypatch.setattr(validation, "CURVES_SECONDS", 1e9)
-    train(small_config.replace(eval_every=5, max_steps=12), tmp_path / "later", small_data)
-    assert drawn == [1, 3]  # the first validation, then every row when the run ends
+    monkeypatch.setattr(validation, "CURVES_SECONDS", 0.0)  # due at every validation
+    train(small_config.replace(eval_every=5, max_steps=12), tmp_path / "every", small_data)
+    assert drawn == [1, 2, 3]  # steps 5, 10 and the stop at 12; the end has nothing new to draw
 
 
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "SIGTERM"])

@@ -16,7 +16,10 @@ from shakegen.runs import checkpoint
 from shakegen.use import evaluate
 from shakegen.use.evaluate import streaming_cross_entropy
 
-CURVES_SECONDS = 30.0  # curves.png is redrawn at each epoch's end, and within an epoch at most this often
+_now = time.monotonic  # the clock of CURVES_SECONDS
+CURVES_SECONDS = (
+    30.0  # curves.png is redrawn at a validation this long after the last drawing (or the start), and at the end
+)
 
 
 @contextlib.contextmanager
@@ -48,7 +51,7 @@ class Validation:
         self.model, self.val_ids, self.guard, self.learning_rate = model, val_ids, guard, learning_rate
         self.run_dir, self.chief = run_dir, chief
         self.history: list[dict] = []
-        self._curves: tuple[float, int] | None = None  # when this process last drew curves.png, and how many rows
+        self._curves = (_now(), -1)  # when this process last drew curves.png (or started), and how many rows
 
     def validate(self, state, epoch_steps: int, finished_epoch: bool, signals) -> tuple[dict, bool]:
         """Score the model, then persist the history row (and best.npz), then commit them to ``state``.
@@ -74,7 +77,7 @@ class Validation:
         improved = state.best_val_loss is None or validation.loss < state.best_val_loss
         if self.chief:
             checkpoint.write_history(self.run_dir, [*self.history, row])  # before last.npz: see checkpoint.py
-            if finished_epoch or self._curves is None or time.monotonic() - self._curves[0] >= CURVES_SECONDS:
+            if _now() - self._curves[0] >= CURVES_SECONDS:
                 self._draw_curves([*self.history, row])
         with signals.deferred():  # best.npz and the state it matches change together
             if self.chief and improved:
@@ -86,11 +89,11 @@ class Validation:
 
     def _draw_curves(self, rows: list[dict]) -> None:
         checkpoint.write_curves(self.run_dir, rows)
-        self._curves = (time.monotonic(), len(rows))
+        self._curves = (_now(), len(rows))
 
     def finish_curves(self) -> None:
         """At the run's end: curves.png shows every row (a plot costs more than a frequent validation)."""
-        if self.chief and self.history and (self._curves is None or self._curves[1] != len(self.history)):
+        if self.chief and self.history and self._curves[1] != len(self.history):
             self._draw_curves(self.history)
 
     @staticmethod
