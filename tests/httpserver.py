@@ -68,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/crash":  # a real error in a handler: it must still be reported
             raise RuntimeError("a handler failed")
         elif path == "/slow":
-            time.sleep(3)
+            time.sleep(1.5)  # past the tests' 0.5 s client timeout, with room for a loaded machine
             self._send(200, BODY)
         else:
             self._send(404, b"missing")

@@ -75,7 +75,7 @@ class Server:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"shakegen serve did not answer /healthz:\n{self.log.read_text()}")
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=120, **kwargs)
