@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import shakegen
 
 
@@ -47,3 +49,19 @@ def test_a_mistyped_seed_list_is_refused_before_tensorflow_loads():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "--seeds must be comma-separated integers" in result.stdout
     assert result.stdout.strip().endswith("[]"), result.stdout
+
+
+@pytest.mark.parametrize("minutes", ["nan", "inf"])
+def test_a_budget_of_minutes_that_is_no_number_is_refused_before_anything_is_written(tmp_path, minutes):
+    result = subprocess.run(
+        [sys.executable, "-m", "shakegen", "compare", "--cells", "gru", "--minutes", minutes, "--out-dir", "out"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines == [f"Error: --minutes must be a finite number of minutes (e.g. 3), got {minutes}."]
+    assert list(tmp_path.iterdir()) == []  # no prepared corpus, no run folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from shakegen.cli import train_display, ui
 from shakegen.cli.shared import data_dir_option, random_seed_option
 from shakegen.config import PRESETS
+from shakegen.errors import ConfigError
 
 
 @click.command()
@@ -80,8 +82,11 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
     seed_list = comparing.parse_seeds(seeds) if seeds is not None else [random_seed]
     if minutes is None and characters is None:
         minutes = 5.0
+    if not math.isfinite(minutes if minutes is not None else 0.0):
+        raise ConfigError(f"--minutes must be a finite number of minutes (e.g. 3), got {minutes}.")
     # The budget is the comparison's: a budget given replaces the preset's caps (tiny's 20 steps).
     base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)
+    base.validate()  # before the corpus is prepared or a run folder made
     display = train_display.TrainDisplay()
     try:
         rows = comparing.compare(
