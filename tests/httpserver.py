@@ -97,7 +97,8 @@ class Server:
     def __enter__(self):
         Handler.counts = {}
         self.httpd = QuietServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # The loop looks for shutdown's request every 10 ms (socketserver's default, half a second, is waited out).
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         self.thread.start()
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         return self

@@ -1,5 +1,4 @@
 import os
-import socketserver
 import time
 
 import pytest
@@ -9,20 +8,9 @@ from shakegen.cli import main
 from shakegen.data import corpus
 from shakegen.data import download as downloading
 from shakegen.data.download import DownloadError, download, file_sha256
-from tests.httpserver import BODY, GZIPPED, QuietServer, Server
+from tests.httpserver import BODY, GZIPPED, Server
 
 SHA = corpus.TINY_SHAKESPEARE_SHA256
-SHUTDOWN_POLL_SECONDS = 0.01  # socketserver's default, 0.5 s, is waited out by every server's shutdown
-
-
-@pytest.fixture(autouse=True)
-def quick_shutdown(monkeypatch):
-    """The test server's loop looks for a shutdown request every 10 ms, not every half second."""
-
-    def serve_forever(self, poll_interval=SHUTDOWN_POLL_SECONDS):
-        socketserver.BaseServer.serve_forever(self, poll_interval)
-
-    monkeypatch.setattr(QuietServer, "serve_forever", serve_forever)
 
 
 @pytest.fixture
