@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 
 
 def chromium(window_size: str, wait_seconds: float, performance_log: bool = True):

@@ -24,10 +24,9 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from tests.browser import chromium, requested_urls  # noqa: E402
+from tests.browser import POLL_SECONDS, chromium, requested_urls  # noqa: E402
 
 WAIT_SECONDS = 60  # a bound on waiting, never an assertion
-POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
 
 

@@ -18,11 +18,10 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from tests.browser import chromium, requested_urls  # noqa: E402
+from tests.browser import POLL_SECONDS, chromium, requested_urls  # noqa: E402
 from tests.test_serve import STARTUP_SECONDS, Server, tiny_run  # noqa: E402, F401
 
 WAIT_SECONDS = 120  # a bound on waiting, never an assertion
-POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 LONG = 100_000
 
 

@@ -92,7 +92,8 @@ def test_the_pages_suggest_mode_offers_the_next_words_and_takes_one(server, brow
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.test_serve_browser import POLL_SECONDS, WAIT_SECONDS, fill
+    from tests.browser import POLL_SECONDS
+    from tests.test_serve_browser import WAIT_SECONDS, fill
 
     browser.get(server.url + "/")
     browser.find_element(By.ID, "suggest").click()

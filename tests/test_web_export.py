@@ -28,12 +28,11 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from tests.browser import POLL_SECONDS, requested_urls  # noqa: E402, F401
 from tests.browser import chromium as headless_chromium  # noqa: E402
-from tests.browser import requested_urls  # noqa: E402, F401
 
 WAIT_SECONDS = 180  # a bound on waiting, never an assertion
 SEPARATOR = "-- the second run --"
-POLL_SECONDS = 0.05  # how often a wait looks again (selenium's default, half a second, is mostly idle)
 SIZE_ALLOWANCE = 100 * 1024  # the folder is at most the float16 weights plus this
 NEAR_TIE = 1e-3  # a gap between two characters' scores (logits / T + Gumbel) this small is a float near-tie
 
