@@ -32,19 +32,15 @@ def small_text():
     return corpus.EMBEDDED_CORPUS.read_text(encoding="utf-8")[:6000]
 
 
-def _prepare_small(folder, small_text):
-    from shakegen.data import prepare
-
-    source = folder / "small.txt"
-    source.write_text(small_text, encoding="utf-8")
-    prepare.prepare_corpus(source, folder / "data")
-    return folder / "data"
-
-
 @pytest.fixture
 def small_data(tmp_path, small_text):
     """A prepared small corpus in tmp_path/data."""
-    return _prepare_small(tmp_path, small_text)
+    from shakegen.data import prepare
+
+    source = tmp_path / "small.txt"
+    source.write_text(small_text, encoding="utf-8")
+    prepare.prepare_corpus(source, tmp_path / "data")
+    return tmp_path / "data"
 
 
 @pytest.fixture

@@ -40,8 +40,9 @@ def train_tiny_run(folder: Path, text: str, *, encoding: str = "utf-8", **overri
     raw = text.encode(encoding)
     settings = json.dumps(sorted({**TINY, **overrides}.items()))
     key = hashlib.sha256(raw + encoding.encode() + settings.encode()).hexdigest()[:24]
-    trained = _cache() / key
-    with open(_cache() / f"{key}.lock", "w") as lock:
+    cache = _cache()
+    trained = cache / key
+    with open(cache / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes: another worker may be training it
         if not (trained / "run").is_dir():
             _train(trained, raw, encoding, overrides)

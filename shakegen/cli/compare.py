@@ -82,7 +82,7 @@ def compare(cells, preset, minutes, characters, seeds, random_seed, out_dir, dat
     seed_list = comparing.parse_seeds(seeds) if seeds is not None else [random_seed]
     if minutes is None and characters is None:
         minutes = 5.0
-    if not math.isfinite(minutes if minutes is not None else 0.0):
+    if minutes is not None and not math.isfinite(minutes):  # the option's range lets nan and inf through
         raise ConfigError(f"--minutes must be a finite number of minutes (e.g. 3), got {minutes}.")
     # The budget is the comparison's: a budget given replaces the preset's caps (tiny's 20 steps).
     base = PRESETS[preset].replace(max_minutes=minutes, max_characters=characters, random_seed=random_seed)

@@ -14,12 +14,10 @@ from pathlib import Path
 
 from shakegen.runs import checkpoint
 from shakegen.use import evaluate
-from shakegen.use.evaluate import streaming_cross_entropy
 
 _now = time.monotonic  # the clock of CURVES_SECONDS
-CURVES_SECONDS = (
-    30.0  # curves.png is redrawn at a validation this long after the last drawing (or the start), and at the end
-)
+# curves.png is redrawn by a validation this long after the last drawing (or the start), and at the end.
+CURVES_SECONDS = 30.0
 
 
 @contextlib.contextmanager
@@ -59,7 +57,7 @@ class Validation:
         Returns the row and whether it improved on the best. ``signals``: the run's ``Received``.
         """
 
-        validation = streaming_cross_entropy(self.model, self.val_ids)  # not counted as training time
+        validation = evaluate.streaming_cross_entropy(self.model, self.val_ids)  # not counted as training time
         self.guard.check_validation(validation.loss, state.global_step)
         into_epoch = (state.global_step - state.epoch_start_step) / max(epoch_steps, 1)
         row = {
