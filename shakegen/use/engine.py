@@ -152,11 +152,13 @@ class Scores:
         ``context`` given, the first entry then predicted from it.
     hidden: with ``hidden=True``, per layer (n, u) float32, the state after reading ids[t]; else None.
     context: after the whole text, to score or sample on from.
+    logits: with ``hidden=True``, the float32 logits behind ``log_probs``, one row per entry; else None.
     """
 
     log_probs: np.ndarray
     hidden: list | None
     context: Context
+    logits: np.ndarray | None = None
 
 
 class Engine:
@@ -237,7 +239,7 @@ class Engine:
         ids = self._check_ids(ids, 1 if context is not None else 2)
         states = (context or self.zero_context()).states
         previous = None if context is None else np.asarray(context.logits, np.float32)[-1:]
-        pieces, layers_out = [], [[] for _ in self.layers]
+        pieces, layers_out, predicted = [], [[] for _ in self.layers], []
         for start in range(0, len(ids), WINDOW):
             window = ids[start : start + WINDOW]
             with blas_threads.limited(BLAS_THREADS):
@@ -248,8 +250,14 @@ class Engine:
             previous = logits[-1:]
             for collected, out in zip(layers_out, outputs, strict=True):
                 collected.append(out)
-        hidden_states = [np.concatenate(parts) for parts in layers_out] if hidden else None
-        return Scores(np.concatenate(pieces), hidden_states, Context(previous, tuple(states)))
+            if hidden:
+                predicted.append(predicting)
+        if not hidden:
+            return Scores(np.concatenate(pieces), None, Context(previous, tuple(states)))
+        hidden_states = [np.concatenate(parts) for parts in layers_out]
+        return Scores(
+            np.concatenate(pieces), hidden_states, Context(previous, tuple(states)), np.concatenate(predicted)
+        )
 
     def sample(
         self,

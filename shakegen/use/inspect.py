@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from shakegen.errors import SamplingError
-from shakegen.use import blas_threads
-from shakegen.use.engine import BLAS_THREADS
 
 BITS_BINS = (1, 2, 4, 8)  # the colour bins of the views: below 1 bit, 1 to 2, 2 to 4, 4 to 8, 8 and more
 MAX_CHARACTERS = 50_000  # a page is ~3,000; the hidden states of 50,000 are ~300 MB for the pretrained model
@@ -131,11 +129,7 @@ def iter_records(engine, chars, ids, *, top_k: int = DEFAULT_TOP_K, units=(), pi
     for start in range(0, len(ids), max(2, piece)):
         window = ids[start : start + max(2, piece)]
         scores = engine.score(window, context=context, hidden=True)
-        last = scores.hidden[-1]  # (w, u): the state after each character, which predicts the next
-        with blas_threads.limited(BLAS_THREADS):  # as the engine's own products: the same rounding in any process
-            logits = last[:-1] @ engine.output_kernel + engine.output_bias  # (w - 1, V): predict window[1:]
-        if context is not None:
-            logits = np.concatenate([np.asarray(context.logits, np.float32)[-1:], logits])
+        logits = scores.logits  # one row per character predicted: window[1:], or all of it after a context
         context = scores.context
         first = 0 if start > 0 else 1  # the text's first character: nothing predicts it
         records = []
