@@ -51,6 +51,10 @@ class CharModel(keras.Model):
             # precomputed projection (see call), not on its input features.
             layer.build((None, None, config.embedding_dim if index == 0 else config.rnn_units))
         self.dense = keras.layers.Dense(vocab_size, kernel_initializer="glorot_uniform", name="logits", dtype=policy)
+        # Last, as a first call would build it: unseeded initialisers draw their seeds in creation order.
+        with keras.name_scope(self.name):  # where a call would build it: its weights are char_model/logits/...
+            self.dense.build((None, None, config.rnn_units))
+        self.built = True  # every weight exists: no call is needed to build the model (an eager pass costs more)
 
     def call(self, inputs, states=None, training=False, dropout_seed=None):
         if training and (self.config.dropout > 0 or self.config.weight_drop > 0) and dropout_seed is None:
@@ -85,9 +89,7 @@ class CharModel(keras.Model):
 
 def build_model(vocab_size: int, config: TrainConfig) -> CharModel:
     """A model with its weights created (initialised from the global Keras seed)."""
-    model = CharModel(vocab_size, config)
-    model(tf.zeros((1, 2), tf.int32))
-    return model
+    return CharModel(vocab_size, config)
 
 
 def layer_summary(model: CharModel) -> list[tuple[str, str, int]]:
