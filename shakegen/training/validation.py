@@ -12,6 +12,7 @@ import contextlib
 import time
 from pathlib import Path
 
+from shakegen.model import inference
 from shakegen.runs import checkpoint
 from shakegen.use import evaluate
 
@@ -114,7 +115,16 @@ class Validation:
         with other tools, which measure that way.
         """
 
-        if not self.chief or not checkpoint.checkpoint_path(self.run_dir, "best").is_file():
+        best = checkpoint.checkpoint_path(self.run_dir, "best")
+        if not self.chief or not best.is_file():
             return None
-        model, _, _ = checkpoint.load_model(self.run_dir, "best", precision="float32")
-        return evaluate.windowed_cross_entropy(model, self.val_ids, window=evaluate.EVAL_WINDOW).loss
+        # Scored on the float32 model the validations scored with (its compiled scoring is
+        # traced already), holding the best weights for the while.
+        scorer = inference.float32_model(self.model)
+        current = [variable.numpy() for variable in scorer.weights]
+        checkpoint.load(best, scorer)
+        try:
+            return evaluate.windowed_cross_entropy(scorer, self.val_ids, window=evaluate.EVAL_WINDOW).loss
+        finally:
+            for variable, value in zip(scorer.weights, current, strict=True):
+                variable.assign(value)
