@@ -30,8 +30,12 @@ def window_function(model):
     cache = inference.cache_of(model)
     if "evaluation" not in cache:
         model_ref = weakref.ref(model)
+        # Any number of rows and characters: one trace serves every window, stream and batch.
+        text = (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, None), tf.int32))
+        weights = tf.TensorSpec((None, None), tf.float64)
+        states = [tf.TensorSpec((None, layer.units), tf.float32) for layer in model.rnn_layers]
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=(*text, weights, states))
         def run(inputs, targets, weights, states):
             logits, new_states = model_ref()(inputs, states=states, training=False)
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
