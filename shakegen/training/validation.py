@@ -12,7 +12,6 @@ import contextlib
 import time
 from pathlib import Path
 
-from shakegen.model import inference
 from shakegen.runs import checkpoint
 from shakegen.use import evaluate
 
@@ -118,6 +117,8 @@ class Validation:
         best = checkpoint.checkpoint_path(self.run_dir, "best")
         if not self.chief or not best.is_file():
             return None
+        from shakegen.model import inference  # puts off TensorFlow: importing training must not load it
+
         # Scored on the float32 model the validations scored with (its compiled scoring is
         # traced already), holding the best weights for the while.
         scorer = inference.float32_model(self.model)
