@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shakegen.training.dataset import epoch_batches, epoch_dataset, epoch_window_starts, steps_per_epoch
+from shakegen.training.dataset import epoch_batches, epoch_window_starts, epoch_windows, steps_per_epoch
 
 
 @pytest.mark.parametrize("stateful", [False, True])
@@ -21,11 +21,11 @@ def test_batch_count_equals_the_windows_drawn(num_characters, stateful):
 
 @pytest.mark.parametrize("num_characters", [40, 1_000, 1_041, 4_099])
 def test_shuffled_windows_lie_inside_the_split_and_cover_every_window_that_fits(num_characters):
-    """Windows read back from the pipeline itself: the data is 0, 1, 2, ... so a window's first input is its start."""
+    """Windows read back from the batches themselves: the data is 0, 1, 2, ... so a window's first input is its start."""
     seq_length, batch_size = 16, 8
     data = np.arange(num_characters, dtype=np.int32)
     for epoch in range(6):
-        batches = list(epoch_dataset(data, seq_length, batch_size, random_seed=7, epoch=epoch).as_numpy_iterator())
+        batches = list(epoch_windows(data, seq_length, batch_size, random_seed=7, epoch=epoch))
         inputs = np.concatenate([x for x, _ in batches])
         targets = np.concatenate([y for _, y in batches])
         assert inputs.shape == targets.shape and inputs.shape[1] == seq_length

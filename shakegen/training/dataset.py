@@ -1,4 +1,4 @@
-"""Training windows: their layout per epoch (plain NumPy), and the tf.data pipeline that feeds them.
+"""Training windows: their layout per epoch, and the batches gathered from it (plain NumPy).
 
 Each epoch cuts the training split into windows of ``seq_length + 1`` characters (stride
 ``seq_length``, so every character is a target once) from a fresh random offset, shuffles
@@ -7,6 +7,8 @@ makes an interrupted run resume onto exactly the batches it would have seen.
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 
@@ -76,46 +78,27 @@ def _stream_layout(num_characters: int, seq_length: int, batch_size: int, offset
     return offset, stream_length
 
 
-def epoch_dataset(
+def epoch_windows(
     data: np.ndarray,
     seq_length: int,
     batch_size: int,
     random_seed: int,
     epoch: int,
     skip_batches: int = 0,
-    slices: int = 1,
-    first_slice: int = 0,
-    slice_count: int = 1,
     stateful: bool = False,
     id_table: np.ndarray | None = None,
-):
-    """A ``tf.data.Dataset`` of (inputs, targets) int32 batches of shape (batch_size / slices, seq_length) for one epoch.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(inputs, targets) int32 arrays of shape (batch_size, seq_length), one per batch left in the epoch.
 
-    Every global batch is cut into ``slices`` equal parts (one per replica); this pipeline
-    yields parts ``first_slice .. first_slice + slice_count - 1`` of each global batch, in
-    order. With the defaults it yields whole batches. ``data`` may be a memory map: windows
-    are gathered batch by batch, so memory stays flat. ``id_table`` maps ``data``'s ids to the
-    model's (a fine-tuned run's vocabulary is not the prepared one's), window by window too.
+    Each batch is gathered when it is asked for, in the calling thread: ``data`` may be a memory
+    map and memory stays flat. ``id_table`` maps ``data``'s ids to the model's (a fine-tuned
+    run's vocabulary is not the prepared one's), window by window too. No tf.data pipeline:
+    its ``numpy_function`` ran this gather on TensorFlow's threads, which took Python's lock
+    from under the training loop (stalls of many seconds), for a gather that costs microseconds.
     """
-    from shakegen.model.backend import tf  # the window layouts need no TensorFlow: only the pipeline does
-
     starts = epoch_window_starts(len(data), seq_length, batch_size, random_seed, epoch, stateful)[skip_batches:]
-    part = batch_size // slices
-    # (batches, slices, part) -> this pipeline's parts, flattened in order.
-    starts = starts.reshape(len(starts), slices, part)[:, first_slice : first_slice + slice_count].reshape(-1, part)
     offsets = np.arange(seq_length + 1)
-
-    def gather(batch_starts):
-        windows = data[batch_starts[:, None] + offsets]  # (part, seq + 1)
+    for batch_starts in starts:
+        windows = data[batch_starts[:, None] + offsets]  # (batch, seq + 1)
         windows = np.asarray(windows if id_table is None else id_table[windows], dtype=np.int32)
-        return windows[:, :-1], windows[:, 1:]
-
-    dataset = tf.data.Dataset.from_tensor_slices(starts)
-    dataset = dataset.map(
-        lambda batch_starts: tf.numpy_function(gather, [batch_starts], (tf.int32, tf.int32), stateful=False)
-    )
-    dataset = dataset.map(lambda x, y: (tf.ensure_shape(x, (part, seq_length)), tf.ensure_shape(y, (part, seq_length))))
-    options = tf.data.Options()
-    # Slicing is done above; tf.distribute must not shard the pipeline again.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options).prefetch(2)
+        yield windows[:, :-1], windows[:, 1:]

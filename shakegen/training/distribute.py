@@ -6,7 +6,7 @@ many-core CPUs). ``multi-worker``: MultiWorkerMirroredStrategy configured by the
 TF_CONFIG environment variable. ``auto``: mirrored when more than one GPU is visible, else one.
 
 Also the plumbing around the strategy: which process is the chief (the one that writes the
-run folder), and the input pipelines that feed each replica its slice of every global batch.
+run folder), and the feed that gives each replica its slice of every global batch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 
 from shakegen.config import ConfigError, TrainConfig
-from shakegen.training.dataset import epoch_dataset
+from shakegen.training.dataset import epoch_windows
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 CPU_REPLICAS = 2
@@ -85,27 +85,18 @@ def is_chief(strategy) -> bool:
 def distributed_epoch(strategy, data, config: TrainConfig, epoch: int, skip: int, id_table=None):
     """The epoch's global batches, each replica fed its own slice of every global batch.
 
-    ``id_table``: the prepared ids' run ids (a fine-tuned run's), looked up batch by batch.
+    Replica ``r`` of ``n`` takes rows ``r·b/n`` to ``(r+1)·b/n`` of each global batch of ``b``
+    windows; a worker of a cluster fills only its own replicas. ``id_table``: the prepared
+    ids' run ids (a fine-tuned run's), looked up batch by batch.
     """
 
-    replicas = strategy.num_replicas_in_sync
+    part = config.batch_size // strategy.num_replicas_in_sync
+    for inputs, targets in epoch_windows(
+        data, config.seq_length, config.batch_size, config.random_seed, epoch, skip, config.stateful, id_table
+    ):
 
-    def dataset_for(context):
-        # One input pipeline per worker; it feeds its local replicas in turn, one slice each.
-        local = replicas // context.num_input_pipelines
-        first = context.input_pipeline_id * local
-        return epoch_dataset(
-            data,
-            config.seq_length,
-            config.batch_size,
-            config.random_seed,
-            epoch,
-            skip,
-            slices=replicas,
-            first_slice=first,
-            slice_count=local,
-            stateful=config.stateful,
-            id_table=id_table,
-        )
+        def replica_slice(context, inputs=inputs, targets=targets):
+            rows = slice(context.replica_id_in_sync_group * part, (context.replica_id_in_sync_group + 1) * part)
+            return inputs[rows], targets[rows]
 
-    return strategy.distribute_datasets_from_function(dataset_for)
+        yield strategy.experimental_distribute_values_from_function(replica_slice)
