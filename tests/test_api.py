@@ -214,8 +214,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 
 
 def test_loading_and_sampling_on_the_engine_import_no_tensorflow(tmp_path):
-    """shakegen.load(...).generate/stream/evaluate of a short text stay on the NumPy engine (no
-    TensorFlow in sys.modules); many samples at once, a long text, or engine="tensorflow" bring it in."""
+    """shakegen.load(...).generate/stream/evaluate of a short text stay on the NumPy engine: a fresh
+    process that does them has no TensorFlow in sys.modules. Many samples at once go to TensorFlow
+    (checked here, in this process, where TensorFlow is loaded already)."""
     code = """
 import sys, shakegen
 model = shakegen.load("pretrained")
@@ -223,12 +224,13 @@ model.generate("ROMEO:", length=30, random_seed=1)
 "".join(model.stream("ROMEO:", length=30, random_seed=1))
 report = model.evaluate("First Citizen:\\nBefore we proceed any further, hear me speak.")
 print(report.engine, model.last_engine, "tensorflow" in sys.modules, "keras" in sys.modules)
-model.generate("ROMEO:", length=10, num_samples=8, random_seed=1)
-print(model.last_engine, "tensorflow" in sys.modules)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["numpy", "numpy", "False", "False", "tensorflow", "True"]
+    assert result.stdout.split() == ["numpy", "numpy", "False", "False"]
+    model = shakegen.load("pretrained")
+    model.generate("ROMEO:", length=10, num_samples=8, random_seed=1)
+    assert model.last_engine == "tensorflow"
 
 
 def test_figures_do_not_depend_on_the_engine_or_the_turn_size(trained_run, small_data):
