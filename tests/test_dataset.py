@@ -48,3 +48,26 @@ def test_shuffled_windows_lie_inside_the_split_and_cover_every_window_that_fits(
         else:  # a corpus shorter than one batch of windows: windows repeat to fill a batch
             assert offset == 0 and len(starts) == batch_size and set(starts) == set(fitting)
     assert len(batches) == epoch_batches(num_characters, seq_length, batch_size, 7, 5)
+
+
+def test_training_gathers_its_batches_in_its_own_thread(tmp_path, small_data, small_config, monkeypatch):
+    """Every batch a run trains on is gathered by the thread that trains, one per step. A tf.data
+    pipeline's numpy_function gathered them on TensorFlow's threads instead, where they took Python's
+    lock from under the training loop: workers of this suite stood still for up to 78 s."""
+    import threading
+
+    from shakegen.training import distribute
+    from shakegen.training.trainer import train
+
+    threads = []
+    windows = distribute.epoch_windows
+
+    def recorded(*args, **kwargs):
+        for batch in windows(*args, **kwargs):
+            threads.append(threading.get_ident())
+            yield batch
+
+    monkeypatch.setattr(distribute, "epoch_windows", recorded)
+    result = train(small_config.replace(max_steps=5), tmp_path / "run", small_data)
+    assert result.state.global_step == 5
+    assert threads == [threading.get_ident()] * 5
