@@ -77,6 +77,23 @@ def softmax(logits):
     return np.exp(log_softmax(logits))
 
 
+def summed_nll(weights, inputs, targets) -> float:
+    """Summed negative log-likelihood of ``targets`` (time,) after ``inputs`` (time,) from a zero state."""
+    logits, _ = model_logits(weights, np.asarray(inputs)[None, :])
+    return float(-log_softmax(logits[0])[np.arange(len(targets)), np.asarray(targets)].sum())
+
+
+def windowed_nll(weights, ids, starts, window) -> tuple[float, int]:
+    """(summed NLL, characters predicted) over windows of ``ids`` at ``starts``, each from a zero state:
+    the windows protocol, nanoGPT's way of scoring."""
+    total = count = 0
+    for start in starts:
+        stop = min(start + window, len(ids) - 1)
+        total += summed_nll(weights, ids[start:stop], ids[start + 1 : stop + 1])
+        count += stop - start
+    return total, count
+
+
 def scores(logits, temperature, top_k=None, top_p=None, uniform_noise=None):
     """What the next id is the argmax of, by the definitions, from float64 logits (vocab,): the logits
     themselves when greedy (temperature 0); else logits / T plus Gumbel noise, -inf outside the

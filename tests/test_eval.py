@@ -21,7 +21,7 @@ from shakegen.model.network import build_model
 from shakegen.runs import checkpoint
 from shakegen.use import evaluate, tf_scoring
 from shakegen.use import report as scoring_report
-from tests.reference import log_softmax, model_logits, model_weights
+from tests.reference import log_softmax, model_logits, model_weights, summed_nll, windowed_nll
 from tests.runs import train_tiny_run
 
 
@@ -151,21 +151,6 @@ def _shared_ids(shared_run, split="val"):
     return np.asarray(data.val if split == "val" else data.train)
 
 
-def _numpy_nll(weights, inputs, targets):
-    """Summed negative log-likelihood of ``targets`` (time,) after ``inputs`` (time,) from a zero state."""
-    logits, _ = model_logits(weights, np.asarray(inputs)[None, :])
-    return float(-log_softmax(logits[0])[np.arange(len(targets)), np.asarray(targets)].sum())
-
-
-def _numpy_windowed(weights, ids, starts, window):
-    total = count = 0
-    for start in starts:
-        stop = min(start + window, len(ids) - 1)
-        total += _numpy_nll(weights, ids[start:stop], ids[start + 1 : stop + 1])
-        count += stop - start
-    return total, count
-
-
 @pytest.mark.parametrize("window, batch_size", [(50, None), (50, 5), (64, 3), (1, None)])
 def test_windowed_figure_equals_numpy(shared_model, shared_run, window, batch_size):
     """Non-overlapping windows covering the split, each from a zero state, every position
@@ -173,7 +158,7 @@ def test_windowed_figure_equals_numpy(shared_model, shared_run, window, batch_si
     ids = _shared_ids(shared_run)
     predicted = len(ids) - 1
     result = evaluate.windowed_cross_entropy(shared_model, ids, window=window, batch_size=batch_size)
-    total, count = _numpy_windowed(model_weights(shared_model), ids, range(0, predicted, window), window)
+    total, count = windowed_nll(model_weights(shared_model), ids, range(0, predicted, window), window)
     assert predicted % window != 0 or window == 1  # a partial last window is part of the check
     assert result.count == count == predicted
     assert result.loss == pytest.approx(total / count, rel=1e-6)
@@ -205,7 +190,7 @@ def test_random_windows_equal_numpy_and_follow_the_seed(shared_model, shared_run
     result = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
     starts = evaluate.window_starts(len(ids) - 1, window, samples, random_seed=3)
     assert len(set(map(int, starts))) > 1 and max(starts) + window <= len(ids) - 1
-    total, count = _numpy_windowed(model_weights(shared_model), ids, starts, window)
+    total, count = windowed_nll(model_weights(shared_model), ids, starts, window)
     assert result.count == count == samples * window
     assert result.loss == pytest.approx(total / count, rel=1e-6)
     again = evaluate.windowed_cross_entropy(shared_model, ids, window=window, samples=samples, random_seed=3)
@@ -214,7 +199,7 @@ def test_random_windows_equal_numpy_and_follow_the_seed(shared_model, shared_run
     # By hand: a text of one window has one start, so K samples are K copies of that window.
     short = ids[: window + 1]
     one = evaluate.windowed_cross_entropy(shared_model, short, window=window, samples=3, random_seed=9)
-    expected = _numpy_nll(model_weights(shared_model), short[:-1], short[1:]) / window
+    expected = summed_nll(model_weights(shared_model), short[:-1], short[1:]) / window
     assert one.count == 3 * window and one.loss == pytest.approx(expected, rel=1e-6)
 
 
@@ -245,7 +230,7 @@ def test_cli_names_the_protocol(shared_run):
     assert (windows["protocol"], windows["window"], windows["samples"]) == ("windows", 256, None)
     model, _, _ = checkpoint.load_model(shared_run, "best")
     ids = _shared_ids(shared_run)
-    total, count = _numpy_windowed(model_weights(model), ids, range(0, len(ids) - 1, 256), 256)
+    total, count = windowed_nll(model_weights(model), ids, range(0, len(ids) - 1, 256), 256)
     assert windows["characters"] == count and windows["loss"] == pytest.approx(total / count, rel=1e-6)
     sampled = _eval_json(
         "--checkpoint", str(shared_run), "--data-dir", data_dir, "--protocol", "windows", "--window", "64",
@@ -306,11 +291,11 @@ def test_bfloat16_run_is_evaluated_in_float32(bfloat16_run):
     assert not inference.is_float32(mixed)
     weights = model_weights(mixed)
     ids = np.asarray(prepare.load_prepared(bfloat16_run.parent / "data").val)
-    expected = _numpy_nll(weights, ids[:-1], ids[1:]) / (len(ids) - 1)
+    expected = summed_nll(weights, ids[:-1], ids[1:]) / (len(ids) - 1)
     by_window = [evaluate.streaming_cross_entropy(mixed, ids, window=w, streams=1).loss for w in (7, 64, 4096)]
     assert by_window == pytest.approx([expected] * 3, rel=1e-6)
     assert max(by_window) - min(by_window) < 1e-6 * by_window[0]
-    total, count = _numpy_windowed(weights, ids, range(0, len(ids) - 1, 50), 50)
+    total, count = windowed_nll(weights, ids, range(0, len(ids) - 1, 50), 50)
     assert evaluate.windowed_cross_entropy(mixed, ids, window=50).loss == pytest.approx(total / count, rel=1e-6)
     report = _eval_json("--checkpoint", str(bfloat16_run), "--data-dir", str(bfloat16_run.parent / "data"))
     assert report["loss"] == pytest.approx(expected, rel=1e-6)

@@ -11,7 +11,7 @@ from shakegen.data import prepare
 from shakegen.runs import checkpoint
 from shakegen.training.events import Checkpointed, Stepped, Validated
 from shakegen.training.trainer import TrainingInterrupted, train
-from tests.reference import log_softmax, model_logits, run_weights
+from tests.reference import run_weights, windowed_nll
 
 
 def _weights(run_dir, which="last"):
@@ -251,13 +251,10 @@ def test_ema_decay_validates_and_keeps_the_moving_average_of_the_weights(tmp_pat
     # from a zero state over the validation split, here in float64 NumPy.
     ids = np.asarray(prepare.load_prepared(small_data).val)
     weights = run_weights(tmp_path / "run" / "best.npz", config.cell)
-    total = 0.0
-    for start in range(0, len(ids) - 1, 256):
-        stop = min(start + 256, len(ids) - 1)
-        logits, _ = model_logits(weights, ids[None, start:stop])
-        total -= log_softmax(logits[0])[np.arange(stop - start), ids[start + 1 : stop + 1]].sum()
+    total, count = windowed_nll(weights, ids, range(0, len(ids) - 1, 256), 256)
+    assert count == len(ids) - 1
     state = checkpoint.read_state(tmp_path / "run" / "last.npz")
-    assert state["best_val_loss_windows"] == pytest.approx(total / (len(ids) - 1), rel=1e-5)
+    assert state["best_val_loss_windows"] == pytest.approx(total / count, rel=1e-5)
     history = checkpoint.read_history(tmp_path / "run")
     plain = train(config.replace(ema_decay=0.0), tmp_path / "plain", small_data)
     assert history[-1]["val_loss"] != plain.history[-1]["val_loss"]  # validated on the average
