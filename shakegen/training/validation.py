@@ -74,9 +74,10 @@ class Validation:
         }
         improved = state.best_val_loss is None or validation.loss < state.best_val_loss
         if self.chief:
-            checkpoint.write_history(self.run_dir, [*self.history, row])  # before last.npz: see checkpoint.py
+            rows = [*self.history, row]
+            checkpoint.write_history(self.run_dir, rows)  # before last.npz: see checkpoint.py
             if _now() - self._curves[0] >= CURVES_SECONDS:
-                self._draw_curves([*self.history, row])
+                self._draw_curves(rows)
         with signals.deferred():  # best.npz and the state it matches change together
             if self.chief and improved:
                 best = {"epoch": row["epoch"], "step": state.global_step, "val_loss": validation.loss}
